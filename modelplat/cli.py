@@ -1,0 +1,245 @@
+"""The command line: parses arguments, calls the pipeline, prints, and picks the exit code.
+
+Thin on purpose: no validation or rendering logic here, and heavy modules are imported inside
+the command that needs them, so `modelplat --help` and a small render start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE, Diagnostic, ModelplatError
+
+app = typer.Typer(
+    add_completion=True,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Render KServe model services into Helm charts and Flux HelmReleases, and check them with the real tools.",
+)
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _fail(exc: ModelplatError, fmt: Format) -> None:
+    """Print a user-facing failure (never a traceback) and exit with its code."""
+    if fmt is Format.json:
+        print(json.dumps({"ok": False, "error": exc.message, "diagnostics": [d.as_dict() for d in exc.diagnostics]},
+                         indent=2))
+    else:
+        _print_diagnostics(exc.diagnostics)
+        if not exc.diagnostics or exc.message not in {"invalid platform settings"}:
+            _console(stderr=True).print(f"[bold red]error:[/] {_escape(exc.message)}")
+        else:
+            _console(stderr=True).print("[bold red]error:[/] invalid platform settings")
+    raise typer.Exit(exc.exit_code)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _print_diagnostics(diagnostics: list[Diagnostic]) -> None:
+    if not diagnostics:
+        return
+    console = _console(stderr=True)
+    for d in diagnostics:
+        colour = "red" if d.severity == "error" else "yellow"
+        line = f"[bold]{_escape(d.location())}[/]: [{colour}]{d.severity}[{_escape(d.code)}][/]: {_escape(d.message)}"
+        if d.hint:
+            line += f"\n    [dim]hint:[/] {_escape(d.hint)}"
+        console.print(line)
+
+
+def _debug() -> bool:
+    return os.environ.get("MODELPLAT_DEBUG", "") not in ("", "0")
+
+
+@app.command()
+def render(
+    inputs: List[Path] = typer.Argument(..., help="Model values files or folders (searched recursively)."),
+    out: Path = typer.Option(Path("charts-out"), "--out", "-o", help="Output folder (owned by modelplat)."),
+    platform: Optional[Path] = typer.Option(None, "--platform", "-p", help="Platform settings file (default: platform.yaml beside or above the inputs)."),
+    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 with a diff summary when the output is stale."),
+    force: bool = typer.Option(False, "--force", help="Take over an output folder that modelplat did not write."),
+    fmt: Format = typer.Option(Format.text, "--format", help="Output format."),
+) -> None:
+    """Render every model into a Helm chart plus its Flux HelmRelease, all written at once."""
+    from . import output, pipeline
+    from .render import render_tree
+
+    try:
+        result = pipeline.run(inputs, platform)
+        if result.errors:
+            from .errors import InvalidInput
+
+            raise InvalidInput(f"{len(result.errors)} error(s) in {result.files} file(s); nothing was written",
+                               result.diagnostics)
+        files = render_tree(result.plans, result.platform)
+        if check:
+            changes = output.compare(out, files)
+            if fmt is Format.json:
+                print(json.dumps({"ok": not changes.any(), "added": changes.added, "changed": changes.changed,
+                                  "removed": changes.removed}, indent=2))
+            elif changes.any():
+                sys.stdout.write(output.diff(out, files, changes))
+                console = _console(stderr=True)
+                console.print(f"[bold red]{_escape(str(out))} is out of date:[/] {len(changes.added)} added, "
+                              f"{len(changes.changed)} changed, {len(changes.removed)} removed "
+                              f"({len(result.plans)} models). Run: modelplat render {' '.join(map(str, inputs))} --out {out}")
+            else:
+                _console(stderr=True).print(f"{_escape(str(out))} is up to date ({len(result.plans)} models).")
+            raise typer.Exit(EXIT_INVALID if changes.any() else EXIT_OK)
+        written = output.write(out, files, force=force)
+        _print_diagnostics(result.diagnostics)  # warnings only, at this point
+        c = written.changes
+        if fmt is Format.json:
+            print(json.dumps({"ok": True, "models": len(result.plans), "written": written.written,
+                              "added": c.added, "changed": c.changed, "removed": c.removed}, indent=2))
+        else:
+            _console(stderr=True).print(
+                f"rendered {len(result.plans)} model(s) into {_escape(str(out))}: {len(c.added)} added, "
+                f"{len(c.changed)} changed, {len(c.removed)} removed, {c.unchanged} unchanged")
+    except ModelplatError as exc:
+        _fail(exc, fmt)
+
+
+@app.command()
+def lint(
+    inputs: List[Path] = typer.Argument(..., help="Model values files or folders (searched recursively)."),
+    platform: Optional[Path] = typer.Option(None, "--platform", "-p", help="Platform settings file."),
+    tools_: bool = typer.Option(True, "--tools/--no-tools", help="Run the real tools (helm, kubeconform, helm-unittest)."),
+    require_tools: bool = typer.Option(
+        False, "--require-tools", envvar="MODELPLAT_REQUIRE_TOOLS",
+        help="Fail when a tool is missing instead of skipping its checks (set this in CI)."),
+    schema_location: List[str] = typer.Option(
+        [], "--schema-location", help="Extra kubeconform schema location, tried before the bundled ones (repeatable)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Charts checked in parallel (default: CPU count)."),
+    fmt: Format = typer.Option(Format.text, "--format", help="Output format."),
+) -> None:
+    """Validate every values file and check every rendered chart with the real tools."""
+    from .lint import CHECKS, lint as run_lint
+
+    try:
+        report = run_lint(inputs, platform, use_tools=tools_, require_tools=require_tools,
+                          schema_locations=schema_location, jobs=jobs)
+    except ModelplatError as exc:
+        _fail(exc, fmt)
+        return
+    if fmt is Format.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        from rich.table import Table
+
+        _print_diagnostics(report.diagnostics)
+        table = Table(title="modelplat lint", show_lines=False)
+        table.add_column("values file")
+        for check in CHECKS:
+            table.add_column(check)
+        styles = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skipped": "[yellow]skipped[/]"}
+        for model in report.models:
+            table.add_row(_escape(model.file), *(styles[model.checks[c].status] if c in model.checks else "" for c in CHECKS))
+        console = _console()
+        console.print(table)
+        for model in report.models:
+            for name, check in model.checks.items():
+                if check.status == "fail" and name != "schema+rules":
+                    console.print(f"[bold red]{_escape(model.file)}: {name} failed[/]\n{_escape(check.detail)}")
+        if report.tools:
+            console.print("tools: " + ", ".join(f"{k} {v}" for k, v in report.tools.items()))
+        if report.missing_tools:
+            level = "[bold red]error" if require_tools else "[yellow]warning"
+            console.print(f"{level}:[/] not found: {', '.join(report.missing_tools)}; their checks were skipped. "
+                          "Install them with scripts/install-tools.sh (or put them on PATH).")
+    if require_tools and report.missing_tools:
+        raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_INVALID)
+
+
+@app.command()
+def schema(
+    out: Path = typer.Option(Path("schemas"), "--out", "-o", help="Folder for the JSON Schema files."),
+    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 when the files differ."),
+) -> None:
+    """Write the JSON Schemas of model values, platform settings and chart values."""
+    from . import schemas
+
+    stale = []
+    for name, text in schemas.all_texts().items():
+        target = out / name
+        if target.is_file() and target.read_text() == text:
+            continue
+        stale.append(name)
+        if not check:
+            out.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{name}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, target)
+    console = _console(stderr=True)
+    if check:
+        console.print(f"stale: {', '.join(stale)}" if stale else "schemas are up to date")
+        raise typer.Exit(EXIT_INVALID if stale else EXIT_OK)
+    console.print(f"wrote {len(stale)} schema file(s) into {_escape(str(out))}" if stale else "schemas are up to date")
+
+
+@app.command()
+def init(
+    target: str = typer.Argument(..., help="<project>/<name>, e.g. fraud/xgb-scorer"),
+    gpu: bool = typer.Option(False, "--gpu", help="Start from a GPU model."),
+    llm: bool = typer.Option(False, "--llm", help="Start from an LLM served by vLLM (OpenAI protocol; implies a GPU)."),
+    models_dir: Path = typer.Option(Path("models"), "--dir", help="Folder holding the <project>/ folders."),
+    schema_ref: Optional[str] = typer.Option(None, "--schema", help="$schema reference for the editor (default: a relative path to schemas/model-values.schema.json, found upwards)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented starter values file for a new model."""
+    from .starter import StarterError, write_starter
+
+    try:
+        path = write_starter(target, models_dir, gpu=gpu, llm=llm, schema_ref=schema_ref, force=force)
+    except StarterError as exc:
+        _console(stderr=True).print(f"[bold red]error:[/] {_escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE)
+    _console(stderr=True).print(f"wrote {_escape(str(path))}; edit it, then run: modelplat lint {_escape(str(models_dir))}")
+
+
+@app.command()
+def version() -> None:
+    """Print modelplat's version."""
+    print(__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except Exception:  # a bug: say so plainly; the traceback only with MODELPLAT_DEBUG=1
+        if _debug():
+            raise
+        exc = sys.exc_info()[1]
+        sys.stderr.write(f"internal error: {type(exc).__name__}: {exc}\n"
+                         "This is a bug in modelplat; rerun with MODELPLAT_DEBUG=1 for the traceback.\n")
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()

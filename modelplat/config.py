@@ -1,0 +1,101 @@
+"""The platform settings file: what the platform team sets once for every model.
+
+A pydantic model like values.py (exported to JSON Schema); no I/O and no rendering here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import Field, StringConstraints
+
+from .values import DNSLabel, LabelKey, Quantity, Section, Url
+
+Duration = Annotated[str, StringConstraints(pattern=r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")]
+
+
+class GPUSettings(Section):
+    """How GPU nodes are labelled and tainted (seed: EKS node groups, NVIDIA device plugin)."""
+
+    nodeGroupLabel: LabelKey = Field(
+        default="eks.amazonaws.com/nodegroup", description="Node label naming the node group."
+    )
+    nodeGroup: Optional[DNSLabel] = Field(
+        default=None, description="The GPU node group's label value; unset: `<clusterName>-gpu`."
+    )
+    taintKey: LabelKey = Field(default="nvidia.com/gpu", description="Taint key on GPU nodes, tolerated by GPU pods.")
+    resourceName: LabelKey = Field(default="nvidia.com/gpu", description="Extended resource name of a GPU.")
+    productLabel: LabelKey = Field(
+        default="nvidia.com/gpu.product", description="Node label holding the GPU product (GPU feature discovery)."
+    )
+
+
+class ResourceDefaults(Section):
+    requestCPU: Quantity = Field(default="500m")
+    limitCPU: Optional[Quantity] = Field(default=None, description="Unset: no CPU limit (avoids throttling).")
+    requestMemory: Quantity = Field(default="1Gi")
+    limitMemory: Optional[Quantity] = Field(default="2Gi")
+
+
+class Defaults(Section):
+    """Defaults every model inherits unless it sets its own."""
+
+    resources: ResourceDefaults = Field(default_factory=ResourceDefaults)
+    sharedMemorySize: Quantity = Field(default="2Gi", description="/dev/shm size for GPU and LLM models.")
+
+
+class GitRepositorySettings(Section):
+    name: DNSLabel = Field(default="modelplat", description="Flux GitRepository holding the rendered output.")
+    namespace: DNSLabel = Field(default="flux-system")
+    url: Annotated[str, StringConstraints(pattern=r"^(https|ssh)://[^\s]+$")] = Field(
+        default="ssh://git@git.example.com/platform/models.git", description="Repository URL."
+    )
+    branch: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/-]+$")] = Field(default="main")
+    secretRef: Optional[DNSLabel] = Field(default=None, description="Secret with the Git credentials.")
+
+
+class FluxSettings(Section):
+    """How Flux finds and applies the rendered output."""
+
+    gitRepository: GitRepositorySettings = Field(default_factory=GitRepositorySettings)
+    path: Annotated[str, StringConstraints(pattern=r"^\./[A-Za-z0-9._/-]*$")] = Field(
+        default="./charts-out", description="Path of the rendered output inside the repository."
+    )
+    interval: Duration = Field(default="10m", description="Reconcile interval of HelmReleases and the Kustomization.")
+    timeout: Duration = Field(default="15m", description="Helm install/upgrade timeout (GPU models load slowly).")
+    retries: Annotated[int, Field(ge=0, le=20)] = Field(default=3, description="Install/upgrade remediation retries.")
+    kustomizationName: DNSLabel = Field(default="modelplat-models")
+
+
+class JWTSettings(Section):
+    issuer: Optional[Url] = Field(default=None)
+    jwksUri: Optional[Url] = Field(default=None)
+    audiences: list[str] = Field(default_factory=list)
+
+
+class PlatformSettings(Section):
+    """The platform settings file (e.g. `platform.yaml`)."""
+
+    clusterName: DNSLabel = Field(description="Cluster name; the GPU node group is `<clusterName>-gpu`.", examples=["ml-prod"])
+    environment: DNSLabel = Field(default="prod", description="Environment name, stamped as a label.")
+    kubernetesVersion: Annotated[str, StringConstraints(pattern=r"^1\.[0-9]{2}$")] = Field(
+        default="1.33", description="Kubernetes minor version the output is validated against."
+    )
+    domain: Optional[Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")]] = Field(
+        default=None, description="Base domain of exposed models.", examples=["models.example.com"]
+    )
+    gateway: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+/[a-z0-9-]+$")] = Field(
+        default="istio-system/model-gateway", description="Istio gateway `<namespace>/<name>` models are published on."
+    )
+    istioInjection: bool = Field(default=True, description="Label model namespaces for Istio sidecar injection.")
+    scrape: Literal["annotations", "podMonitor", "both"] = Field(
+        default="annotations", description="How Prometheus finds model metrics."
+    )
+    gpu: GPUSettings = Field(default_factory=GPUSettings)
+    defaults: Defaults = Field(default_factory=Defaults)
+    flux: FluxSettings = Field(default_factory=FluxSettings)
+    jwt: JWTSettings = Field(default_factory=JWTSettings)
+
+    @property
+    def gpu_node_group(self) -> str:
+        return self.gpu.nodeGroup or f"{self.clusterName}-gpu"

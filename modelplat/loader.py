@@ -1,0 +1,171 @@
+"""Reads YAML files into plain data and maps dotted keys back to file:line:column.
+
+Parsing uses ruamel's C-accelerated safe loader; positions are computed only when a diagnostic
+needs them (a second, round-trip parse), so valid files pay for one fast parse. No validation here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import Diagnostic
+
+MAX_FILE_BYTES = 1 << 20  # a model values file is a few KiB; 1 MiB leaves room and stops abuse
+
+_safe_yaml = None
+
+
+def _yaml():
+    global _safe_yaml
+    if _safe_yaml is None:
+        from ruamel.yaml import YAML
+
+        _safe_yaml = YAML(typ="safe")  # uses the C parser when ruamel.yaml.clib is present
+        _safe_yaml.allow_duplicate_keys = False
+    return _safe_yaml
+
+
+@dataclass
+class Source:
+    """One YAML document read from disk, with lazy position lookup."""
+
+    path: Path
+    display: str  # the path as shown to the user (relative to where they pointed us)
+    text: str
+    data: Any
+    _positions: dict[tuple, tuple[int, int]] | None = field(default=None, repr=False)
+
+    def position(self, loc: tuple) -> tuple[int, int]:
+        """1-based (line, column) of the deepest existing key along `loc`; (0, 0) if unknown."""
+        if self._positions is None:
+            self._positions = _positions(self.text)
+        loc = tuple(loc)
+        while loc:
+            if loc in self._positions:
+                return self._positions[loc]
+            loc = loc[:-1]
+        return self._positions.get((), (1, 1))
+
+    def diagnostic(self, loc: tuple, code: str, message: str, hint: str = "", severity: str = "error") -> Diagnostic:
+        line, col = self.position(loc)
+        key = ".".join(str(p) for p in loc)
+        return Diagnostic(self.display, line, col, code, message, hint, key, severity)
+
+
+class LoadError(Exception):
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__(diagnostic.format())
+        self.diagnostic = diagnostic
+
+
+def load(path: Path, display: str | None = None) -> Source:
+    """Read one YAML file; raises LoadError with a positioned diagnostic on any problem."""
+    display = display or str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise LoadError(Diagnostic(display, 0, 0, "unreadable", f"cannot read file: {exc.strerror}")) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise LoadError(
+            Diagnostic(
+                display, 0, 0, "file-too-large",
+                f"file is {len(raw)} bytes; values files are limited to {MAX_FILE_BYTES} bytes",
+            )
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise LoadError(Diagnostic(display, line, col, "not-utf8", "file is not valid UTF-8", "save it as UTF-8")) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    data = parse(text, display)
+    return Source(path, display, text, data)
+
+
+def parse(text: str, display: str) -> Any:
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    try:
+        data = _yaml().load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        code, hint = "yaml-syntax", ""
+        if "duplicate key" in problem:
+            code, hint = "duplicate-key", "each key may appear once in a mapping"
+            problem = problem.split("\n")[0]
+        raise LoadError(Diagnostic(display, line, col, code, problem, hint)) from None
+    except YAMLError as exc:
+        raise LoadError(Diagnostic(display, 0, 0, "yaml-syntax", str(exc).splitlines()[0])) from None
+    except RecursionError:
+        raise LoadError(Diagnostic(display, 0, 0, "too-deep", "YAML nesting is too deep")) from None
+    _refuse_shared_nodes(data, display)
+    return data
+
+
+def _refuse_shared_nodes(data: Any, display: str) -> None:
+    """Refuse anchors/aliases of mappings and lists.
+
+    They are never needed in a values file, and an alias bomb ("billion laughs") loads as a
+    small graph of shared containers that only explodes later, when validated or emitted.
+    """
+    seen: set[int] = set()
+    stack = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        if depth > 64:
+            raise LoadError(Diagnostic(display, 0, 0, "too-deep", "YAML nesting is deeper than 64 levels"))
+        if id(node) in seen:
+            raise LoadError(
+                Diagnostic(
+                    display, 0, 0, "yaml-alias",
+                    "YAML anchors and aliases of mappings or lists are not allowed in values files",
+                    "write the values out in full",
+                )
+            )
+        seen.add(id(node))
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _positions(text: str) -> dict[tuple, tuple[int, int]]:
+    """Map every key path to the 1-based position of its key (list items: of the item)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    rt = YAML(typ="rt")
+    rt.allow_duplicate_keys = True
+    try:
+        root = rt.load(text)
+    except Exception:  # only reached for files that parsed with the safe loader
+        return {(): (1, 1)}
+    out: dict[tuple, tuple[int, int]] = {(): (1, 1)}
+    stack: list[tuple[tuple, Any]] = [((), root)]
+    while stack:
+        prefix, node = stack.pop()
+        if isinstance(node, CommentedMap):
+            for key in node:
+                try:
+                    line, col = node.lc.key(key)
+                except (KeyError, TypeError):
+                    continue
+                path = prefix + (key,)
+                out[path] = (line + 1, col + 1)
+                stack.append((path, node[key]))
+        elif isinstance(node, CommentedSeq):
+            for index, item in enumerate(node):
+                try:
+                    line, col = node.lc.item(index)
+                except (KeyError, TypeError, IndexError):
+                    continue
+                path = prefix + (index,)
+                out[path] = (line + 1, col + 1)
+                stack.append((path, item))
+    return out

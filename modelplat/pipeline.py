@@ -1,0 +1,178 @@
+"""The one-way pipeline: discover → load → validate → rules → plan, for every model of a run.
+
+Collects every diagnostic of every file so one run reports all problems; rendering and writing
+are separate steps (render.py, output.py) that the CLI calls only when this found no error.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import Diagnostic, InvalidInput
+from .loader import LoadError, Source, load
+
+PLATFORM_NAMES = ("platform.yaml", "platform.yml")
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    path: Path
+    root: Path  # the folder the user pointed at; sources are named relative to it
+
+    @property
+    def relative(self) -> str:
+        try:
+            return self.path.relative_to(self.root).as_posix()
+        except ValueError:
+            return self.path.name
+
+
+@dataclass
+class Run:
+    platform: object  # PlatformSettings (typed loosely so importing this module stays cheap)
+    platform_file: Path
+    plans: list = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: int = 0
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+
+def display(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def discover(inputs: list[Path]) -> tuple[list[ModelFile], list[Diagnostic]]:
+    """Every model values file under the inputs (recursively), in a stable order."""
+    found: list[ModelFile] = []
+    problems: list[Diagnostic] = []
+    for given in inputs:
+        if given.is_file():
+            found.append(ModelFile(given.resolve(), given.resolve().parent.parent))
+            continue
+        if not given.is_dir():
+            problems.append(Diagnostic(display(given), 0, 0, "no-such-path", "no such file or directory"))
+            continue
+        root = given.resolve()
+        for folder, dirs, names in os.walk(root):  # does not follow symlinked folders
+            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+            for name in sorted(names):
+                if not name.endswith(YAML_SUFFIXES) or name.startswith(".") or name in PLATFORM_NAMES:
+                    continue
+                path = Path(folder, name)
+                if path.is_symlink():
+                    target = path.resolve()
+                    if not target.is_relative_to(root):
+                        problems.append(Diagnostic(
+                            display(path), 0, 0, "symlink-outside",
+                            f"symlink points outside {display(root)} (to {target}); refusing to read it",
+                        ))
+                        continue
+                found.append(ModelFile(path, root))
+    return found, problems
+
+
+def find_platform(inputs: list[Path], explicit: Path | None) -> Path:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise InvalidInput(f"platform settings file not found: {explicit}")
+        return explicit
+    for given in inputs:
+        folder = given.resolve() if given.is_dir() else given.resolve().parent
+        for candidate_dir in (folder, *folder.parents):
+            for name in PLATFORM_NAMES:
+                candidate = candidate_dir / name
+                if candidate.is_file():
+                    return candidate
+    raise InvalidInput(
+        "no platform settings file found next to or above the inputs",
+        [Diagnostic(", ".join(display(i) for i in inputs), 0, 0, "no-platform",
+                    "no platform.yaml found", "pass --platform FILE or create platform.yaml beside the models")],
+    )
+
+
+def load_platform(path: Path):
+    from .config import PlatformSettings
+    from .validate import validate
+
+    try:
+        source = load(path, display(path))
+    except LoadError as exc:
+        raise InvalidInput("invalid platform settings", [exc.diagnostic]) from None
+    settings, problems = validate(source, PlatformSettings)
+    if problems:
+        raise InvalidInput("invalid platform settings", problems)
+    return settings
+
+
+def run(inputs: list[Path], platform_file: Path | None = None) -> Run:
+    """Load, validate, check and plan every model; never raises for a bad model file."""
+    from . import plan as planning, rules
+    from .validate import validate
+    from .values import ModelValues
+
+    platform_path = find_platform(inputs, platform_file)
+    platform = load_platform(platform_path)
+    files, problems = discover(inputs)
+    result = Run(platform=platform, platform_file=platform_path, diagnostics=problems, files=len(files))
+    if not files and not problems:
+        result.diagnostics.append(Diagnostic(
+            ", ".join(display(i) for i in inputs), 0, 0, "no-models", "no model values files (*.yaml) found"))
+    seen: dict[tuple[str, str], str] = {}
+    for model_file in files:
+        shown = display(model_file.path)
+        try:
+            source = load(model_file.path, shown)
+        except LoadError as exc:
+            result.diagnostics.append(exc.diagnostic)
+            continue
+        values, problems = validate(source, ModelValues)
+        if values is None:
+            result.diagnostics.extend(problems)
+            continue
+        folder = model_file.path.parent.name if model_file.path.parent != model_file.root else None
+        ident = planning.identity(values, model_file.path.stem, folder)
+        problems = _identity_problems(source, values, ident, model_file)
+        problems += rules.check(values, platform, source, ident.name)
+        key = (ident.namespace, ident.name)
+        if key in seen:
+            problems.append(source.diagnostic(
+                ("name",) if values.name else (), "duplicate-model",
+                f"model {ident.namespace}/{ident.name} is already defined in {seen[key]}",
+                "each model needs a unique name within its namespace"))
+        seen.setdefault(key, shown)
+        result.diagnostics.extend(problems)
+        if not any(d.severity == "error" for d in problems):
+            result.plans.append(planning.plan(values, platform, ident, model_file.relative, shown))
+    result.diagnostics.sort()
+    return result
+
+
+def _identity_problems(source: Source, values, ident, model_file: ModelFile) -> list[Diagnostic]:
+    from .values import DNS_LABEL
+    import re
+
+    out = []
+    if not values.name and not re.fullmatch(DNS_LABEL, ident.name):
+        out.append(source.diagnostic(
+            (), "invalid-name",
+            f"the file name '{model_file.path.stem}' is not a valid model name (a DNS label)",
+            "rename the file (lowercase letters, digits, '-') or set name:"))
+    if not ident.project:
+        out.append(source.diagnostic((), "missing-project", "cannot tell the project of a file outside a project folder",
+                                     "put the file in a <project>/ folder or set project:"))
+    elif not values.project and not re.fullmatch(DNS_LABEL, ident.project):
+        out.append(source.diagnostic(
+            (), "invalid-project", f"the folder name '{ident.project}' is not a valid project name (a DNS label)",
+            "rename the folder or set project:"))
+    return out

@@ -1,0 +1,226 @@
+"""Planning: which resources a model gets, their names, and the chart's values. Pure: no I/O.
+
+Everything later stages need is decided here once, so render only formats and tests can assert
+on the plan directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__
+from .config import PlatformSettings
+from .values import ModelValues
+
+# Chart templates (in templates/chart/templates/) and the features that include them.
+TEMPLATE_FOR_FEATURE = {
+    "serving": "inferenceservice.yaml",
+}
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    project: str
+    namespace: str
+
+
+@dataclass
+class ModelPlan:
+    identity: Identity
+    source: str  # values file relative to the input root (stable across machines; stamped in the chart)
+    values: ModelValues
+    chart_values: dict[str, Any]
+    features: list[str]
+    templates: list[str]
+    gpu: bool
+    llm: bool
+    shared_memory: bool
+    labels: dict[str, str] = field(default_factory=dict)
+    file: str = ""  # values file as the user sees it (relative to the working directory)
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+    @property
+    def namespace(self) -> str:
+        return self.identity.namespace
+
+    @property
+    def model_dir(self) -> str:
+        """Output folder of this model, relative to the output root."""
+        return f"{self.identity.project}/{self.identity.name}"
+
+    @property
+    def chart_dir(self) -> str:
+        return f"{self.model_dir}/chart"
+
+
+def identity(values: ModelValues, file_stem: str, folder: str | None) -> Identity:
+    """Name from the file name, project from the folder, unless the file says otherwise."""
+    name = values.name or file_stem
+    project = values.project or folder or ""
+    return Identity(name=name, project=project, namespace=values.namespace or project)
+
+
+def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, source: str, file: str = "") -> ModelPlan:
+    res = values.resources
+    gpu = bool(res.requestGPU or res.limitGPU)
+    llm = values.model.protocol == "openai"
+    shm = values.sharedMemory.enabled if values.sharedMemory.enabled is not None else (gpu or llm)
+    features = ["serving", "gpu" if gpu else "cpu"]
+    if values.metrics.enabled:
+        features.append("metrics")
+    if values.logger is not None:
+        features.append("logger")
+    return ModelPlan(
+        identity=ident,
+        source=source,
+        values=values,
+        chart_values=chart_values(values, platform, ident, shm),
+        features=features,
+        templates=[TEMPLATE_FOR_FEATURE["serving"]],
+        gpu=gpu,
+        llm=llm,
+        shared_memory=shm,
+        labels=common_labels(ident, platform),
+        file=file or source,
+    )
+
+
+def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identity, shm: bool) -> dict[str, Any]:
+    """The model's validated values with every default resolved, plus the platform facts.
+
+    This one document is both the chart's values.yaml and the HelmRelease's spec.values, so what
+    Flux applies is exactly what `helm template` was checked with.
+    """
+    doc = values.model_dump(mode="json", exclude_none=True)
+    doc["name"], doc["project"], doc["namespace"] = ident.name, ident.project, ident.namespace
+    # Keep the key order of the schema: name, project, namespace first.
+    doc = {k: doc[k] for k in ("name", "project", "namespace")} | {
+        k: v for k, v in doc.items() if k not in ("name", "project", "namespace")
+    }
+    defaults = platform.defaults.resources
+    resources = doc["resources"]
+    for key in ("requestCPU", "limitCPU", "requestMemory", "limitMemory"):
+        if key not in resources and getattr(defaults, key) is not None:
+            resources[key] = getattr(defaults, key)
+    doc["resources"] = {k: resources[k] for k in
+                        ("requestCPU", "limitCPU", "requestMemory", "limitMemory", "requestGPU", "limitGPU") if k in resources}
+    doc["sharedMemory"] = {"enabled": shm, "sizeLimit": values.sharedMemory.sizeLimit or platform.defaults.sharedMemorySize}
+    for path in (("labels",), ("scheduling", "nodeSelector"), ("rdma", "resources"), ("canary", "headerMatch")):
+        parent = doc
+        for part in path[:-1]:
+            parent = parent.get(part, {})
+        if isinstance(parent.get(path[-1]), dict):
+            parent[path[-1]] = dict(sorted(parent[path[-1]].items()))
+    doc["platform"] = {
+        "clusterName": platform.clusterName,
+        "gpuNodeGroupLabel": platform.gpu.nodeGroupLabel,
+        "gpuNodeGroup": platform.gpu_node_group,
+        "gpuTaintKey": platform.gpu.taintKey,
+        "gpuResourceName": platform.gpu.resourceName,
+        "gpuProductLabel": platform.gpu.productLabel,
+        "sharedMemorySize": platform.defaults.sharedMemorySize,
+    }
+    return doc
+
+
+def common_labels(ident: Identity, platform: PlatformSettings) -> dict[str, str]:
+    """Labels on the Flux objects (the chart computes its own from values)."""
+    return {
+        "app.kubernetes.io/name": ident.name,
+        "app.kubernetes.io/part-of": ident.project,
+        "app.kubernetes.io/managed-by": "modelplat",
+        "modelplat.io/environment": platform.environment,
+    }
+
+
+# --- Flux objects ------------------------------------------------------------------------------
+
+
+def helm_release(p: ModelPlan, platform: PlatformSettings) -> dict[str, Any]:
+    flux = platform.flux
+    source = flux.gitRepository
+    return {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "kind": "HelmRelease",
+        "metadata": {"name": p.name, "namespace": p.namespace, "labels": p.labels},
+        "spec": {
+            "interval": flux.interval,
+            "releaseName": p.name,
+            "timeout": flux.timeout,
+            "chart": {
+                "spec": {
+                    "chart": f"{flux.path.rstrip('/')}/{p.chart_dir}",
+                    # A chart from Git keeps its version between commits; Revision makes every
+                    # commit that changes the chart a new release.
+                    "reconcileStrategy": "Revision",
+                    "sourceRef": {"kind": "GitRepository", "name": source.name, "namespace": source.namespace},
+                    "interval": flux.interval,
+                }
+            },
+            "install": {"remediation": {"retries": flux.retries}},
+            "upgrade": {
+                "cleanupOnFail": True,
+                "remediation": {"retries": flux.retries, "remediateLastFailure": True},
+            },
+            "values": p.chart_values,
+        },
+    }
+
+
+def namespace(project_namespace: str, platform: PlatformSettings) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/managed-by": "modelplat", "modelplat.io/environment": platform.environment}
+    if platform.istioInjection:
+        labels["istio-injection"] = "enabled"
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": project_namespace, "labels": labels}}
+
+
+def kustomization(resources: list[str]) -> dict[str, Any]:
+    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": resources}
+
+
+def git_repository(platform: PlatformSettings) -> dict[str, Any]:
+    src = platform.flux.gitRepository
+    spec: dict[str, Any] = {"interval": platform.flux.interval, "url": src.url, "ref": {"branch": src.branch}}
+    if src.secretRef:
+        spec["secretRef"] = {"name": src.secretRef}
+    return {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": src.name, "namespace": src.namespace},
+        "spec": spec,
+    }
+
+
+def flux_kustomization(platform: PlatformSettings) -> dict[str, Any]:
+    src = platform.flux.gitRepository
+    return {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": platform.flux.kustomizationName, "namespace": src.namespace},
+        "spec": {
+            "interval": platform.flux.interval,
+            "path": platform.flux.path,
+            "prune": True,
+            "sourceRef": {"kind": "GitRepository", "name": src.name},
+            "timeout": platform.flux.timeout,
+        },
+    }
+
+
+def chart_metadata(p: ModelPlan) -> dict[str, Any]:
+    description = p.values.description or f"KServe model service {p.name} ({p.values.model.format})"
+    return {
+        "apiVersion": "v2",
+        "name": p.name,
+        "description": description,
+        "type": "application",
+        # Stamped from the generator: a new modelplat that renders differently is a new chart.
+        "version": __version__,
+        "appVersion": __version__,
+        "annotations": {"modelplat.io/generator": f"modelplat {__version__}", "modelplat.io/source": p.source},
+    }

@@ -1,0 +1,33 @@
+"""Locates the data files modelplat ships: jinja templates, exported schemas, vendored schemas.
+
+In a wheel they sit inside the package (see pyproject's force-include); in a source checkout
+they sit at the repository root. Nothing else in the package hard-codes these paths.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+@lru_cache(maxsize=None)
+def data_dir(name: str) -> Path:
+    """`templates`, `schemas` or `vendor`: the installed copy first, else the checkout's."""
+    for candidate in (_PACKAGE / name, _PACKAGE.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"modelplat data folder '{name}' is missing from the installation")
+
+
+def templates_dir() -> Path:
+    return data_dir("templates")
+
+
+def schemas_dir() -> Path:
+    return data_dir("schemas")
+
+
+def vendor_dir() -> Path:
+    return data_dir("vendor")

@@ -1,0 +1,235 @@
+"""Semantic rules: checks across fields that a JSON Schema cannot express.
+
+Each rule reads validated values (and the platform settings) and returns diagnostics; rules never
+change values and never render. `unsupported` guards fields whose feature is not rendered yet.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Callable, Iterator
+
+from .config import PlatformSettings
+from .errors import Diagnostic
+from .loader import Source
+from .values import ModelValues
+
+# Longest suffix KServe and modelplat append to a model name: "<name>-canary-predictor" must stay
+# a 63-character DNS label (it names a Service), so names are capped for every model, even one
+# without a canary today, so that turning canary on later never forces a rename.
+LONGEST_SUFFIX = "-canary-predictor"
+MAX_NAME = 63 - len(LONGEST_SUFFIX)
+
+_SUFFIXES = {
+    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
+    "k": Decimal(10) ** 3, "K": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+}
+
+
+def quantity(value: object) -> Decimal:
+    """A Kubernetes quantity as a number of base units ("500m" → 0.5, "1Ki" → 1024)."""
+    text = str(value)
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if suffix and text.endswith(suffix):
+            number, scale = text[: -len(suffix)], _SUFFIXES[suffix]
+            break
+    else:
+        number, scale = text, Decimal(1)
+    try:
+        return Decimal(number) * scale
+    except InvalidOperation:
+        raise ValueError(f"not a quantity: {value!r}") from None
+
+
+# --- features not rendered yet -------------------------------------------------------------------
+# Each entry: (feature, key that asks for it, predicate). Only features in RENDERED are accepted;
+# a value asking for any other is an error until its templates land, never silently ignored.
+
+RENDERED = frozenset({"serving", "gpu", "metrics", "logger", "scheduling"})
+
+FeatureRequest = tuple[str, tuple, Callable[[ModelValues], bool]]
+
+FEATURE_REQUESTS: list[FeatureRequest] = [
+    ("exposure", ("exposeModel", "enabled"), lambda v: v.exposeModel.enabled),
+    ("exposure", ("exposeModel", "host"), lambda v: v.exposeModel.host is not None),
+    ("auth", ("auth", "jwt", "enabled"), lambda v: v.auth.jwt.enabled),
+    ("auth", ("auth", "allowedPrincipals"), lambda v: bool(v.auth.allowedPrincipals)),
+    ("auth", ("auth", "allowedNamespaces"), lambda v: bool(v.auth.allowedNamespaces)),
+    ("auth", ("auth", "customAuthz", "enabled"), lambda v: v.auth.customAuthz.enabled),
+    ("rate limits", ("ratelimitIPPerMinute",), lambda v: v.ratelimitIPPerMinute is not None),
+    ("rate limits", ("ratelimitEachSAPerMinute",), lambda v: v.ratelimitEachSAPerMinute is not None),
+    ("token limits", ("tokenLimit", "enabled"), lambda v: v.tokenLimit.enabled),
+    ("canary", ("canary", "enabled"), lambda v: v.canary.enabled),
+    ("canary", ("primaryLoad",), lambda v: v.primaryLoad is not None and v.primaryLoad != 100),
+    ("mirroring", ("mirror", "enabled"), lambda v: v.mirror.enabled),
+    ("autoscaling", ("autoscaling", "enabled"), lambda v: v.autoscaling.enabled),
+    ("observability", ("observability", "accessLog"), lambda v: v.observability.accessLog),
+    ("observability", ("observability", "alerts", "enabled"), lambda v: v.observability.alerts.enabled),
+    ("disruption budget", ("podDisruptionBudget", "enabled"), lambda v: v.podDisruptionBudget.enabled is True),
+    ("RDMA", ("rdma", "enabled"), lambda v: v.rdma.enabled),
+]
+
+
+def requested_features(values: ModelValues) -> list[tuple[str, tuple]]:
+    return [(feature, key) for feature, key, asks in FEATURE_REQUESTS if asks(values)]
+
+
+# --- the rules -------------------------------------------------------------------------------------
+
+Rule = Callable[[ModelValues, PlatformSettings, Source, str], Iterator[Diagnostic]]
+
+
+def unsupported(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+    for feature, key in requested_features(values):
+        if feature not in RENDERED:
+            yield src.diagnostic(
+                key, "not-yet-supported",
+                f"{'.'.join(key)}: {feature} is accepted by the schema but not rendered by modelplat yet",
+                "remove it for now; modelplat never ignores a setting silently",
+            )
+
+
+def name_length(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+    if len(name) > MAX_NAME:
+        key = ("name",) if values.name else ()
+        yield src.diagnostic(
+            key, "name-too-long",
+            f"model name '{name}' has {len(name)} characters; at most {MAX_NAME} are allowed",
+            f"KServe names the canary's Service '<name>{LONGEST_SUFFIX}', which must fit a 63-character DNS label",
+        )
+
+
+def resource_bounds(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+    res, defaults = values.resources, platform.defaults.resources
+    for kind in ("CPU", "Memory"):
+        request = getattr(res, f"request{kind}") or getattr(defaults, f"request{kind}")
+        limit = getattr(res, f"limit{kind}") or getattr(defaults, f"limit{kind}")
+        if request is None or limit is None:
+            continue
+        if quantity(limit) < quantity(request):
+            explicit = f"limit{kind}" if getattr(res, f"limit{kind}") is not None else f"request{kind}"
+            yield src.diagnostic(
+                ("resources", explicit), "limit-below-request",
+                f"resources.limit{kind} ({limit}) is below resources.request{kind} ({request})",
+                "a limit must be at least the request" + ("" if explicit == f"limit{kind}" else
+                                                         "; the limit comes from the platform defaults, set limit" + kind),
+            )
+    if res.requestGPU and res.limitGPU and res.requestGPU != res.limitGPU:
+        yield src.diagnostic(
+            ("resources", "limitGPU"), "gpu-overcommit",
+            f"resources.requestGPU ({res.requestGPU}) and resources.limitGPU ({res.limitGPU}) differ",
+            "GPUs cannot be overcommitted: Kubernetes requires request == limit; set one or both to the same number",
+        )
+
+
+def model_spec(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+    spec = values.model
+    if spec.format == "custom":
+        if not spec.image:
+            yield src.diagnostic(("model",), "custom-needs-image", "model.format custom needs model.image",
+                                 "set model.image to the serving container, e.g. vllm/vllm-openai:v0.8.5")
+    else:
+        if spec.image:
+            yield src.diagnostic(("model", "image"), "image-needs-custom",
+                                 f"model.image is only used with format custom (format is {spec.format})",
+                                 "use model.runtime/runtimeVersion to pick a runtime, or set format: custom")
+        if spec.command:
+            yield src.diagnostic(("model", "command"), "command-needs-custom",
+                                 "model.command is only used with format custom")
+        if not spec.storageUri:
+            yield src.diagnostic(("model",), "missing-storage-uri", f"model.storageUri is required for format {spec.format}",
+                                 "e.g. s3://bucket/path/to/model or hf://org/model")
+    for key, image in (("model", spec.image), ("mirror", values.mirror.image)):
+        if image:
+            yield from _image_tag(src, (key, "image"), image)
+    if values.canary.imageTag == "latest":
+        yield src.diagnostic(("canary", "imageTag"), "latest-tag", "the 'latest' tag is not allowed",
+                             "pin a version so that a rollout is a reviewed change")
+
+
+def _image_tag(src: Source, key: tuple, image: str) -> Iterator[Diagnostic]:
+    if "@sha256:" in image:
+        return
+    last = image.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else ""
+    if not tag or tag == "latest":
+        yield src.diagnostic(
+            key, "latest-tag", f"image '{image}' has {'no tag' if not tag else 'the latest tag'}",
+            "pin a version tag or a digest so that every change to the model is a reviewed commit",
+        )
+
+
+def env_vars(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+    seen: set[str] = set()
+    for index, var in enumerate(values.env):
+        if (var.value is None) == (var.secretKeyRef is None):
+            yield src.diagnostic(("env", index), "env-value", f"env[{index}] ({var.name}) needs exactly one of value or secretKeyRef")
+        if var.name in seen:
+            yield src.diagnostic(("env", index, "name"), "duplicate-env", f"environment variable {var.name} is set twice")
+        seen.add(var.name)
+        if var.name == "STORAGE_URI":
+            yield src.diagnostic(("env", index, "name"), "reserved-env", "STORAGE_URI is set by modelplat from model.storageUri")
+
+
+def feature_consistency(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+    """Rules for the whole vocabulary, so a file is judged the same before and after a feature lands."""
+    openai = values.model.protocol == "openai"
+    gpu = bool(values.resources.requestGPU or values.resources.limitGPU)
+    if values.tokenLimit.enabled:
+        if not openai:
+            yield src.diagnostic(("tokenLimit", "enabled"), "token-limit-needs-openai",
+                                 "token limits count OpenAI-style usage; set model.protocol: openai")
+        if not values.tokenLimit.tenantId:
+            yield src.diagnostic(("tokenLimit",), "token-limit-needs-tenant", "tokenLimit.tenantId is required")
+        if values.tokenLimit.saLimit is None and values.tokenLimit.ipLimit is None:
+            yield src.diagnostic(("tokenLimit",), "token-limit-empty", "set tokenLimit.saLimit and/or tokenLimit.ipLimit")
+    if values.ratelimitEachSAPerMinute is not None and not values.auth.jwt.enabled:
+        yield src.diagnostic(("ratelimitEachSAPerMinute",), "sa-limit-needs-jwt",
+                             "a per-service-account limit needs the caller's identity", "set auth.jwt.enabled: true")
+    if values.canary.enabled:
+        if values.canary.storageUri in (None, values.model.storageUri) and values.canary.imageTag is None:
+            yield src.diagnostic(("canary",), "canary-identical",
+                                 "the canary must differ from the primary by storageUri and/or imageTag")
+        if values.primaryLoad is None:
+            yield src.diagnostic(("canary", "enabled"), "canary-needs-primary-load",
+                                 "set primaryLoad (percent of traffic the primary keeps, e.g. 90)")
+    elif values.primaryLoad not in (None, 100):
+        yield src.diagnostic(("primaryLoad",), "primary-load-without-canary",
+                             "primaryLoad below 100 needs canary.enabled: true")
+    if values.mirror.enabled:
+        same_model = values.mirror.storageUri in (None, values.model.storageUri)
+        same_image = values.mirror.image in (None, values.model.image)
+        if same_model and same_image:
+            yield src.diagnostic(("mirror",), "mirror-identical",
+                                 "the shadow must differ from the primary by storageUri and/or image")
+    if values.auth.customAuthz.enabled and not values.auth.customAuthz.provider:
+        yield src.diagnostic(("auth", "customAuthz"), "custom-authz-needs-provider",
+                             "auth.customAuthz.provider is required (an extension provider in the mesh config)")
+    if values.rdma.enabled:
+        if not gpu:
+            yield src.diagnostic(("rdma", "enabled"), "rdma-needs-gpu", "RDMA is for GPU models; request a GPU")
+        if not values.rdma.networks:
+            yield src.diagnostic(("rdma",), "rdma-needs-network", "rdma.networks needs at least one network")
+    if values.autoscaling.enabled and values.autoscaling.maxReplicaCount < values.replicaCount:
+        yield src.diagnostic(("autoscaling", "maxReplicaCount"), "max-below-min",
+                             f"autoscaling.maxReplicaCount ({values.autoscaling.maxReplicaCount}) is below replicaCount ({values.replicaCount})")
+    llm_signals = values.autoscaling.targetKVCacheUtilizationPercentage or values.autoscaling.targetQueueDepth
+    if llm_signals and not openai:
+        yield src.diagnostic(("autoscaling",), "llm-signal-needs-openai",
+                             "KV-cache and queue targets read vLLM metrics; set model.protocol: openai")
+    if values.scheduling.queue and values.scheduling.schedulerName != "volcano":
+        yield src.diagnostic(("scheduling", "queue"), "queue-needs-volcano",
+                             "scheduling.queue is a Volcano queue", "set scheduling.schedulerName: volcano")
+
+
+RULES: list[Rule] = [unsupported, name_length, resource_bounds, model_spec, env_vars, feature_consistency]
+
+
+def check(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for rule in RULES:
+        out.extend(rule(values, platform, src, name))
+    return out

@@ -1,0 +1,136 @@
+"""The real tools (helm, kubeconform, helm-unittest): finding them and running them.
+
+Subprocess work lives only here; callers get structured results. Never on the render path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+# Built by scripts/install-tools.sh at these versions; any version on PATH is accepted too.
+PINNED = {"helm": "v3.21.4", "kubeconform": "v0.7.0", "helm-unittest": "v1.1.2"}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
+def tools_bin() -> Path:
+    explicit = os.environ.get("MODELPLAT_TOOLS_DIR")
+    if explicit:
+        return Path(explicit)
+    cache = os.environ.get("MODELPLAT_TOOLS_CACHE")
+    return (Path(cache) if cache else cache_root() / "modelplat-tools") / "bin"
+
+
+@lru_cache(maxsize=None)
+def find(tool: str) -> str | None:
+    """PATH first (a user's own install wins), then the project's tool cache."""
+    found = shutil.which(tool)
+    if found:
+        return found
+    candidate = tools_bin() / tool
+    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
+
+
+@lru_cache(maxsize=None)
+def version(tool: str) -> str:
+    """The tool's version: from the cache folder name for our own builds, else from the tool."""
+    path = find(tool)
+    if not path:
+        return "missing"
+    folder = Path(os.path.realpath(path)).parent.name  # e.g. kubeconform-v0.7.0
+    if folder.startswith(f"{tool}-v"):
+        return folder[len(tool) + 1:]
+    args = {"helm": ["version", "--short"], "kubeconform": ["-v"]}.get(tool)
+    if args is None:
+        return "unknown"
+    try:
+        out = subprocess.run([path, *args], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.splitlines()[0] if out else "unknown"
+
+
+@dataclass
+class Result:
+    ok: bool
+    output: str
+
+
+def run(args: list[str], cwd: Path | None = None, timeout: int = 300) -> Result:
+    try:
+        proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return Result(False, f"{args[0]} timed out after {timeout}s")
+    except OSError as exc:
+        return Result(False, f"cannot run {args[0]}: {exc}")
+    return Result(proc.returncode == 0, (proc.stdout + proc.stderr).strip())
+
+
+# --- kubeconform schemas ----------------------------------------------------------------------
+
+
+def crd_schema_location() -> str:
+    from .resources import vendor_dir
+
+    return str(vendor_dir() / "crd-schemas") + "/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
+
+
+def core_schema_location(kubernetes_version: str) -> str:
+    return str(core_schema_dir(kubernetes_version)) + "/{{ .ResourceKind }}{{ .KindSuffix }}.json"
+
+
+def core_schema_dir(kubernetes_version: str) -> Path:
+    """Core Kubernetes schemas from the kubernetes-validate package, made usable by kubeconform.
+
+    As shipped, each file has an https `$id` and refs to `/api/_definitions.json`, which
+    kubeconform tries to fetch and then reports as "could not find schema". A copy with the
+    `$id`s dropped and the refs made relative works offline. Prepared once per version, in the
+    user's cache (never in the project).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the kubernetes-validate package is not installed (pip install kubernetes-validate)")
+    name = f"v{kubernetes_version}.0-local-strict"
+    source = Path(spec.submodule_search_locations[0]) / "kubernetes-json-schema" / name
+    if not source.is_dir():
+        raise FileNotFoundError(f"kubernetes-validate has no schemas for Kubernetes {kubernetes_version}")
+    target = cache_root() / "modelplat" / "k8s-schemas" / name
+    done = target / ".complete"
+    if done.is_file():
+        return target
+    tmp = target.with_name(f"{name}.tmp-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for path in source.glob("*.json"):
+        data = json.loads(path.read_text())
+        (tmp / path.name).write_text(json.dumps(_relative_refs(data)))
+    (tmp / ".complete").write_text("ok\n")
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another process won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _relative_refs(node):
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "$id":
+                continue
+            if key == "$ref" and isinstance(value, str) and value.startswith("/api/_definitions.json"):
+                value = value.replace("/api/_definitions.json", "_definitions.json", 1)
+            out[key] = _relative_refs(value)
+        return out
+    if isinstance(node, list):
+        return [_relative_refs(item) for item in node]
+    return node

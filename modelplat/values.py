@@ -1,0 +1,558 @@
+"""The model values vocabulary: what a model owner may write, field by field.
+
+Descriptions and examples here become the published JSON Schema; the model must not do I/O.
+Key names follow the seed platform (requestGPU, replicaCount, primaryLoad, ...) so migrating
+users keep what they already write; one concept has one name in values, templates and docs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, StrictInt, StringConstraints, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+# --- shared scalar types --------------------------------------------------------------------
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNSLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL, max_length=63)]
+
+# Kubernetes resource.Quantity, as a string ("500m", "32Gi") or a plain number (2, 0.5).
+QUANTITY = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkKMGTPE]|[KMGTPE]i)?$"
+_QUANTITY_RE = re.compile(QUANTITY)
+
+
+def _quantity(value: object) -> object:
+    # One validator instead of a Union, so a bad value gives one clear error, not one per member.
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise PydanticCustomError("quantity", "expected a Kubernetes quantity such as 500m, 2 or 32Gi")
+    if isinstance(value, (int, float)):
+        if value < 0 or value != value:
+            raise PydanticCustomError("quantity", "a quantity cannot be negative")
+        return value
+    if not _QUANTITY_RE.match(value):
+        raise PydanticCustomError("quantity", "expected a Kubernetes quantity such as 500m, 2 or 32Gi, got '{value}'", {"value": value})
+    return value
+
+
+Quantity = Annotated[
+    object,
+    PlainValidator(_quantity),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "pattern": QUANTITY}, {"type": "number", "minimum": 0}], "examples": ["500m", 2, "32Gi"]}
+    ),
+]
+
+
+def Number(*, gt: float | None = None, ge: float | None = None, le: float | None = None) -> object:
+    """An int or a float (kept as written, so 10 stays 10 in the output) within bounds."""
+
+    def check(value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise PydanticCustomError("number", "expected a number")
+        if gt is not None and not value > gt:
+            raise PydanticCustomError("number_range", "must be greater than {gt}", {"gt": gt})
+        if ge is not None and not value >= ge:
+            raise PydanticCustomError("number_range", "must be at least {ge}", {"ge": ge})
+        if le is not None and not value <= le:
+            raise PydanticCustomError("number_range", "must be at most {le}", {"le": le})
+        return value
+
+    schema: dict = {"type": "number"}
+    if gt is not None:
+        schema["exclusiveMinimum"] = gt
+    if ge is not None:
+        schema["minimum"] = ge
+    if le is not None:
+        schema["maximum"] = le
+    return Annotated[object, PlainValidator(check), WithJsonSchema(schema)]
+
+# Storage schemes KServe's storage initializer understands.
+STORAGE_URI = r"^(hf|s3|gs|pvc|oci|https?|hdfs|webhdfs)://[^\s]+$"
+StorageUri = Annotated[str, StringConstraints(pattern=STORAGE_URI, max_length=2048)]
+
+# An image reference; the "no latest tag" rule lives in rules.py (it needs a hint, not a regex).
+IMAGE = r"^[a-z0-9]([a-z0-9._/:@-]*[a-z0-9])?(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+Image = Annotated[str, StringConstraints(pattern=IMAGE, max_length=512)]
+
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY, max_length=316)]
+LabelValue = Annotated[str, StringConstraints(pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$", max_length=63)]
+
+HttpPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$", max_length=1024)]
+Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)]
+Port = Annotated[StrictInt, Field(ge=1, le=65535)]
+Percent = Annotated[StrictInt, Field(ge=1, le=100)]
+# Free text that ends up as data in YAML; control characters are refused outright.
+Text = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$", max_length=2000)]
+# Container args and env values: any printable text (it is YAML data, never template code).
+Arg = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$", max_length=4096)]
+
+
+class Section(BaseModel):
+    """Base of every values section: unknown keys are errors, no silent type coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+
+
+# --- serving ----------------------------------------------------------------------------------
+
+ModelFormat = Literal[
+    "sklearn", "xgboost", "lightgbm", "tensorflow", "pytorch", "onnx", "triton", "huggingface", "custom"
+]
+
+
+class ModelSpec(Section):
+    """What is served and by which runtime."""
+
+    format: ModelFormat = Field(
+        description=(
+            "Model format. A KServe runtime is chosen for every format but `custom`, which runs "
+            "`image` as the serving container (e.g. a vLLM OpenAI server)."
+        ),
+        examples=["sklearn", "huggingface", "custom"],
+    )
+    storageUri: Optional[StorageUri] = Field(
+        default=None,
+        description=(
+            "Where the model artefacts live; KServe's storage initializer downloads them to "
+            "/mnt/models. Schemes: hf://, s3://, gs://, pvc://, oci://, https://, hdfs://. "
+            "Required for every format but `custom`."
+        ),
+        examples=["s3://models/fraud/xgb/v3", "hf://Qwen/Qwen2.5-7B-Instruct", "pvc://models-pvc/sklearn/iris"],
+    )
+    runtime: Optional[DNSLabel] = Field(
+        default=None,
+        description="Name of a (Cluster)ServingRuntime to use instead of KServe's automatic choice.",
+        examples=["kserve-sklearnserver"],
+    )
+    runtimeVersion: Optional[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]] = Field(
+        default=None, description="Runtime image tag to use instead of the runtime's default.", examples=["1.5.0"]
+    )
+    protocol: Optional[Literal["v1", "v2", "grpc-v2", "openai"]] = Field(
+        default=None,
+        description=(
+            "Inference protocol the server speaks. `openai` marks an LLM served through "
+            "OpenAI-style routes (/v1/chat/completions ...): it gets /dev/shm and may use token "
+            "limits. Unset: the runtime's default."
+        ),
+        examples=["v2", "openai"],
+    )
+    image: Optional[Image] = Field(
+        default=None,
+        description="Serving container image for `format: custom`. A tag other than `latest`, or a digest, is required.",
+        examples=["vllm/vllm-openai:v0.8.5"],
+    )
+    command: Optional[list[Arg]] = Field(
+        default=None, description="Container entrypoint override (custom format).", examples=[["python3", "-m", "server"]]
+    )
+    args: list[Arg] = Field(
+        default_factory=list,
+        description="Arguments for the serving container.",
+        examples=[["--model", "/mnt/models", "--served-model-name", "qwen"]],
+    )
+    port: Port = Field(default=8080, description="Port the serving container listens on (custom format).")
+    servedModelName: Optional[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")]] = Field(
+        default=None,
+        description="Model name clients send in requests; the same for primary, canary and shadow.",
+        examples=["qwen2.5-7b-instruct"],
+    )
+
+
+class Resources(Section):
+    """Compute requests and limits (seed key names). Unset CPU/memory values take the platform defaults."""
+
+    requestCPU: Optional[Quantity] = Field(default=None, description="CPU request.", examples=["2"])
+    limitCPU: Optional[Quantity] = Field(default=None, description="CPU limit; must be >= requestCPU.", examples=["4"])
+    requestMemory: Optional[Quantity] = Field(default=None, description="Memory request.", examples=["8Gi"])
+    limitMemory: Optional[Quantity] = Field(
+        default=None, description="Memory limit; must be >= requestMemory.", examples=["16Gi"]
+    )
+    requestGPU: StrictInt = Field(
+        default=0, ge=0, le=16, description="GPUs requested. Any GPU schedules the pod onto the GPU node group."
+    )
+    limitGPU: StrictInt = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="GPU limit. GPUs cannot be overcommitted: when both are set they must be equal.",
+    )
+
+
+class SharedMemory(Section):
+    """A memory-backed /dev/shm volume (PyTorch data loaders and NCCL need more than Docker's 64 MiB)."""
+
+    enabled: Optional[StrictBool] = Field(
+        default=None, description="Mount /dev/shm. Unset: on for GPU and `protocol: openai` models, off otherwise."
+    )
+    sizeLimit: Optional[Quantity] = Field(
+        default=None, description="Size limit of /dev/shm. Unset: the platform default.", examples=["8Gi"]
+    )
+
+
+class GPU(Section):
+    """GPU placement beyond the GPU node group."""
+
+    product: Optional[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,61}[A-Za-z0-9]$")]] = (
+        Field(
+            default=None,
+            description="Required GPU product (value of the platform's GPU product node label).",
+            examples=["NVIDIA-A100-SXM4-80GB", "NVIDIA-L4"],
+        )
+    )
+
+
+class SecretKeyRef(Section):
+    name: DNSLabel = Field(description="Secret name.")
+    key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)] = Field(
+        description="Key in the secret."
+    )
+
+
+class EnvVar(Section):
+    """One environment variable: a literal `value` or a `secretKeyRef`, not both."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)] = Field(
+        description="Variable name.", examples=["HF_HUB_OFFLINE"]
+    )
+    value: Optional[Arg] = Field(default=None, description="Literal value.", examples=["1"])
+    secretKeyRef: Optional[SecretKeyRef] = Field(default=None, description="Take the value from a Secret key.")
+
+
+class Probe(Section):
+    """An HTTP GET probe on the serving container."""
+
+    path: HttpPath = Field(description="HTTP path.", examples=["/v2/health/ready", "/health"])
+    port: Optional[Port] = Field(default=None, description="Port; unset: the serving port.")
+    initialDelaySeconds: StrictInt = Field(default=0, ge=0, le=3600)
+    periodSeconds: StrictInt = Field(default=10, ge=1, le=3600)
+    timeoutSeconds: StrictInt = Field(default=1, ge=1, le=3600)
+    failureThreshold: StrictInt = Field(default=3, ge=1, le=1000)
+
+
+class Probes(Section):
+    readiness: Optional[Probe] = Field(default=None, description="Readiness probe; unset: the runtime's.")
+    liveness: Optional[Probe] = Field(default=None, description="Liveness probe; unset: none.")
+    startup: Optional[Probe] = Field(
+        default=None, description="Startup probe: give slow-loading LLMs time before liveness applies."
+    )
+
+
+class Scheduling(Section):
+    """Scheduler choice beyond the GPU rules (e.g. Volcano for gang/queue scheduling)."""
+
+    schedulerName: Optional[DNSLabel] = Field(default=None, description="Pod scheduler.", examples=["volcano"])
+    queue: Optional[DNSLabel] = Field(
+        default=None, description="Volcano queue (annotation scheduling.volcano.sh/queue-name).", examples=["llm"]
+    )
+    priorityClassName: Optional[DNSLabel] = Field(
+        default=None, description="PriorityClass of the pods.", examples=["inference-high"]
+    )
+    nodeSelector: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, description="Extra node labels the pods require."
+    )
+
+
+# --- autoscaling and observability --------------------------------------------------------------
+
+
+class ScalingBehavior(Section):
+    """HPA behaviour; defaults suit GPU models that take minutes to start."""
+
+    scaleDownStabilizationSeconds: StrictInt = Field(default=600, ge=0, le=3600)
+    scaleUpStabilizationSeconds: StrictInt = Field(default=0, ge=0, le=3600)
+    scaleUpPods: StrictInt = Field(default=2, ge=1, le=100, description="Pods added at most per scale-up period.")
+    scaleUpPeriodSeconds: StrictInt = Field(default=60, ge=1, le=1800)
+
+
+class Autoscaling(Section):
+    """A HorizontalPodAutoscaler on KServe's `<name>-predictor` Deployment (KServe's own HPA off).
+
+    `replicaCount` is the minimum.
+    """
+
+    enabled: StrictBool = Field(default=False, description="Scale between replicaCount and maxReplicaCount.")
+    maxReplicaCount: StrictInt = Field(default=1, ge=1, le=1000, description="Upper bound of replicas.")
+    targetCPUUtilizationPercentage: Optional[Percent] = Field(default=None, examples=[70])
+    targetMemoryUtilizationPercentage: Optional[Percent] = Field(default=None, examples=[80])
+    targetRequestRate: Optional[Number(gt=0)] = Field(
+        default=None, description="Requests per second per pod (metric requests_per_second).", examples=[20]
+    )
+    targetGPUUtilizationPercentage: Optional[Percent] = Field(
+        default=None,
+        description="Average GPU utilisation (metric gpu_utilization). Saturates under one request: pair it with a queue signal.",
+        examples=[80],
+    )
+    targetKVCacheUtilizationPercentage: Optional[Percent] = Field(
+        default=None, description="vLLM KV-cache usage per pod (LLMs).", examples=[70]
+    )
+    targetQueueDepth: Optional[Annotated[StrictInt, Field(ge=1)]] = Field(
+        default=None, description="vLLM waiting requests per pod (LLMs).", examples=[10]
+    )
+    behavior: ScalingBehavior = Field(default_factory=ScalingBehavior)
+
+
+class Metrics(Section):
+    """Prometheus scraping of the serving container."""
+
+    enabled: StrictBool = Field(default=True, description="Scrape the model server's metrics.")
+    port: Port = Field(default=8082, description="Metrics port (the seed platform's default, 8082).")
+    path: HttpPath = Field(default="/metrics", description="Metrics path.")
+
+
+class Logger(Section):
+    """KServe's inference logger: sends requests and/or responses as CloudEvents to a sink."""
+
+    mode: Literal["all", "request", "response"] = Field(default="all", description="What to log.")
+    url: Url = Field(description="Message sink URL.", examples=["http://message-dumper.logging.svc.cluster.local"])
+
+
+class Alerts(Section):
+    """PrometheusRule alerts; thresholds follow the vendor guide's defaults."""
+
+    enabled: StrictBool = Field(default=False)
+    p99LatencySeconds: Number(gt=0) = Field(default=10)
+    errorRatePercent: Number(gt=0, le=100) = Field(default=5)
+    queueSize: Annotated[StrictInt, Field(ge=1)] = Field(default=50)
+    kvCacheUtilizationPercent: Percent = Field(default=90)
+    gpuUtilizationPercent: Percent = Field(default=95)
+    forMinutes: Annotated[StrictInt, Field(ge=1, le=1440)] = Field(default=5)
+
+
+class Observability(Section):
+    accessLog: StrictBool = Field(default=False, description="Istio Telemetry access logging for this model.")
+    alerts: Alerts = Field(default_factory=Alerts)
+
+
+class PodDisruptionBudget(Section):
+    enabled: Optional[StrictBool] = Field(
+        default=None, description="Unset: a PDB whenever the minimum replicas exceed 1."
+    )
+    maxUnavailable: StrictInt = Field(default=1, ge=1)
+
+
+# --- traffic and security ------------------------------------------------------------------------
+
+
+class ExposeModel(Section):
+    """Publishing through the platform's Istio gateway."""
+
+    enabled: StrictBool = Field(default=False, description="Publish the model on the platform gateway.")
+    type: Literal["int", "ext"] = Field(default="int", description="Internal or external exposure (seed: int/ext).")
+    host: Optional[
+        Annotated[
+            str,
+            StringConstraints(
+                pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$", max_length=253
+            ),
+        ]
+    ] = Field(default=None, description="Host override; wildcards are never allowed.", examples=["fraud.int.example.com"])
+
+
+class ClaimHeader(Section):
+    claim: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]+$", max_length=128)]
+    header: Annotated[str, StringConstraints(pattern=r"^x-[a-z0-9-]+$", max_length=128)]
+
+
+class JWT(Section):
+    """JWT validation (RequestAuthentication); issuer and JWKS default to the platform's."""
+
+    enabled: StrictBool = Field(default=False, description="Require a valid JWT from callers outside the namespace.")
+    issuer: Optional[Url] = Field(default=None, description="Issuer override.")
+    jwksUri: Optional[Url] = Field(default=None, description="JWKS URL override.")
+    audiences: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] = Field(default_factory=list)
+    forwardOriginalToken: StrictBool = Field(default=True)
+    claimsToHeaders: list[ClaimHeader] = Field(
+        default_factory=list, description="Extra claims copied to request headers."
+    )
+
+
+class CustomAuthz(Section):
+    """A CUSTOM AuthorizationPolicy delegating to a named ext-authz provider."""
+
+    enabled: StrictBool = Field(default=False)
+    provider: Optional[DNSLabel] = Field(default=None, description="Mesh extension provider name.")
+    includePaths: list[HttpPath] = Field(
+        default_factory=list, description="Only these paths are sent to the provider (empty: all)."
+    )
+    excludePaths: list[HttpPath] = Field(
+        default_factory=list, description="These paths are never sent to the provider."
+    )
+
+
+class Auth(Section):
+    jwt: JWT = Field(default_factory=JWT)
+    allowedPrincipals: list[Annotated[str, StringConstraints(min_length=1, max_length=512)]] = Field(
+        default_factory=list, description="Extra request principals (iss/sub) allowed."
+    )
+    allowedNamespaces: list[DNSLabel] = Field(
+        default_factory=list, description="Other namespaces whose workloads may call without a token."
+    )
+    customAuthz: CustomAuthz = Field(default_factory=CustomAuthz)
+
+
+class TokenLimit(Section):
+    """Daily LLM token quotas per service account and per client IP (seed: tenant_id, sa_limit, ip_limit)."""
+
+    enabled: StrictBool = Field(default=False)
+    tenantId: Optional[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]] = Field(
+        default=None, description="Tenant the quotas belong to (seed: tenant_id).", examples=["team-search"]
+    )
+    saLimit: Optional[Annotated[StrictInt, Field(ge=1)]] = Field(
+        default=None, description="Tokens per service account per day (seed: sa_limit).", examples=[12000]
+    )
+    ipLimit: Optional[Annotated[StrictInt, Field(ge=1)]] = Field(
+        default=None, description="Tokens per client IP per day (seed: ip_limit).", examples=[400]
+    )
+    saLimitPerMinute: Optional[Annotated[StrictInt, Field(ge=1)]] = Field(default=None)
+    ipLimitPerMinute: Optional[Annotated[StrictInt, Field(ge=1)]] = Field(default=None)
+    paths: list[HttpPath] = Field(
+        default_factory=lambda: [
+            "/v1/chat/completions",
+            "/v1/completions",
+            "/v1/embeddings",
+            "/openai/v1/chat/completions",
+            "/openai/v1/completions",
+            "/openai/v1/embeddings",
+        ],
+        description="OpenAI-style paths whose responses are counted.",
+    )
+    missingIdentity: Literal["refuse", "countByIP"] = Field(
+        default="refuse", description="Without a service-account claim: refuse, or count under the client IP."
+    )
+    failureMode: Literal["closed", "open"] = Field(
+        default="closed", description="When the counter backend is down: refuse (closed) or allow (open)."
+    )
+    shareTenantQuota: StrictBool = Field(
+        default=False, description="Share the quota with the tenant's other models instead of per model."
+    )
+
+
+class Canary(Section):
+    """A second InferenceService `<name>-canary` that differs by model version and/or image tag."""
+
+    enabled: StrictBool = Field(default=False)
+    storageUri: Optional[StorageUri] = Field(default=None, description="The canary's model (seed: newStorageUri).")
+    imageTag: Optional[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]] = Field(
+        default=None, description="The canary's image tag (custom format) or runtime version."
+    )
+    headerMatch: Optional[dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+$")], Annotated[str, StringConstraints(max_length=256)]]] = Field(
+        default=None,
+        description="Requests with these headers always go to the canary.",
+        examples=[{"x-model-canary": "true"}],
+    )
+
+
+class Mirror(Section):
+    """A shadow InferenceService `<name>-shadow` receiving a copy of the primary's traffic."""
+
+    enabled: StrictBool = Field(default=False)
+    storageUri: Optional[StorageUri] = Field(default=None)
+    image: Optional[Image] = Field(default=None)
+    percentage: Number(ge=0, le=100) = Field(
+        default=100, description="Share of primary traffic mirrored (fractions allowed)."
+    )
+
+
+# --- RDMA -----------------------------------------------------------------------------------------
+
+
+class RDMANetwork(Section):
+    name: DNSLabel = Field(description="NetworkAttachmentDefinition name.")
+    type: Literal["sriov", "host-device", "macvlan", "existing"] = Field(
+        description="CNI of the NAD modelplat renders, or `existing` for a platform-owned NAD."
+    )
+    namespace: Optional[DNSLabel] = Field(default=None, description="Namespace of an `existing` NAD.")
+    resourceName: Optional[Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+/[a-zA-Z0-9_.-]+$")]] = Field(
+        default=None, description="Device-plugin pool (k8s.v1.cni.cncf.io/resourceName).", examples=["nvidia.com/rdma_vf"]
+    )
+    master: Optional[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,15}$")]] = Field(
+        default=None, description="Host interface for macvlan/host-device."
+    )
+    subnet: Optional[Annotated[str, StringConstraints(pattern=r"^[0-9.]+/[0-9]{1,2}$")]] = Field(
+        default=None, description="IPAM subnet (whereabouts).", examples=["192.168.100.0/24"]
+    )
+
+
+class RDMA(Section):
+    """A second, RDMA-capable NIC through Multus (KV-cache transfer between prefill and decode)."""
+
+    enabled: StrictBool = Field(default=False)
+    networks: list[RDMANetwork] = Field(default_factory=list)
+    resources: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+/[a-zA-Z0-9_.-]+$")], Annotated[StrictInt, Field(ge=1)]] = Field(
+        default_factory=dict, description="RDMA device resources.", examples=[{"rdma/roce_gdr": 1}]
+    )
+    ncclHints: StrictBool = Field(default=False, description="Set NCCL/UCX environment hints for the RDMA NIC.")
+
+
+# --- the file -------------------------------------------------------------------------------------
+
+
+class ModelValues(Section):
+    """One model service, as its owner writes it in `models/<project>/<name>.yaml`."""
+
+    name: Optional[DNSLabel] = Field(
+        default=None,
+        description="Model service name; unset: the file name. At most 46 characters (KServe adds -canary-predictor).",
+        examples=["fraud-xgb"],
+    )
+    project: Optional[DNSLabel] = Field(default=None, description="Project; unset: the folder name.")
+    namespace: Optional[DNSLabel] = Field(default=None, description="Namespace; unset: the project.")
+    description: Optional[Text] = Field(default=None, description="One line about the model.")
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, description="Extra labels on every resource.")
+    model: ModelSpec
+    resources: Resources = Field(default_factory=Resources)
+    gpu: GPU = Field(default_factory=GPU)
+    sharedMemory: SharedMemory = Field(default_factory=SharedMemory)
+    env: list[EnvVar] = Field(default_factory=list, description="Environment of the serving container.")
+    probes: Probes = Field(default_factory=Probes)
+    serviceAccountName: Optional[DNSLabel] = Field(
+        default=None, description="Service account of the pods (e.g. one holding storage credentials)."
+    )
+    replicaCount: StrictInt = Field(default=1, ge=1, le=1000, description="Replicas; the HPA minimum when autoscaling.")
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    metrics: Metrics = Field(default_factory=Metrics)
+    logger: Optional[Logger] = Field(default=None, description="KServe inference logger; unset: off.")
+    observability: Observability = Field(default_factory=Observability)
+    podDisruptionBudget: PodDisruptionBudget = Field(default_factory=PodDisruptionBudget)
+    scheduling: Scheduling = Field(default_factory=Scheduling)
+    exposeModel: ExposeModel = Field(default_factory=ExposeModel)
+    auth: Auth = Field(default_factory=Auth)
+    ratelimitIPPerMinute: Optional[Annotated[StrictInt, Field(ge=1)]] = Field(
+        default=None, description="Requests per client IP per minute, across replicas.", examples=[10]
+    )
+    ratelimitEachSAPerMinute: Optional[Annotated[StrictInt, Field(ge=1)]] = Field(
+        default=None, description="Requests per service account per minute, across replicas.", examples=[100]
+    )
+    tokenLimit: TokenLimit = Field(default_factory=TokenLimit)
+    primaryLoad: Optional[Annotated[StrictInt, Field(ge=0, le=100)]] = Field(
+        default=None, description="Percent of traffic to the primary; the canary gets the rest.", examples=[90]
+    )
+    canary: Canary = Field(default_factory=Canary)
+    mirror: Mirror = Field(default_factory=Mirror)
+    rdma: RDMA = Field(default_factory=RDMA)
+
+
+# --- what the chart receives -------------------------------------------------------------------
+
+
+class ChartPlatform(Section):
+    """Platform settings a chart needs at template time (filled in by modelplat, not by owners)."""
+
+    clusterName: DNSLabel
+    gpuNodeGroupLabel: LabelKey = Field(description="Node label whose value names the node group.")
+    gpuNodeGroup: LabelValue = Field(description="Value of that label on GPU nodes (<clusterName>-gpu).")
+    gpuTaintKey: LabelKey
+    gpuResourceName: LabelKey
+    gpuProductLabel: LabelKey
+    sharedMemorySize: Quantity
+
+
+class ChartValues(ModelValues):
+    """The chart's values: the model's validated values, defaults resolved, plus platform facts."""
+
+    name: DNSLabel
+    project: DNSLabel
+    namespace: DNSLabel
+    platform: ChartPlatform
