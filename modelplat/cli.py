@@ -44,10 +44,7 @@ def _fail(exc: ModelplatError, fmt: Format) -> None:
                          indent=2))
     else:
         _print_diagnostics(exc.diagnostics)
-        if not exc.diagnostics or exc.message not in {"invalid platform settings"}:
-            _console(stderr=True).print(f"[bold red]error:[/] {_escape(exc.message)}")
-        else:
-            _console(stderr=True).print("[bold red]error:[/] invalid platform settings")
+        _console(stderr=True).print(f"[bold red]error:[/] {_escape(exc.message)}")
     raise typer.Exit(exc.exit_code)
 
 
@@ -60,12 +57,19 @@ def _escape(text: str) -> str:
 def _print_diagnostics(diagnostics: list[Diagnostic]) -> None:
     if not diagnostics:
         return
+    from rich.text import Text
+
     console = _console(stderr=True)
     for d in diagnostics:
-        colour = "red" if d.severity == "error" else "yellow"
-        line = f"[bold]{_escape(d.location())}[/]: [{colour}]{d.severity}[{_escape(d.code)}][/]: {_escape(d.message)}"
+        # Text objects, not markup: messages quote user input, which may contain [brackets].
+        line = Text()
+        line.append(d.location(), style="bold")
+        line.append(": ")
+        line.append(f"{d.severity}[{d.code}]", style="red" if d.severity == "error" else "yellow")
+        line.append(f": {d.message}")
         if d.hint:
-            line += f"\n    [dim]hint:[/] {_escape(d.hint)}"
+            line.append("\n    hint: ", style="dim")
+            line.append(d.hint)
         console.print(line)
 
 

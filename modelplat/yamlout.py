@@ -17,6 +17,10 @@ import re
 # boolean or null word. Everything else is double-quoted.
 _PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./@:+-]*")
 _RESERVED = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+# Characters JSON leaves as they are but YAML does not accept raw in a double-quoted scalar
+# (non-printables, line/paragraph separators, the BOM); JSON's surrogate-pair escapes for
+# characters beyond the BMP are not valid YAML either, hence ensure_ascii=False plus this.
+_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
 
 
 def scalar(value: object) -> str:
@@ -36,7 +40,8 @@ def scalar(value: object) -> str:
     if isinstance(value, str):
         if _PLAIN.fullmatch(value) and value.lower() not in _RESERVED and not value.endswith(":"):
             return value
-        return json.dumps(value, ensure_ascii=True)
+        quoted = json.dumps(value, ensure_ascii=False)
+        return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
     raise TypeError(f"cannot emit {type(value).__name__} as YAML")
 
 

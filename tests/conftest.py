@@ -1,0 +1,74 @@
+"""Shared fixtures: small model trees on disk, the real tools, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from modelplat import tools
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+PLATFORM = """\
+clusterName: ml-test
+flux:
+  gitRepository:
+    url: ssh://git@git.example.com/platform/models.git
+"""
+
+SKLEARN = """\
+model:
+  format: sklearn
+  storageUri: s3://models/iris/v1
+"""
+
+
+def need_tool(tool: str) -> str:
+    """Path of a real tool. Missing: a failure under CI=true, a skip elsewhere."""
+    path = tools.find(tool)
+    if path:
+        return path
+    if IN_CI:
+        pytest.fail(f"{tool} is required under CI=true; scripts/install-tools.sh builds it")
+    pytest.skip(f"{tool} not installed (scripts/install-tools.sh); under CI=true this is a failure")
+
+
+@pytest.fixture
+def tree(tmp_path: Path):
+    """Build a model tree: tree({"proj/name.yaml": "...yaml..."}) → root folder (with platform.yaml)."""
+
+    def make(files: dict[str, str], platform: str = PLATFORM) -> Path:
+        root = tmp_path / "models"
+        root.mkdir(exist_ok=True)
+        (root / "platform.yaml").write_text(platform)
+        for rel, text in files.items():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text))
+        return root
+
+    return make
+
+
+def modelplat(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess, as a user would."""
+    full_env = dict(os.environ, COLUMNS="200", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "modelplat.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, env=full_env, timeout=300)
+
+
+@pytest.fixture
+def examples_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, target)
+    return target
+
+CPU_FILE = "model:\n  format: sklearn\n  storageUri: s3://m/iris\n"

@@ -1,0 +1,131 @@
+"""The CLI as users and CI run it: exit codes, messages, JSON output, nothing written on error."""
+
+from __future__ import annotations
+
+import json
+
+from ruamel.yaml import YAML
+
+from conftest import CPU_FILE, modelplat
+
+
+def test_render_writes_then_check_passes_then_detects_staleness(tree, tmp_path):
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    out = tmp_path / "charts-out"
+    result = modelplat("render", str(root), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "demo/iris/helmrelease.yaml").is_file()
+    assert modelplat("render", str(root), "--out", str(out), "--check").returncode == 0
+    (root / "demo/iris.yaml").write_text(CPU_FILE + "replicaCount: 2\n")
+    stale = modelplat("render", str(root), "--out", str(out), "--check")
+    assert stale.returncode == 1
+    assert "out of date" in stale.stderr
+    assert "-replicaCount: 1\n+replicaCount: 2" in stale.stdout and "+++ b/demo/iris/chart/values.yaml" in stale.stdout
+    as_json = json.loads(modelplat("render", str(root), "--out", str(out), "--check", "--format", "json").stdout)
+    assert as_json["ok"] is False and "demo/iris/helmrelease.yaml" in as_json["changed"]
+    assert "replicaCount: 1" in (out / "demo/iris/chart/values.yaml").read_text(), "--check wrote nothing"
+
+
+def test_bad_input_exits_1_with_positions_and_writes_nothing(tree, tmp_path):
+    root = tree({"demo/iris.yaml": CPU_FILE, "demo/bad.yaml": CPU_FILE + "resources:\n  requestGpu: 1\n"})
+    out = tmp_path / "charts-out"
+    result = modelplat("render", str(root), "--out", str(out))
+    assert result.returncode == 1
+    assert "bad.yaml:5:3: error[unknown-key]: unknown key 'requestGpu'" in result.stderr
+    assert "requestGPU" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_bad_input_keeps_previous_output(tree, tmp_path):
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    out = tmp_path / "charts-out"
+    assert modelplat("render", str(root), "--out", str(out)).returncode == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (root / "demo/iris.yaml").write_text("model: [broken\n")
+    assert modelplat("render", str(root), "--out", str(out)).returncode == 1
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_json_errors_are_machine_readable(tree, tmp_path):
+    root = tree({"demo/bad.yaml": "model:\n  format: sklern\n  storageUri: s3://m/x\n"})
+    result = modelplat("render", str(root), "--out", str(tmp_path / "o"), "--format", "json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    (d,) = report["diagnostics"]
+    assert (d["line"], d["column"], d["code"], d["key"]) == (2, 3, "invalid-value", "model.format")
+    assert d["file"].endswith("bad.yaml") and "sklearn" in d["hint"]
+
+
+def test_refuses_to_take_over_a_foreign_folder(tree, tmp_path):
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = modelplat("render", str(root), "--out", str(out))
+    assert result.returncode == 2 and "did not write" in result.stderr
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_lint_without_tools_reports_table_and_exit_codes(tree):
+    good = tree({"demo/iris.yaml": CPU_FILE})
+    result = modelplat("lint", str(good), "--no-tools")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "schema+rules" in result.stdout and "pass" in result.stdout
+    (good / "demo/canary.yaml").write_text(CPU_FILE + "canary:\n  enabled: true\n  storageUri: s3://m/v2\nprimaryLoad: 90\n")
+    result = modelplat("lint", str(good), "--no-tools", "--format", "json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert {d["code"] for d in report["diagnostics"]} == {"not-yet-supported"}
+    failing = [m for m in report["models"] if not m["ok"]]
+    assert len(failing) == 1 and failing[0]["file"].endswith("canary.yaml")
+
+
+def test_lint_require_tools_fails_when_a_tool_is_missing(tree, tmp_path):
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    empty = tmp_path / "no-tools"
+    empty.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "MODELPLAT_TOOLS_DIR": str(empty)}
+    result = modelplat("lint", str(root), "--require-tools", env=env)
+    assert result.returncode == 2
+    assert "not found" in result.stdout and "helm" in result.stdout
+    relaxed = modelplat("lint", str(root), env=env)
+    assert relaxed.returncode == 0 and "skipped" in relaxed.stdout
+
+
+def test_missing_platform_file_is_a_clear_error(tmp_path):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "iris.yaml").write_text(CPU_FILE)
+    result = modelplat("render", str(tmp_path / "demo"), "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert result.returncode == 1 and "platform" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_init_writes_a_starter_that_lints_and_renders(tmp_path):
+    for flags, name in (([], "iris"), (["--gpu"], "resnet"), (["--llm"], "qwen")):
+        result = modelplat("init", f"team-a/{name}", "--dir", str(tmp_path / "models"), *flags)
+        assert result.returncode == 0, result.stderr
+    (tmp_path / "models" / "platform.yaml").write_text("clusterName: ml-test\n")
+    text = (tmp_path / "models/team-a/qwen.yaml").read_text()
+    assert text.startswith("# yaml-language-server: $schema=")
+    assert modelplat("lint", str(tmp_path / "models"), "--no-tools").returncode == 0
+    assert modelplat("render", str(tmp_path / "models"), "--out", str(tmp_path / "out")).returncode == 0
+    values = YAML(typ="safe").load((tmp_path / "out/team-a/qwen/chart/values.yaml").read_text())
+    assert values["model"]["protocol"] == "openai" and values["resources"]["requestGPU"] == 1
+    again = modelplat("init", "team-a/qwen", "--dir", str(tmp_path / "models"))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert modelplat("init", "../etc/passwd", "--dir", str(tmp_path / "models")).returncode == 2
+
+
+def test_schema_check(tmp_path):
+    out = tmp_path / "schemas"
+    assert modelplat("schema", "--out", str(out)).returncode == 0
+    assert modelplat("schema", "--out", str(out), "--check").returncode == 0
+    (out / "platform.schema.json").write_text("{}")
+    assert modelplat("schema", "--out", str(out), "--check").returncode == 1
+
+
+def test_version_and_help():
+    from modelplat import __version__
+
+    assert modelplat("version").stdout.strip() == __version__
+    assert "render" in modelplat("--help").stdout

@@ -1,0 +1,163 @@
+"""The real tools accept what modelplat renders, and refuse it when it is wrong.
+
+helm lint --strict, helm template (with the HelmRelease's values, as Flux does), kubeconform
+-strict with the vendored CRD schemas and core schemas, and the generated helm-unittest suites.
+Under CI=true a missing tool fails these tests (see conftest.need_tool).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from modelplat import tools
+
+from conftest import EXAMPLES, REPO, modelplat, need_tool
+
+_yaml = YAML(typ="safe")
+
+
+@pytest.fixture(scope="module")
+def helm():
+    return need_tool("helm")
+
+
+@pytest.fixture(scope="module")
+def kubeconform():
+    return need_tool("kubeconform")
+
+
+@pytest.fixture(scope="module")
+def helm_unittest():
+    return need_tool("helm-unittest")
+
+
+def test_lint_runs_every_real_tool_on_every_example(helm, kubeconform, helm_unittest):
+    result = modelplat("lint", str(EXAMPLES), "--require-tools", "--format", "json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 0, json.dumps(report, indent=2)
+    assert len(report["models"]) == 3
+    for model in report["models"]:
+        assert {k: v["status"] for k, v in model["checks"].items()} == {
+            "schema+rules": "pass", "helm lint": "pass", "helm template": "pass",
+            "kubeconform": "pass", "helm unittest": "pass"}
+    assert report["tools"]["helm"].startswith("v3.")
+
+
+def template(helm: str, chart: Path, name: str, namespace: str, values: dict | None = None) -> list[dict]:
+    """`helm template` with values given on stdin (never written next to the committed chart)."""
+    args = [helm, "template", name, str(chart), "--namespace", namespace]
+    if values is not None:
+        args += ["-f", "-"]
+    out = subprocess.run(args, input=json.dumps(values) if values is not None else None,
+                         capture_output=True, text=True, check=True).stdout
+    return [doc for doc in _yaml.load_all(out) if doc]
+
+
+def helmrelease_values(model_dir: Path) -> dict:
+    return _yaml.load((model_dir / "helmrelease.yaml").read_text())["spec"]["values"]
+
+
+def test_gpu_model_is_scheduled_onto_gpu_nodes_with_shm(helm):
+    model = REPO / "charts-out/llm/qwen-chat"
+    (isvc,) = template(helm, model / "chart", "qwen-chat", "llm", helmrelease_values(model))
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists"}]
+    term = predictor["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    assert term["matchExpressions"] == [{"key": "eks.amazonaws.com/nodegroup", "operator": "In", "values": ["ml-prod-gpu"]}]
+    assert predictor["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4"}
+    container = predictor["containers"][0]
+    assert container["name"] == "kserve-container"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+    assert predictor["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}]
+    assert {"name": "STORAGE_URI", "value": "hf://Qwen/Qwen2.5-7B-Instruct"} in container["env"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "none"
+
+
+def test_cpu_model_is_kept_off_gpu_nodes(helm):
+    model = REPO / "charts-out/fraud/xgb-scorer"
+    (isvc,) = template(helm, model / "chart", "xgb-scorer", "fraud", helmrelease_values(model))
+    predictor = isvc["spec"]["predictor"]
+    assert "tolerations" not in predictor and "volumes" not in predictor
+    term = predictor["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    assert term["matchExpressions"][0]["operator"] == "NotIn"
+    assert predictor["model"]["modelFormat"] == {"name": "xgboost"}
+    assert predictor["model"]["storageUri"] == "s3://ml-models-prod/fraud/xgb/2026-11-01"
+    assert predictor["serviceAccountName"] == "fraud-models-s3"
+    assert predictor["logger"] == {"mode": "all", "url": "http://audit-sink.logging.svc.cluster.local"}
+    assert predictor["model"]["env"] == [{"name": "OMP_NUM_THREADS", "value": "2"}]
+    assert predictor["minReplicas"] == predictor["maxReplicas"] == 3
+    assert isvc["metadata"]["labels"]["cost-center"] == "fraud"
+
+
+def test_helm_refuses_values_the_schema_forbids(helm):
+    model = REPO / "charts-out/ml-demo/iris"
+    values = helmrelease_values(model)
+    values["resources"]["requestGPU"] = "one"
+    result = subprocess.run([helm, "template", "iris", str(model / "chart"), "-f", "-", "--namespace", "ml-demo"],
+                            input=json.dumps(values), capture_output=True, text=True)
+    assert result.returncode != 0 and "requestGPU" in result.stderr
+    values = helmrelease_values(model)
+    values["surprise"] = True
+    result = subprocess.run([helm, "template", "iris", str(model / "chart"), "-f", "-", "--namespace", "ml-demo"],
+                            input=json.dumps(values), capture_output=True, text=True)
+    assert result.returncode != 0 and "surprise" in result.stderr
+
+
+def test_kubeconform_catches_a_misspelt_field(kubeconform, helm, tmp_path):
+    model = REPO / "charts-out/llm/qwen-chat"
+    (isvc,) = template(helm, model / "chart", "qwen-chat", "llm", helmrelease_values(model))
+    isvc["spec"]["predictor"]["tolerationz"] = isvc["spec"]["predictor"].pop("tolerations")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(json.dumps(isvc))
+    args = [kubeconform, "-strict", "-summary", "-schema-location", tools.crd_schema_location(),
+            "-schema-location", tools.core_schema_location("1.33")]
+    result = subprocess.run(args + [str(broken)], capture_output=True, text=True)
+    assert result.returncode != 0 and "tolerationz" in result.stdout
+    good = subprocess.run(args + [str(REPO / "charts-out/llm/namespace-llm.yaml")], capture_output=True, text=True)
+    assert good.returncode == 0 and "Valid: 1" in good.stdout
+
+
+def test_kubeconform_refuses_unknown_kinds(kubeconform, tmp_path):
+    doc = tmp_path / "typo.yaml"
+    doc.write_text("apiVersion: serving.kserve.io/v1beta1\nkind: InferenceServic\nmetadata:\n  name: x\n")
+    result = subprocess.run([kubeconform, "-strict", "-schema-location", tools.crd_schema_location(), str(doc)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "could not find schema" in result.stdout
+
+
+def test_generated_suites_fail_when_the_chart_misbehaves(helm_unittest, tmp_path):
+    chart = tmp_path / "chart"
+    shutil.copytree(REPO / "charts-out/llm/qwen-chat/chart", chart)
+    assert subprocess.run([helm_unittest, "-f", "tests/*_test.yaml", str(chart)], capture_output=True).returncode == 0
+    template_file = chart / "templates/inferenceservice.yaml"
+    template_file.write_text(template_file.read_text().replace("operator: {{ if gt $gpu 0 }}In{{ else }}NotIn{{ end }}",
+                                                              "operator: In"))
+    result = subprocess.run([helm_unittest, "-f", "tests/*_test.yaml", str(chart)], capture_output=True, text=True)
+    assert result.returncode != 0 and "without a GPU" in result.stdout
+
+
+def test_lint_reports_a_broken_chart_as_failed(helm, kubeconform, helm_unittest, examples_copy, monkeypatch, tmp_path):
+    # A template that renders an invalid InferenceService must fail kubeconform inside `modelplat lint`.
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    isvc = templates / "chart/templates/inferenceservice.yaml.j2"
+    isvc.write_text(isvc.read_text().replace("minReplicas:", "minReplicaz:"))
+    code = (
+        "import sys; from pathlib import Path; import modelplat.resources as r;"
+        f"r.templates_dir = lambda: Path({str(templates)!r});"
+        "from modelplat.cli import main; sys.argv=['modelplat','lint',sys.argv[1],'--format','json']; main()"
+    )
+    result = subprocess.run([__import__("sys").executable, "-c", code, str(examples_copy)], capture_output=True, text=True)
+    report = json.loads(result.stdout)
+    assert result.returncode == 1
+    statuses = {m["file"].rsplit("/", 1)[-1]: m["checks"]["kubeconform"]["status"] for m in report["models"]}
+    assert set(statuses.values()) == {"fail"}
+    assert any("minReplicaz" in m["checks"]["kubeconform"]["detail"] for m in report["models"])

@@ -1,0 +1,132 @@
+"""Planning and rendering (pure): which files a model gets, what its values and Flux objects say."""
+
+from __future__ import annotations
+
+import json
+
+from ruamel.yaml import YAML
+
+from modelplat import pipeline
+from modelplat.render import render_tree
+
+_yaml = YAML(typ="safe")
+
+GPU_LLM = """\
+model:
+  format: custom
+  protocol: openai
+  image: vllm/vllm-openai:v0.8.5
+  storageUri: hf://Qwen/Qwen2.5-7B-Instruct
+resources:
+  requestGPU: 1
+"""
+CPU = "model:\n  format: sklearn\n  storageUri: s3://m/iris\n"
+
+
+def rendered(tree, files: dict[str, str]):
+    run = pipeline.run([tree(files)])
+    assert not run.errors, [d.format() for d in run.errors]
+    return run, render_tree(run.plans, run.platform)
+
+
+def test_gpu_and_llm_get_shared_memory_cpu_does_not(tree):
+    run, _ = rendered(tree, {"llm/qwen.yaml": GPU_LLM, "demo/iris.yaml": CPU})
+    plans = {p.name: p for p in run.plans}
+    assert plans["qwen"].gpu and plans["qwen"].shared_memory
+    assert not plans["iris"].gpu and not plans["iris"].shared_memory
+    assert plans["qwen"].chart_values["sharedMemory"] == {"enabled": True, "sizeLimit": "2Gi"}
+
+
+def test_chart_values_resolve_defaults_and_carry_platform_facts(tree):
+    run, files = rendered(tree, {"demo/iris.yaml": CPU})
+    values = _yaml.load(files["demo/iris/chart/values.yaml"])
+    assert values["name"] == "iris" and values["namespace"] == "demo"
+    assert values["resources"] == {"requestCPU": "500m", "requestMemory": "1Gi", "limitMemory": "2Gi",
+                                   "requestGPU": 0, "limitGPU": 0}
+    assert values["platform"]["gpuNodeGroup"] == "ml-test-gpu"
+    assert values["platform"]["gpuNodeGroupLabel"] == "eks.amazonaws.com/nodegroup"
+
+
+def test_helmrelease_values_are_exactly_the_chart_values(tree):
+    _, files = rendered(tree, {"demo/iris.yaml": CPU})
+    release = _yaml.load(files["demo/iris/helmrelease.yaml"])
+    assert release["apiVersion"] == "helm.toolkit.fluxcd.io/v2" and release["kind"] == "HelmRelease"
+    assert release["spec"]["values"] == _yaml.load(files["demo/iris/chart/values.yaml"])
+    chart = release["spec"]["chart"]["spec"]
+    assert chart["chart"] == "./charts-out/demo/iris/chart"
+    assert chart["reconcileStrategy"] == "Revision"
+    assert chart["sourceRef"] == {"kind": "GitRepository", "name": "modelplat", "namespace": "flux-system"}
+    assert release["spec"]["install"]["remediation"]["retries"] == 3
+    assert release["spec"]["upgrade"]["remediation"]["remediateLastFailure"] is True
+
+
+def test_kustomizations_list_exactly_the_files_beside_them(tree):
+    _, files = rendered(tree, {"llm/qwen.yaml": GPU_LLM, "demo/iris.yaml": CPU, "demo/wine.yaml": CPU})
+    top = _yaml.load(files["kustomization.yaml"])
+    assert top["resources"] == ["_platform/flux", "demo", "llm"]
+    demo = _yaml.load(files["demo/kustomization.yaml"])
+    assert demo["resources"] == ["namespace-demo.yaml", "iris/helmrelease.yaml", "wine/helmrelease.yaml"]
+    for folder in ("", "demo/", "llm/", "_platform/flux/"):
+        listed = _yaml.load(files[f"{folder}kustomization.yaml"])["resources"]
+        for entry in listed:
+            assert f"{folder}{entry}" in files or any(f.startswith(f"{folder}{entry}/") for f in files), entry
+
+
+def test_flux_source_and_sync(tree):
+    _, files = rendered(tree, {"demo/iris.yaml": CPU})
+    source = _yaml.load(files["_platform/flux/gitrepository.yaml"])
+    assert source["kind"] == "GitRepository" and source["spec"]["ref"] == {"branch": "main"}
+    sync = _yaml.load(files["_platform/flux/sync.yaml"])
+    assert sync["kind"] == "Kustomization" and sync["spec"]["path"] == "./charts-out" and sync["spec"]["prune"] is True
+
+
+def test_chart_files_and_no_template_for_features_that_are_off(tree):
+    _, files = rendered(tree, {"demo/iris.yaml": CPU})
+    chart = sorted(f.removeprefix("demo/iris/chart/") for f in files if f.startswith("demo/iris/chart/"))
+    assert chart == [".helmignore", "Chart.yaml", "README.md", "templates/_helpers.tpl",
+                     "templates/inferenceservice.yaml", "tests/inferenceservice_test.yaml",
+                     "values.schema.json", "values.yaml"]
+    meta = _yaml.load(files["demo/iris/chart/Chart.yaml"])
+    from modelplat import __version__
+
+    assert meta["version"] == __version__ and meta["apiVersion"] == "v2"
+    schema = json.loads(files["demo/iris/chart/values.schema.json"])
+    assert schema["additionalProperties"] is False and "platform" in schema["properties"]
+
+
+def test_custom_container_vs_runtime_template(tree):
+    _, files = rendered(tree, {"llm/qwen.yaml": GPU_LLM, "demo/iris.yaml": CPU})
+    qwen = files["llm/qwen/chart/templates/inferenceservice.yaml"].decode()
+    iris = files["demo/iris/chart/templates/inferenceservice.yaml"].decode()
+    assert "containers:" in qwen and "name: kserve-container" in qwen and "modelFormat" not in qwen
+    assert "modelFormat:\n        name: sklearn" in iris and "containers:" not in iris
+    for text in (qwen, iris):
+        assert "<<" not in text and "<%" not in text, "no jinja left in the Go template"
+
+
+def test_free_text_is_data_never_code(tree):
+    hostile = 'description: "{{ .Release.Name }} [[ x ]] <% y %> << z >> ${HOME}"\n' + CPU
+    _, files = rendered(tree, {"demo/iris.yaml": hostile})
+    values = _yaml.load(files["demo/iris/chart/values.yaml"])
+    assert values["description"] == "{{ .Release.Name }} [[ x ]] <% y %> << z >> ${HOME}"
+    for name, content in files.items():
+        if name.endswith(".tpl") or name.endswith("inferenceservice.yaml"):
+            assert b"Release.Name }} [[" not in content
+
+
+def test_rendering_is_byte_stable(tree):
+    root = tree({"llm/qwen.yaml": GPU_LLM, "demo/iris.yaml": CPU})
+    first = render_tree(pipeline.run([root]).plans, pipeline.run([root]).platform)
+    second = render_tree(pipeline.run([root]).plans, pipeline.run([root]).platform)
+    assert first == second
+
+
+def test_suites_assert_both_gpu_branches(tree):
+    _, files = rendered(tree, {"demo/iris.yaml": CPU})
+    suite = _yaml.load(files["demo/iris/chart/tests/inferenceservice_test.yaml"])
+    names = [t["it"] for t in suite["tests"]]
+    assert "as configured, keeps off GPU nodes" in names
+    with_gpu = next(t for t in suite["tests"] if t["it"].startswith("with a GPU"))
+    assert with_gpu["set"]["resources.requestGPU"] == 1
+    operators = [a["equal"]["value"] for a in with_gpu["asserts"] if "equal" in a and a["equal"]["path"].endswith("operator")]
+    assert operators == ["In"]

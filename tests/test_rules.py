@@ -1,0 +1,113 @@
+"""Semantic rules: each refuses what a schema cannot, with the key and a way out."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelplat import pipeline, rules
+
+BASE = "model:\n  format: sklearn\n  storageUri: s3://m/x\n"
+LLM = "model:\n  format: custom\n  protocol: openai\n  image: vllm/vllm-openai:v0.8.5\n"
+
+
+def codes(tree, text: str, platform: str | None = None) -> dict[str, object]:
+    root = tree({"demo/model.yaml": text}, **({"platform": platform} if platform else {}))
+    return {d.code: d for d in pipeline.run([root]).diagnostics}
+
+
+def test_limit_below_request(tree):
+    d = codes(tree, BASE + "resources:\n  requestCPU: '2'\n  limitCPU: 1500m\n")["limit-below-request"]
+    assert d.key == "resources.limitCPU" and d.line == 6
+
+
+def test_limit_below_request_from_platform_default_says_so(tree):
+    # platform default limitMemory is 2Gi
+    d = codes(tree, BASE + "resources:\n  requestMemory: 4Gi\n")["limit-below-request"]
+    assert "platform defaults" in d.hint
+
+
+def test_gpu_overcommit(tree):
+    assert "gpu-overcommit" in codes(tree, BASE + "resources:\n  requestGPU: 1\n  limitGPU: 2\n")
+
+
+@pytest.mark.parametrize("image", ["vllm/vllm-openai", "vllm/vllm-openai:latest"])
+def test_latest_or_missing_tag(tree, image):
+    assert "latest-tag" in codes(tree, f"model:\n  format: custom\n  image: {image}\n")
+
+
+def test_digest_is_fine(tree):
+    image = "vllm/vllm-openai@sha256:" + "a" * 64
+    assert codes(tree, f"model:\n  format: custom\n  image: {image}\n") == {}
+
+
+def test_custom_needs_image_and_runtime_needs_storage(tree):
+    assert "custom-needs-image" in codes(tree, "model:\n  format: custom\n")
+    assert "missing-storage-uri" in codes(tree, "model:\n  format: sklearn\n")
+    assert "image-needs-custom" in codes(tree, BASE + "  image: x/y:1\n")
+
+
+def test_name_length_leaves_room_for_canary_suffix(tree):
+    ok = "a" * rules.MAX_NAME
+    assert codes(tree, f"name: {ok}\n" + BASE) == {}
+    d = codes(tree, f"name: {ok}b\n" + BASE)["name-too-long"]
+    assert d.line == 1 and "-canary-predictor" in d.hint
+
+
+def test_env_needs_exactly_one_source_and_no_duplicates(tree):
+    found = codes(tree, BASE + "env:\n  - name: A\n  - name: B\n    value: x\n  - name: B\n    value: y\n")
+    assert {"env-value", "duplicate-env"} <= set(found)
+    assert "reserved-env" in codes(tree, BASE + "env:\n  - name: STORAGE_URI\n    value: x\n")
+
+
+@pytest.mark.parametrize("snippet,key", [
+    ("exposeModel:\n  enabled: true\n", "exposeModel.enabled"),
+    ("auth:\n  jwt:\n    enabled: true\n", "auth.jwt.enabled"),
+    ("ratelimitIPPerMinute: 10\n", "ratelimitIPPerMinute"),
+    ("canary:\n  enabled: true\n  storageUri: s3://m/y\nprimaryLoad: 90\n", "canary.enabled"),
+    ("mirror:\n  enabled: true\n  storageUri: s3://m/y\n", "mirror.enabled"),
+    ("autoscaling:\n  enabled: true\n  maxReplicaCount: 3\n", "autoscaling.enabled"),
+    ("observability:\n  accessLog: true\n", "observability.accessLog"),
+    ("podDisruptionBudget:\n  enabled: true\n", "podDisruptionBudget.enabled"),
+])
+def test_features_not_rendered_yet_are_refused_not_ignored(tree, snippet, key):
+    found = [d for d in pipeline.run([tree({"demo/m.yaml": BASE + snippet})]).diagnostics if d.code == "not-yet-supported"]
+    assert key in {d.key for d in found}
+    assert all(d.severity == "error" and d.line > 0 for d in found)
+
+
+def test_token_limit_and_rdma_are_refused_with_their_own_rules(tree):
+    found = codes(tree, BASE + "tokenLimit:\n  enabled: true\nrdma:\n  enabled: true\n")
+    assert {"not-yet-supported", "token-limit-needs-openai", "token-limit-needs-tenant", "rdma-needs-gpu",
+            "rdma-needs-network"} <= set(found)
+
+
+def test_every_feature_request_is_either_rendered_or_refused():
+    features = {feature for feature, _, _ in rules.FEATURE_REQUESTS}
+    assert features - rules.RENDERED, "the guard must cover at least one feature not rendered yet"
+    assert all(isinstance(key, tuple) and key for _, key, _ in rules.FEATURE_REQUESTS)
+
+
+def test_feature_rules_across_the_vocabulary(tree):
+    assert "canary-identical" in codes(tree, BASE + "canary:\n  enabled: true\nprimaryLoad: 90\n")
+    assert "canary-needs-primary-load" in codes(tree, BASE + "canary:\n  enabled: true\n  storageUri: s3://m/y\n")
+    assert "primary-load-without-canary" in codes(tree, BASE + "primaryLoad: 80\n")
+    assert "mirror-identical" in codes(tree, BASE + "mirror:\n  enabled: true\n")
+    assert "sa-limit-needs-jwt" in codes(tree, BASE + "ratelimitEachSAPerMinute: 100\n")
+    assert "custom-authz-needs-provider" in codes(tree, BASE + "auth:\n  customAuthz:\n    enabled: true\n")
+    assert "max-below-min" in codes(tree, BASE + "replicaCount: 3\nautoscaling:\n  enabled: true\n  maxReplicaCount: 2\n")
+    assert "llm-signal-needs-openai" in codes(tree, BASE + "autoscaling:\n  targetQueueDepth: 5\n")
+    assert "queue-needs-volcano" in codes(tree, BASE + "scheduling:\n  queue: llm\n")
+
+
+def test_rendered_optional_features_pass(tree):
+    text = LLM + "resources:\n  requestGPU: 1\nscheduling:\n  schedulerName: volcano\n  queue: llm\n" \
+                 "logger:\n  url: http://sink.logging.svc\n"
+    assert codes(tree, text) == {}
+
+
+@pytest.mark.parametrize("text,expected", [("500m", "0.5"), ("2", "2"), ("1Ki", "1024"), ("1.5Gi", "1610612736"),
+                                           (3, "3"), ("1e3", "1E+3"), ("100M", "1.00E+8")])
+def test_quantity_parsing(text, expected):
+    from decimal import Decimal
+
+    assert rules.quantity(text) == Decimal(expected)

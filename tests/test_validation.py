@@ -1,0 +1,162 @@
+"""Bad values files get one precise, positioned, actionable diagnostic each; good ones load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelplat import pipeline
+from modelplat.loader import LoadError, load
+
+
+def diagnostics(tree, text: str, name: str = "demo/model.yaml"):
+    root = tree({name: text})
+    return pipeline.run([root]).diagnostics
+
+
+def only(diags, code):
+    found = [d for d in diags if d.code == code]
+    assert found, f"no {code} in {[d.format() for d in diags]}"
+    return found[0]
+
+
+def test_valid_file_plans_with_name_and_project_from_path(tree):
+    root = tree({"fraud/xgb.yaml": "model:\n  format: xgboost\n  storageUri: s3://m/x\n"})
+    run = pipeline.run([root])
+    assert run.diagnostics == []
+    (plan,) = run.plans
+    assert (plan.name, plan.identity.project, plan.namespace) == ("xgb", "fraud", "fraud")
+    assert plan.source == "fraud/xgb.yaml"
+
+
+def test_unknown_key_points_at_the_key_and_suggests_the_right_one(tree):
+    d = only(diagnostics(tree, "model:\n  format: sklearn\n  storageUri: s3://m/x\nresources:\n  requestGpu: 1\n"),
+             "unknown-key")
+    assert (d.line, d.column) == (5, 3)
+    assert "requestGpu" in d.message and "requestGPU" in d.hint
+    assert d.format().startswith(str(Path(d.file)) + ":5:3: error[unknown-key]")
+
+
+def test_misspelt_top_level_key_suggests(tree):
+    d = only(diagnostics(tree, "model:\n  format: sklearn\n  storageUri: s3://m/x\nreplicaCont: 2\n"), "unknown-key")
+    assert d.line == 4 and "replicaCount" in d.hint
+
+
+def test_wrong_type_names_the_key_and_the_types(tree):
+    d = only(diagnostics(tree, "model:\n  format: sklearn\n  storageUri: s3://m/x\nreplicaCount: \"2\"\n"),
+             "wrong-type")
+    assert d.line == 4 and "replicaCount" in d.message and "integer" in d.message and "str" in d.message
+
+
+def test_enum_value_gets_did_you_mean(tree):
+    d = only(diagnostics(tree, "model:\n  format: sklern\n  storageUri: s3://m/x\n"), "invalid-value")
+    assert (d.line, d.column) == (2, 3) and "sklearn" in d.hint
+
+
+def test_out_of_range(tree):
+    d = only(diagnostics(tree, "model:\n  format: sklearn\n  storageUri: s3://m/x\nresources:\n  requestGPU: -1\n"),
+             "out-of-range")
+    assert d.line == 5 and "requestGPU" in d.message
+
+
+def test_missing_required_key(tree):
+    d = only(diagnostics(tree, "replicaCount: 1\n"), "missing-key")
+    assert "model" in d.message
+
+
+def test_storage_uri_scheme_is_explained(tree):
+    d = only(diagnostics(tree, "model:\n  format: sklearn\n  storageUri: ftp://m/x\n"), "invalid-value")
+    assert "hf://" in d.message and d.line == 3
+
+
+def test_bad_quantity_is_one_clear_error(tree):
+    diags = diagnostics(tree, "model:\n  format: sklearn\n  storageUri: s3://m/x\nresources:\n  requestCPU: lots\n")
+    assert len(diags) == 1 and "quantity" in diags[0].message and diags[0].line == 5
+
+
+def test_yaml_syntax_error_has_position(tree):
+    d = only(diagnostics(tree, "model:\n  format: [sklearn\n"), "yaml-syntax")
+    assert d.line >= 2
+
+
+def test_duplicate_key_is_refused(tree):
+    d = only(diagnostics(tree, "model:\n  format: sklearn\n  format: xgboost\n"), "duplicate-key")
+    assert d.line == 3
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path):
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 10):
+        lines.append(f"{chr(97 + i)}: &{chr(97 + i)} [" + ", ".join([f"*{chr(96 + i)}"] * 9) + "]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(LoadError) as err:
+        load(bomb)
+    assert err.value.diagnostic.code == "yaml-alias"
+
+
+def test_non_utf8_and_oversized_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"model:\n  format: \xff\n")
+    with pytest.raises(LoadError) as err:
+        load(bad)
+    assert (err.value.diagnostic.code, err.value.diagnostic.line) == ("not-utf8", 2)
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# x\n" * 400_000)
+    with pytest.raises(LoadError) as err:
+        load(big)
+    assert err.value.diagnostic.code == "file-too-large"
+
+
+def test_empty_file_and_non_mapping(tree):
+    assert only(diagnostics(tree, ""), "not-a-mapping")
+    assert only(diagnostics(tree, "- a\n- b\n"), "not-a-mapping")
+
+
+def test_file_name_that_is_not_a_dns_label(tree):
+    d = only(diagnostics(tree, "model:\n  format: sklearn\n  storageUri: s3://m/x\n", "demo/My_Model.yaml"),
+             "invalid-name")
+    assert "My_Model" in d.message
+
+
+def test_names_cannot_traverse_paths(tree):
+    d = only(diagnostics(tree, "name: ../../etc\nmodel:\n  format: sklearn\n  storageUri: s3://m/x\n"),
+             "invalid-value")
+    assert d.line == 1 and "DNS label" in d.message
+
+
+def test_symlink_outside_the_tree_is_refused(tree, tmp_path):
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("model:\n  format: sklearn\n  storageUri: s3://m/x\n")
+    root = tree({})
+    (root / "demo").mkdir()
+    (root / "demo" / "link.yaml").symlink_to(outside)
+    run = pipeline.run([root])
+    assert [d.code for d in run.diagnostics] == ["symlink-outside"] and not run.plans
+
+
+def test_duplicate_model_names_in_one_namespace(tree):
+    root = tree({
+        "demo/a.yaml": "name: same\nmodel:\n  format: sklearn\n  storageUri: s3://m/x\n",
+        "demo/b.yaml": "name: same\nmodel:\n  format: sklearn\n  storageUri: s3://m/y\n",
+    })
+    d = only(pipeline.run([root]).diagnostics, "duplicate-model")
+    assert d.line == 1 and "a.yaml" in d.message
+
+
+def test_every_bad_file_is_reported_in_one_run(tree):
+    root = tree({"demo/a.yaml": "model: {format: nope}\n", "demo/b.yaml": "replicaCount: 0\nmodel: {format: sklearn, storageUri: 's3://x/y'}\n"})
+    files = {Path(d.file).name for d in pipeline.run([root]).diagnostics}
+    assert files == {"a.yaml", "b.yaml"}
+
+
+def test_invalid_platform_file_is_positioned(tree):
+    root = tree({"demo/m.yaml": "model:\n  format: sklearn\n  storageUri: s3://m/x\n"},
+                platform="clusterName: ml\ngpu:\n  nodeGroupLable: x\n")
+    from modelplat.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as err:
+        pipeline.run([root])
+    (d,) = err.value.diagnostics
+    assert d.code == "unknown-key" and d.line == 3 and "nodeGroupLabel" in d.hint
