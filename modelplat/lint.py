@@ -145,8 +145,14 @@ def _run_tools(root: Path, result, planned: list[ModelResult], schema_locations:
     flux_files = sorted(str(p) for p in root.rglob("*.yaml")
                         if "/chart/" not in p.as_posix() and p.name not in ("kustomization.yaml", "manifests.yaml"))
     targets = [str(manifests[k]) for k in sorted(manifests)] + flux_files
-    locations = list(schema_locations) + [tools.crd_schema_location(),
-                                          tools.core_schema_location(result.platform.kubernetesVersion)]
+    try:
+        core = tools.core_schema_location(result.platform.kubernetesVersion)
+    except FileNotFoundError as exc:
+        from .errors import ToolError
+
+        raise ToolError(f"cannot validate core Kubernetes kinds: {exc} (set kubernetesVersion in the platform "
+                        "file to a version kubernetes-validate ships, or pass --schema-location)") from None
+    locations = list(schema_locations) + [tools.crd_schema_location(), core]
     args = [kubeconform, "-strict", "-summary", "-output", "json"]
     for location in locations:
         args += ["-schema-location", location]

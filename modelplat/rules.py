@@ -44,6 +44,9 @@ def quantity(value: object) -> Decimal:
         raise ValueError(f"not a quantity: {value!r}") from None
 
 
+# KServe's Python model servers take --model_name; TorchServe, Triton and TF Serving do not.
+MODEL_NAME_FORMATS = frozenset({"sklearn", "xgboost", "lightgbm", "huggingface"})
+
 # --- features not rendered yet -------------------------------------------------------------------
 # Each entry: (feature, key that asks for it, predicate). Only features in RENDERED are accepted;
 # a value asking for any other is an error until its templates land, never silently ignored.
@@ -142,6 +145,16 @@ def model_spec(values: ModelValues, platform: PlatformSettings, src: Source, nam
         if not spec.storageUri:
             yield src.diagnostic(("model",), "missing-storage-uri", f"model.storageUri is required for format {spec.format}",
                                  "e.g. s3://bucket/path/to/model or hf://org/model")
+    if spec.servedModelName and spec.format not in MODEL_NAME_FORMATS:
+        yield src.diagnostic(("model", "servedModelName"), "served-model-name-unsupported",
+                             f"model.servedModelName is passed as --model_name to KServe's Python runtimes "
+                             f"({', '.join(sorted(MODEL_NAME_FORMATS))}), not to format {spec.format}",
+                             "pass your server's own flag in model.args, e.g. --served-model-name for vLLM")
+    gpu = bool(values.resources.requestGPU or values.resources.limitGPU)
+    if values.gpu.product and not gpu:
+        yield src.diagnostic(("gpu", "product"), "gpu-product-needs-gpu",
+                             "gpu.product only applies to pods that request a GPU",
+                             "set resources.requestGPU/limitGPU, or remove gpu.product")
     for key, image in (("model", spec.image), ("mirror", values.mirror.image)):
         if image:
             yield from _image_tag(src, (key, "image"), image)

@@ -6,7 +6,7 @@ import json
 
 from ruamel.yaml import YAML
 
-from conftest import CPU_FILE, modelplat
+from conftest import CPU_FILE, modelplat, need_tool
 
 
 def test_render_writes_then_check_passes_then_detects_staleness(tree, tmp_path):
@@ -129,3 +129,10 @@ def test_version_and_help():
 
     assert modelplat("version").stdout.strip() == __version__
     assert "render" in modelplat("--help").stdout
+
+
+def test_lint_with_an_unknown_kubernetes_version_is_a_clear_error(tree):
+    need_tool("kubeconform")
+    root = tree({"demo/iris.yaml": CPU_FILE}, platform="clusterName: ml\nkubernetesVersion: '1.10'\n")
+    result = modelplat("lint", str(root))
+    assert result.returncode == 2 and "kubernetesVersion" in result.stderr and "internal error" not in result.stderr

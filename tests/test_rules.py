@@ -111,3 +111,19 @@ def test_quantity_parsing(text, expected):
     from decimal import Decimal
 
     assert rules.quantity(text) == Decimal(expected)
+
+
+def test_settings_that_would_be_ignored_are_refused(tree):
+    assert "gpu-product-needs-gpu" in codes(tree, BASE + "gpu:\n  product: NVIDIA-L4\n")
+    assert "served-model-name-unsupported" in codes(tree, LLM + "  servedModelName: qwen\n")
+    assert codes(tree, BASE + "  servedModelName: iris\n") == {}
+
+
+def test_platform_scrape_mode_not_rendered_yet_is_refused(tree):
+    from modelplat.errors import InvalidInput
+
+    root = tree({"demo/m.yaml": BASE}, platform="clusterName: ml\nscrape: podMonitor\n")
+    with pytest.raises(InvalidInput) as err:
+        pipeline.run([root])
+    (d,) = err.value.diagnostics
+    assert (d.code, d.line) == ("not-yet-supported", 2)

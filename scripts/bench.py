@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Benchmark modelplat as users run it (whole processes) and print a table of figures.
+
+Generates N model files from the bundled examples (names, projects and features varied), then
+times: a cold render of one full-featured model (median of 5), a render of N models, a no-op
+re-render of the same N (and how many files it wrote), `lint --no-tools` of N, and peak RSS.
+Figures are printed, never asserted: timing tests flake, a table in a PR does not.
+
+Usage: scripts/bench.py [--models 1000] [--modelplat PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TARGETS = {"cold render, 1 model": 0.25, "render N models": 10.0, "no-op re-render N": 2.0, "lint --no-tools N": 5.0}
+
+
+def generate(root: Path, count: int) -> None:
+    """N models: the examples cycled, each with its own name and one of 20 projects."""
+    examples = sorted((REPO / "examples").rglob("*.yaml"))
+    models = [p for p in examples if p.name != "platform.yaml"]
+    shutil.copy(REPO / "examples" / "platform.yaml", root / "platform.yaml")
+    for i in range(count):
+        source = models[i % len(models)]
+        project = root / f"team-{i % 20:02d}"
+        project.mkdir(exist_ok=True)
+        text = source.read_text().replace("# yaml-language-server", "# was")
+        text += f"\nreplicaCount: {1 + i % 3}\n" if "replicaCount" not in text else ""
+        (project / f"{source.stem}-{i:05d}.yaml").write_text(text)
+
+
+def run(args: list[str], cwd: Path) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS in MB of the child, stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(args)}\n{proc.stdout}\n{proc.stderr}")
+    return elapsed, max(peak, before) // 1024, proc.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=1000)
+    parser.add_argument("--modelplat", default=shutil.which("modelplat") or str(Path(sys.executable).parent / "modelplat"))
+    args = parser.parse_args()
+    exe = args.modelplat
+    rows: list[tuple[str, str, str]] = []
+    peak_mb = 0
+    with tempfile.TemporaryDirectory(prefix="modelplat-bench-") as tmp:
+        work = Path(tmp)
+        one = work / "one"
+        (one / "llm").mkdir(parents=True)
+        shutil.copy(REPO / "examples" / "platform.yaml", one / "platform.yaml")
+        shutil.copy(REPO / "examples" / "llm" / "qwen-chat.yaml", one / "llm" / "qwen-chat.yaml")
+        times = []
+        for i in range(6):  # first run warms the OS page cache and .pyc files; not counted
+            elapsed, peak, _ = run([exe, "render", str(one), "--out", str(work / f"one-out-{i}")], work)
+            peak_mb = max(peak_mb, peak)
+            if i:
+                times.append(elapsed)
+        rows.append(("cold render, 1 model", f"{statistics.median(times):.3f} s", f"median of {len(times)} processes"))
+
+        many = work / "many"
+        many.mkdir()
+        generate(many, args.models)
+        out = work / "charts-out"
+        elapsed, peak, _ = run([exe, "render", str(many), "--out", str(out)], work)
+        peak_mb = max(peak_mb, peak)
+        files = sum(1 for p in out.rglob("*") if p.is_file())
+        rows.append(("render N models", f"{elapsed:.2f} s", f"{args.models} models, {files} files"))
+
+        elapsed, peak, stdout = run([exe, "render", str(many), "--out", str(out), "--format", "json"], work)
+        peak_mb = max(peak_mb, peak)
+        written = json.loads(stdout)["written"]
+        rows.append(("no-op re-render N", f"{elapsed:.2f} s", f"{written} files written"))
+
+        elapsed, peak, _ = run([exe, "lint", str(many), "--no-tools", "--format", "json"], work)
+        peak_mb = max(peak_mb, peak)
+        rows.append(("lint --no-tools N", f"{elapsed:.2f} s", "schema + semantic rules"))
+    rows.append(("peak RSS", f"{peak_mb} MB", "largest of the runs above"))
+
+    print(f"modelplat benchmark: N={args.models}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        target = TARGETS.get(name)
+        mark = ""
+        if target is not None:
+            mark = f"(target <= {target:g} s)"
+        elif name == "peak RSS":
+            mark = "(target <= 150 MB)"
+        print(f"  {name:<{width}}  {value:>10}  {mark:<20} {note}")
+
+
+if __name__ == "__main__":
+    main()
