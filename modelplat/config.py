@@ -3,7 +3,6 @@
 A pydantic model like values.py (exported to JSON Schema); no I/O and no rendering here.
 """
 
-from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
 

@@ -81,6 +81,34 @@ def diff(root: Path, files: dict[str, bytes], changes: Changes, max_lines: int =
     return "".join(parts)
 
 
+def _build(tmp: Path, out: Path, files: dict[str, bytes], unchanged: set[str]) -> int:
+    """Fill tmp with the new tree; returns how many files were written (not linked).
+
+    Creating a file costs ~0.5 ms on the virtual disks seen here, and the cost is latency, not
+    CPU: a few threads creating files at once cut a 1,000-model render by seconds.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    for folder in sorted({(tmp / rel).parent for rel in files}):
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def place(item: tuple[str, bytes]) -> int:
+        rel, content = item
+        target = tmp / rel
+        if rel in unchanged:
+            try:
+                os.link(out / rel, target)
+                return 0
+            except OSError:
+                pass  # a file system without hard links: write a copy instead
+        with open(target, "wb") as handle:
+            handle.write(content)
+        return 1
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return sum(pool.map(place, sorted(files.items())))
+
+
 @contextmanager
 def _lock(out: Path) -> Iterator[None]:
     import fcntl
@@ -151,19 +179,8 @@ def write(out: Path, files: dict[str, bytes], force: bool = False) -> WriteResul
             return WriteResult(changes, 0)
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
         unchanged = set(files) - set(changes.added) - set(changes.changed)
-        written = 0
         try:
-            for rel, content in sorted(files.items()):
-                target = tmp / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if rel in unchanged:
-                    try:
-                        os.link(out / rel, target)
-                        continue
-                    except OSError:
-                        pass  # a file system without hard links: copy instead
-                target.write_bytes(content)
-                written += 1
+            written = _build(tmp, out, files, unchanged)
             if out.exists():
                 if not _exchange(tmp, out):
                     old = out.parent / f".{out.name}.old"

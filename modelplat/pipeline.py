@@ -6,6 +6,7 @@ are separate steps (render.py, output.py) that the CLI calls only when this foun
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,14 +122,19 @@ def load_platform(path: Path):
 
 def run(inputs: list[Path], platform_file: Path | None = None) -> Run:
     """Load, validate, check and plan every model; never raises for a bad model file."""
+    platform_path = find_platform(inputs, platform_file)
+    platform = load_platform(platform_path)
+    files, problems = discover(inputs)
+    return run_files(files, problems, inputs, platform, platform_path)
+
+
+def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[Path], platform,
+              platform_path: Path) -> Run:
     from . import plan as planning, rules
     from .validate import validate
     from .values import ModelValues
 
-    platform_path = find_platform(inputs, platform_file)
-    platform = load_platform(platform_path)
-    files, problems = discover(inputs)
-    result = Run(platform=platform, platform_file=platform_path, diagnostics=problems, files=len(files))
+    result = Run(platform=platform, platform_file=platform_path, diagnostics=list(problems), files=len(files))
     if not files and not problems:
         result.diagnostics.append(Diagnostic(
             ", ".join(display(i) for i in inputs), 0, 0, "no-models", "no model values files (*.yaml) found"))
@@ -180,3 +186,96 @@ def _identity_problems(source: Source, values, ident, model_file: ModelFile) -> 
             (), "invalid-project", f"the folder name '{ident.project}' is not a valid project name (a DNS label)",
             "rename the folder or set project:"))
     return out
+
+
+# --- render with the cache ------------------------------------------------------------------------
+
+
+@dataclass
+class Rendered:
+    files: dict[str, bytes]
+    diagnostics: list[Diagnostic]
+    models: int
+    cached: int = 0
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+
+def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache: bool = True) -> Rendered:
+    """Every output file for the inputs, reusing cached renders of unchanged models.
+
+    A model is re-rendered only when its values file, its place in the tree, the platform file
+    or modelplat itself changed; the result is byte-identical to an uncached render.
+    """
+    # The render modules (and pydantic behind them) are imported only when something must be
+    # rendered: a run served wholly from the cache never pays for them.
+    if not use_cache:
+        from .render import render_tree
+
+        result = run(inputs, platform_file)
+        files = render_tree(result.plans, result.platform) if not result.errors else {}
+        return Rendered(files, result.diagnostics, len(result.plans))
+
+    from .cache import RenderCache
+
+    platform_path = find_platform(inputs, platform_file)
+    try:
+        platform_bytes = platform_path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {display(platform_path)}: {exc.strerror}") from None
+    cache = RenderCache(platform_bytes)
+    model_files, problems = discover(inputs)
+    if problems or not model_files:
+        return render_all(inputs, platform_file, use_cache=False)
+    files: dict[str, bytes] = {}
+    identities: list[tuple[str, str, str]] = []
+    misses: list[tuple[ModelFile, str]] = []
+    for model_file in model_files:
+        try:
+            data = model_file.path.read_bytes()
+        except OSError:
+            misses.append((model_file, ""))  # the loader reports it, with its position
+            continue
+        folder = "" if model_file.path.parent == model_file.root else model_file.path.parent.name
+        key = cache.key("model", model_file.relative, folder, data)
+        entry = cache.get(key)
+        if entry is None:
+            misses.append((model_file, key))
+        else:
+            files.update(entry["files"])
+            identities.append(entry["identity"])
+    platform = None
+    if misses:
+        from .render import render_model
+
+        platform = load_platform(platform_path)
+        result = run_files([m for m, _ in misses], [], inputs, platform, platform_path)
+        if result.errors:
+            return Rendered({}, result.diagnostics, len(model_files))
+        keys = {m.relative: key for m, key in misses}
+        fresh = []
+        for p in result.plans:
+            rendered = render_model(p, platform)
+            files.update(rendered)
+            identity = (p.name, p.identity.project, p.namespace)
+            identities.append(identity)
+            if keys.get(p.source) and not result.diagnostics:  # only clean renders are reused
+                fresh.append((keys[p.source], identity, rendered))
+        cache.put_many(fresh)
+    if len({(name, namespace) for name, _, namespace in identities}) != len(identities) or \
+            len({(project, name) for name, project, _ in identities}) != len(identities):
+        return render_all(inputs, platform_file, use_cache=False)  # positioned duplicate errors
+    wiring_key = cache.key("wiring", json.dumps(sorted(identities)))
+    wiring = cache.get(wiring_key)
+    if wiring is None:
+        from .render import render_wiring
+
+        platform = platform or load_platform(platform_path)
+        wiring_files = render_wiring(identities, platform)
+        cache.put(wiring_key, None, wiring_files)
+    else:
+        wiring_files = wiring["files"]
+    files.update(wiring_files)
+    return Rendered(files, [], len(model_files), len(model_files) - len(misses))

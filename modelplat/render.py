@@ -65,14 +65,17 @@ def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
     env = _environment()
     context = {"plan": p, "custom": p.values.model.format == "custom", "model": p.values.model}
     chart = p.chart_dir
+    values = yamlout.Block(p.chart_values)  # emitted once: values.yaml and the HelmRelease share it
+    release = planning.helm_release(p, platform)
+    release["spec"]["values"] = values
     files: Files = {
         f"{chart}/Chart.yaml": _yaml(planning.chart_metadata(p)),
-        f"{chart}/values.yaml": _yaml(p.chart_values),
+        f"{chart}/values.yaml": _yaml(values),
         f"{chart}/values.schema.json": _chart_schema(),
         f"{chart}/.helmignore": _helmignore(),
         f"{chart}/README.md": chart_readme(p).encode(),
         f"{chart}/templates/_helpers.tpl": env.get_template("chart/templates/_helpers.tpl.j2").render(context).encode(),
-        f"{p.model_dir}/helmrelease.yaml": _yaml(planning.helm_release(p, platform)),
+        f"{p.model_dir}/helmrelease.yaml": _yaml(release),
     }
     for template in p.templates:
         source = env.get_template(f"chart/templates/{template}.j2")
@@ -84,17 +87,26 @@ def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
 
 def render_tree(plans: Iterable[ModelPlan], platform: PlatformSettings) -> Files:
     """Every file of the output folder: each model's chart and HelmRelease, and the Flux wiring."""
+    plans = list(plans)
     files: Files = {}
-    projects: dict[str, list[ModelPlan]] = {}
     for p in plans:
         files.update(render_model(p, platform))
-        projects.setdefault(p.identity.project, []).append(p)
+    files.update(render_wiring([(p.name, p.identity.project, p.namespace) for p in plans], platform))
+    return files
+
+
+def render_wiring(identities: Iterable[tuple[str, str, str]], platform: PlatformSettings) -> Files:
+    """The files that tie the models together for Flux: kustomizations, namespaces, the source."""
+    files: Files = {}
+    projects: dict[str, list[tuple[str, str]]] = {}
+    for name, project, namespace in identities:
+        projects.setdefault(project, []).append((name, namespace))
     for project, members in sorted(projects.items()):
-        namespaces = sorted({m.namespace for m in members})
+        namespaces = sorted({namespace for _, namespace in members})
         entries = [f"namespace-{ns}.yaml" for ns in namespaces]
         for ns in namespaces:
             files[f"{project}/namespace-{ns}.yaml"] = _yaml(planning.namespace(ns, platform))
-        entries += sorted(f"{m.name}/helmrelease.yaml" for m in members)
+        entries += sorted(f"{name}/helmrelease.yaml" for name, _ in members)
         files[f"{project}/kustomization.yaml"] = _yaml(planning.kustomization(entries))
     files[f"{PLATFORM_DIR}/flux/gitrepository.yaml"] = _yaml(planning.git_repository(platform))
     files[f"{PLATFORM_DIR}/flux/sync.yaml"] = _yaml(planning.flux_kustomization(platform))

@@ -5,7 +5,6 @@ Key names follow the seed platform (requestGPU, replicaCount, primaryLoad, ...) 
 users keep what they already write; one concept has one name in values, templates and docs.
 """
 
-from __future__ import annotations
 
 import re
 from typing import Annotated, Literal, Optional

@@ -23,7 +23,29 @@ _RESERVED = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "nul
 _UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
 
 
+_STRINGS: dict[str, str] = {}  # keys and common values repeat across thousands of documents
+
+
+class Block:
+    """Lines already emitted (e.g. the values, shared by values.yaml and the HelmRelease)."""
+
+    __slots__ = ("lines", "inline")
+
+    def __init__(self, data: dict | list):
+        self.lines: list[str] = []
+        self.inline = _inline(data) if not data else ""  # an empty mapping or list stays on the key's line
+        if data:
+            _emit(data, 0, self.lines)
+
+
 def scalar(value: object) -> str:
+    if value.__class__ is str:
+        cached = _STRINGS.get(value)
+        if cached is None:
+            cached = _string(value)
+            if len(_STRINGS) < 100_000:
+                _STRINGS[value] = cached
+        return cached
     if value is None:
         return "null"
     if value is True:
@@ -38,11 +60,15 @@ def scalar(value: object) -> str:
         text = repr(value)
         return text if ("." in text or "e" in text) else text + ".0"
     if isinstance(value, str):
-        if _PLAIN.fullmatch(value) and value.lower() not in _RESERVED and not value.endswith(":"):
-            return value
-        quoted = json.dumps(value, ensure_ascii=False)
-        return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
+        return _string(value)
     raise TypeError(f"cannot emit {type(value).__name__} as YAML")
+
+
+def _string(value: str) -> str:
+    if _PLAIN.fullmatch(value) and value.lower() not in _RESERVED and not value.endswith(":"):
+        return value
+    quoted = json.dumps(value, ensure_ascii=False)
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
 
 
 def _emit(value: object, indent: int, out: list[str]) -> None:
@@ -52,7 +78,13 @@ def _emit(value: object, indent: int, out: list[str]) -> None:
             if not isinstance(key, str):
                 raise TypeError("mapping keys must be strings")
             head = f"{pad}{scalar(key)}:"
-            if isinstance(item, dict) and item:
+            if item.__class__ is Block and item.inline:
+                out.append(f"{head} {item.inline}")
+            elif item.__class__ is Block:
+                out.append(head)
+                inner = " " * (indent + 2)
+                out.extend(inner + line for line in item.lines)
+            elif isinstance(item, dict) and item:
                 out.append(head)
                 _emit(item, indent + 2, out)
             elif isinstance(item, list) and item:
@@ -90,7 +122,9 @@ def _inline(value: object) -> str:
 def dump(data: object, header: str = "") -> str:
     """One YAML document; `header` lines become comments at the top."""
     out = [f"# {line}".rstrip() for line in header.splitlines()]
-    if isinstance(data, (dict, list)) and data:
+    if data.__class__ is Block:
+        out.extend(data.lines or [data.inline])
+    elif isinstance(data, (dict, list)) and data:
         _emit(data, 0, out)
     else:
         out.append(_inline(data))

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TARGETS = {"cold render, 1 model": 0.25, "render N models": 10.0, "no-op re-render N": 2.0, "lint --no-tools N": 5.0}
+TARGETS = {"cold render, 1 model": 0.25, "cold render, 1 model, empty cache": 0.25, "render N models": 10.0,
+           "no-op re-render N": 2.0, "lint --no-tools N": 5.0}
 
 
 def generate(root: Path, count: int) -> None:
@@ -41,11 +42,12 @@ def generate(root: Path, count: int) -> None:
         (project / f"{source.stem}-{i:05d}.yaml").write_text(text)
 
 
-def run(args: list[str], cwd: Path) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in MB of the child, stdout."""
+def run(args: list[str], cwd: Path, cache: Path) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS in MB of the child, stdout. `cache` is the render cache it uses."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    env = dict(os.environ, MODELPLAT_CACHE_DIR=str(cache))
     start = time.perf_counter()
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if proc.returncode != 0:
@@ -58,7 +60,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=1000)
     parser.add_argument("--modelplat", default=shutil.which("modelplat") or str(Path(sys.executable).parent / "modelplat"))
     args = parser.parse_args()
-    exe = args.modelplat
+    exe = os.path.abspath(args.modelplat)
     rows: list[tuple[str, str, str]] = []
     peak_mb = 0
     with tempfile.TemporaryDirectory(prefix="modelplat-bench-") as tmp:
@@ -67,29 +69,41 @@ def main() -> None:
         (one / "llm").mkdir(parents=True)
         shutil.copy(REPO / "examples" / "platform.yaml", one / "platform.yaml")
         shutil.copy(REPO / "examples" / "llm" / "qwen-chat.yaml", one / "llm" / "qwen-chat.yaml")
-        times = []
-        for i in range(6):  # first run warms the OS page cache and .pyc files; not counted
-            elapsed, peak, _ = run([exe, "render", str(one), "--out", str(work / f"one-out-{i}")], work)
-            peak_mb = max(peak_mb, peak)
-            if i:
-                times.append(elapsed)
-        rows.append(("cold render, 1 model", f"{statistics.median(times):.3f} s", f"median of {len(times)} processes"))
+        # Each process is new (cold); "empty cache" runs also start without a render cache, the
+        # others reuse the cache the previous run left (as a second `modelplat render` would).
+        for label, fresh_cache in (("cold render, 1 model, empty cache", True), ("cold render, 1 model", False)):
+            times = []
+            for i in range(6):  # the first run warms the OS page cache and .pyc files; not counted
+                cache = work / (f"cache-one-{label[-5:]}-{i}" if fresh_cache else "cache-one")
+                elapsed, peak, _ = run([exe, "render", str(one), "--out", str(work / f"one-out-{i}")], work, cache)
+                peak_mb = max(peak_mb, peak)
+                if i:
+                    times.append(elapsed)
+            note = "new process, no render cache" if fresh_cache else "new process, render cache from the last run"
+            rows.append((label, f"{statistics.median(times):.3f} s", f"median of {len(times)}; {note}"))
 
         many = work / "many"
         many.mkdir()
         generate(many, args.models)
         out = work / "charts-out"
-        elapsed, peak, _ = run([exe, "render", str(many), "--out", str(out)], work)
+        cache = work / "cache-many"
+        elapsed, peak, _ = run([exe, "render", str(many), "--out", str(out)], work, cache)
         peak_mb = max(peak_mb, peak)
         files = sum(1 for p in out.rglob("*") if p.is_file())
-        rows.append(("render N models", f"{elapsed:.2f} s", f"{args.models} models, {files} files"))
+        rows.append(("render N models", f"{elapsed:.2f} s", f"{args.models} models, {files} files, empty cache"))
 
-        elapsed, peak, stdout = run([exe, "render", str(many), "--out", str(out), "--format", "json"], work)
+        elapsed, peak, stdout = run([exe, "render", str(many), "--out", str(out), "--format", "json"], work, cache)
         peak_mb = max(peak_mb, peak)
         written = json.loads(stdout)["written"]
         rows.append(("no-op re-render N", f"{elapsed:.2f} s", f"{written} files written"))
 
-        elapsed, peak, _ = run([exe, "lint", str(many), "--no-tools", "--format", "json"], work)
+        elapsed, peak, stdout = run([exe, "render", str(many), "--out", str(out), "--format", "json", "--no-cache"],
+                                    work, cache)
+        peak_mb = max(peak_mb, peak)
+        written = json.loads(stdout)["written"]
+        rows.append(("no-op re-render N, --no-cache", f"{elapsed:.2f} s", f"{written} files written; everything re-rendered"))
+
+        elapsed, peak, _ = run([exe, "lint", str(many), "--no-tools", "--format", "json"], work, cache)
         peak_mb = max(peak_mb, peak)
         rows.append(("lint --no-tools N", f"{elapsed:.2f} s", "schema + semantic rules"))
     rows.append(("peak RSS", f"{peak_mb} MB", "largest of the runs above"))

@@ -31,6 +31,12 @@ model:
 """
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_render_cache(tmp_path_factory):
+    """Tests never read or fill the user's render cache (subprocesses inherit this too)."""
+    os.environ["MODELPLAT_CACHE_DIR"] = str(tmp_path_factory.mktemp("render-cache"))
+
+
 def need_tool(tool: str) -> str:
     """Path of a real tool. Missing: a failure under CI=true, a skip elsewhere."""
     path = tools.find(tool)

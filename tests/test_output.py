@@ -57,16 +57,17 @@ def test_refuses_a_folder_modelplat_did_not_write(tmp_path):
 def test_failure_while_building_leaves_old_output_intact(tmp_path, monkeypatch):
     out = tmp_path / "out"
     output.write(out, tree_v1())
-    real_write = type(out).write_bytes
+    real_open = open
     calls = {"n": 0}
 
-    def failing_write(self, data):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise OSError(28, "No space left on device")
-        return real_write(self, data)
+    def failing_open(path, mode="r", *args, **kwargs):
+        if "w" in mode:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError(28, "No space left on device")
+        return real_open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(type(out), "write_bytes", failing_write)
+    monkeypatch.setattr("builtins.open", failing_open)
     changed = {rel: content + b"# v2\n" for rel, content in tree_v1().items()}
     with pytest.raises(OSError):
         output.write(out, changed)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from ruamel.yaml import YAML
 
-from modelplat.yamlout import dump, scalar
+from modelplat.yamlout import Block, dump, scalar
 
 _yaml = YAML(typ="safe")
 
@@ -53,3 +53,12 @@ def test_refuses_non_data():
         dump({"a": object()})
     with pytest.raises(ValueError):
         dump({"a": float("nan")})
+
+
+@settings(max_examples=200, deadline=None)
+@given(data)
+def test_a_pre_emitted_block_reads_back_as_its_data(value):
+    assert _yaml.load(dump({"spec": {"values": Block(value if isinstance(value, (dict, list)) else [value])}})) == \
+        {"spec": {"values": value if isinstance(value, (dict, list)) else [value]}}
+    if isinstance(value, (dict, list)):
+        assert _yaml.load(dump(Block(value))) == value

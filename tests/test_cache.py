@@ -1,0 +1,91 @@
+"""The render cache returns exactly what a fresh render would, and only when nothing changed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from modelplat import cache, pipeline
+
+from conftest import CPU_FILE
+
+GPU = "model:\n  format: custom\n  image: vllm/vllm-openai:v0.8.5\nresources:\n  requestGPU: 1\n"
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELPLAT_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_second_render_is_served_from_cache_and_identical(tree, fresh_cache):
+    root = tree({"demo/iris.yaml": CPU_FILE, "llm/qwen.yaml": GPU})
+    first = pipeline.render_all([root])
+    assert first.cached == 0 and not first.errors
+    second = pipeline.render_all([root])
+    assert second.cached == 2
+    assert second.files == first.files == pipeline.render_all([root], use_cache=False).files
+
+
+def test_only_changed_models_are_rendered_again(tree, fresh_cache):
+    root = tree({"demo/iris.yaml": CPU_FILE, "llm/qwen.yaml": GPU})
+    pipeline.render_all([root])
+    (root / "demo/iris.yaml").write_text(CPU_FILE + "replicaCount: 4\n")
+    result = pipeline.render_all([root])
+    assert result.cached == 1
+    assert b"replicaCount: 4" in result.files["demo/iris/chart/values.yaml"]
+    assert result.files == pipeline.render_all([root], use_cache=False).files
+
+
+def test_platform_change_invalidates_everything(tree, fresh_cache):
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    pipeline.render_all([root])
+    (root / "platform.yaml").write_text("clusterName: other\n")
+    result = pipeline.render_all([root])
+    assert result.cached == 0
+    assert b"other-gpu" in result.files["demo/iris/chart/values.yaml"]
+
+
+def test_moving_a_file_to_another_project_is_a_miss(tree, fresh_cache):
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    pipeline.render_all([root])
+    (root / "demo/iris.yaml").rename((root / "other").mkdir() or root / "other/iris.yaml")
+    result = pipeline.render_all([root])
+    assert result.cached == 0 and "other/iris/helmrelease.yaml" in result.files
+
+
+def test_code_fingerprint_covers_templates(tree, fresh_cache, tmp_path, monkeypatch):
+    import shutil
+
+    from modelplat import resources
+
+    before = cache.code_fingerprint()
+    copy = tmp_path / "templates"
+    shutil.copytree(resources.templates_dir(), copy)
+    (copy / "chart/templates/_helpers.tpl.j2").write_text("{{/* changed */}}\n")
+    monkeypatch.setattr(resources, "templates_dir", lambda: copy)
+    cache.code_fingerprint.cache_clear()
+    try:
+        assert cache.code_fingerprint() != before
+    finally:
+        cache.code_fingerprint.cache_clear()
+
+
+def test_corrupt_entries_are_ignored(tree, fresh_cache):
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    expected = pipeline.render_all([root]).files
+    for entry in fresh_cache.rglob("*.json"):
+        entry.write_text(json.dumps({"identity": "x"}) if "0" in entry.name else "{not json")
+    result = pipeline.render_all([root])
+    assert result.files == expected
+
+
+def test_errors_are_never_cached_and_duplicates_still_reported(tree, fresh_cache):
+    root = tree({"demo/a.yaml": "name: same\n" + CPU_FILE})
+    pipeline.render_all([root])
+    (root / "demo/b.yaml").write_text("name: same\n" + CPU_FILE)
+    result = pipeline.render_all([root])
+    assert [d.code for d in result.errors] == ["duplicate-model"] and result.errors[0].line == 1
+    (root / "demo/b.yaml").write_text("model: [broken\n")
+    assert [d.code for d in pipeline.render_all([root]).errors] == ["yaml-syntax"]
