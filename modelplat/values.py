@@ -551,7 +551,7 @@ class ChartPlatform(Section):
 class ChartValues(ModelValues):
     """The chart's values: the model's validated values, defaults resolved, plus platform facts."""
 
-    name: DNSLabel
-    project: DNSLabel
-    namespace: DNSLabel
-    platform: ChartPlatform
+    name: DNSLabel = Field(description="Model service name; every resource is named from it.")
+    project: DNSLabel = Field(description="Project the model belongs to (its folder).")
+    namespace: DNSLabel = Field(description="Namespace the model runs in.")
+    platform: ChartPlatform = Field(description="Platform facts filled in by modelplat from the platform file.")
