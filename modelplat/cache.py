@@ -37,7 +37,33 @@ def code_fingerprint() -> str:
     sources.append(schemas_dir() / "chart-values.schema.json")
     for path in sources:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in _dependency_versions():
+        digest.update(name.encode() + b"\0")
     return digest.hexdigest()
+
+
+def _dependency_versions() -> list[str]:
+    """dist-info names (which carry versions) of the libraries that shape the output.
+
+    An upgrade of pydantic (model_dump), jinja2 or ruamel must not be answered from entries an
+    older version rendered. Reading the folder names costs a directory listing, not an import.
+    """
+    import importlib.util
+
+    names: set[str] = set()
+    for module in ("pydantic", "pydantic_core", "jinja2", "ruamel.yaml"):
+        spec = importlib.util.find_spec(module.split(".")[0])
+        origin = spec.submodule_search_locations[0] if spec and spec.submodule_search_locations else None
+        if not origin:
+            continue
+        site = Path(origin).parent
+        prefix = module.replace(".", "_").lower() + "-"  # ruamel.yaml → ruamel_yaml-0.19.1.dist-info
+        try:
+            names.update(e.name for e in os.scandir(site)
+                         if e.name.endswith(".dist-info") and e.name.lower().startswith(prefix))
+        except OSError:
+            continue
+    return sorted(names)
 
 
 @lru_cache(maxsize=1)

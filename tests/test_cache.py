@@ -89,3 +89,9 @@ def test_errors_are_never_cached_and_duplicates_still_reported(tree, fresh_cache
     assert [d.code for d in result.errors] == ["duplicate-model"] and result.errors[0].line == 1
     (root / "demo/b.yaml").write_text("model: [broken\n")
     assert [d.code for d in pipeline.render_all([root]).errors] == ["yaml-syntax"]
+
+
+def test_fingerprint_includes_the_libraries_that_shape_output():
+    names = cache._dependency_versions()
+    assert any(n.startswith("pydantic-") for n in names) and any(n.startswith("jinja2-") for n in names)
+    assert any(n.startswith("ruamel_yaml-") for n in names)
