@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import tools
+from . import tools, yamlout
 from .errors import Diagnostic
 
 CHECKS = ("schema+rules", "helm lint", "helm template", "kubeconform", "helm unittest")
@@ -119,9 +119,11 @@ def _run_tools(root: Path, result, planned: list[ModelResult], schema_locations:
     def per_chart(pair) -> None:
         p, model = pair
         chart = root / p.chart_dir
-        values = root / p.model_dir / "values-from-helmrelease.json"
-        # Exactly what Flux's helm-controller renders: the chart with the HelmRelease's values.
-        values.write_text(json.dumps(planning.helm_release(p, result.platform)["spec"]["values"]))
+        values = root / p.model_dir / "values-from-helmrelease.yaml"
+        # Exactly what Flux's helm-controller renders: the chart with the HelmRelease's values,
+        # emitted as in helmrelease.yaml (Python's JSON escapes astral characters as surrogate
+        # pairs, which Go's YAML parser refuses).
+        values.write_text(yamlout.dump(planning.helm_release(p, result.platform)["spec"]["values"]))
         if helm:
             out = tools.run([helm, "lint", "--strict", str(chart), "-f", str(values), "--namespace", p.namespace])
             model.checks["helm lint"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)
@@ -143,7 +145,8 @@ def _run_tools(root: Path, result, planned: list[ModelResult], schema_locations:
     if not kubeconform:
         return None
     flux_files = sorted(str(p) for p in root.rglob("*.yaml")
-                        if "/chart/" not in p.as_posix() and p.name not in ("kustomization.yaml", "manifests.yaml"))
+                        if "/chart/" not in p.as_posix()
+                        and p.name not in ("kustomization.yaml", "manifests.yaml", "values-from-helmrelease.yaml"))
     targets = [str(manifests[k]) for k in sorted(manifests)] + flux_files
     try:
         core = tools.core_schema_location(result.platform.kubernetesVersion)

@@ -88,9 +88,17 @@ def load(path: Path, display: str | None = None) -> Source:
 
 def parse(text: str, display: str) -> Any:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    from ruamel.yaml.reader import ReaderError
 
     try:
         data = _yaml().load(text)
+    except ReaderError as exc:  # a character YAML forbids; it carries an offset, not a mark
+        offset = max(0, min(exc.position, len(text)))
+        line = text.count("\n", 0, offset) + 1
+        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        raise LoadError(Diagnostic(display, line, col, "yaml-character",
+                                   f"character U+{ord(exc.character) if isinstance(exc.character, str) else exc.character:04X} "
+                                   "is not allowed in YAML", "remove the control character")) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)

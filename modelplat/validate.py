@@ -21,6 +21,7 @@ _PATTERN_HELP = {
     "STORAGE_URI": "a storage URI: hf://, s3://, gs://, pvc://, oci://, https://, hdfs:// or webhdfs://",
     "IMAGE": "an image reference such as registry.example.com/team/server:1.2.3",
     "LABEL_KEY": "a Kubernetes label key such as example.com/team",
+    "NO_CONTROL": "text without control characters (tab and newline are fine)",
 }
 
 

@@ -6,6 +6,7 @@ users keep what they already write; one concept has one name in values, template
 """
 
 
+import math
 import re
 from typing import Annotated, Literal, Optional
 
@@ -27,8 +28,8 @@ def _quantity(value: object) -> object:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise PydanticCustomError("quantity", "expected a Kubernetes quantity such as 500m, 2 or 32Gi")
     if isinstance(value, (int, float)):
-        if value < 0 or value != value:
-            raise PydanticCustomError("quantity", "a quantity cannot be negative")
+        if value < 0 or not math.isfinite(value):
+            raise PydanticCustomError("quantity", "a quantity must be a finite number, at least 0")
         return value
     if not _QUANTITY_RE.match(value):
         raise PydanticCustomError("quantity", "expected a Kubernetes quantity such as 500m, 2 or 32Gi, got '{value}'", {"value": value})
@@ -48,8 +49,8 @@ def Number(*, gt: float | None = None, ge: float | None = None, le: float | None
     """An int or a float (kept as written, so 10 stays 10 in the output) within bounds."""
 
     def check(value: object) -> object:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise PydanticCustomError("number", "expected a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise PydanticCustomError("number", "expected a finite number")
         if gt is not None and not value > gt:
             raise PydanticCustomError("number_range", "must be greater than {gt}", {"gt": gt})
         if ge is not None and not value >= ge:
@@ -83,10 +84,11 @@ HttpPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~!$&'()*+,;=
 Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)]
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
 Percent = Annotated[StrictInt, Field(ge=1, le=100)]
-# Free text that ends up as data in YAML; control characters are refused outright.
-Text = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$", max_length=2000)]
+# Free text that ends up as data in YAML; control characters (C0, DEL, C1) are refused outright.
+NO_CONTROL = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+Text = Annotated[str, StringConstraints(pattern=NO_CONTROL, max_length=2000)]
 # Container args and env values: any printable text (it is YAML data, never template code).
-Arg = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$", max_length=4096)]
+Arg = Annotated[str, StringConstraints(pattern=NO_CONTROL, max_length=4096)]
 
 
 class Section(BaseModel):

@@ -161,3 +161,28 @@ def test_lint_reports_a_broken_chart_as_failed(helm, kubeconform, helm_unittest,
     statuses = {m["file"].rsplit("/", 1)[-1]: m["checks"]["kubeconform"]["status"] for m in report["models"]}
     assert set(statuses.values()) == {"fail"}
     assert any("minReplicaz" in m["checks"]["kubeconform"]["detail"] for m in report["models"])
+
+
+def test_yaml_1_1_lookalikes_stay_strings(helm, kubeconform, tree, tmp_path):
+    """Names such as "no", "on", "null" are valid DNS labels; unquoted, a YAML 1.1 reader (Helm,
+    Kubernetes) would turn them into booleans or null. Every value must reach the manifest as text."""
+    root = tree({"no/on.yaml": (
+        "model:\n  format: sklearn\n  storageUri: s3://m/x\n  runtime: 'yes'\n"
+        "  args: ['--flag', 'off', '{{ .Release.Name }}', '${HOME}']\n"
+        "serviceAccountName: 'null'\nlabels:\n  team: 'yes'\n"
+        "env:\n  - name: Y\n    value: 'no'\n  - name: ON\n    secretKeyRef: {name: 'true', key: 'y'}\n"
+        "scheduling:\n  priorityClassName: 'off'\n  nodeSelector: {'y': 'n'}\n")})
+    out = tmp_path / "out"
+    assert modelplat("render", str(root), "--out", str(out)).returncode == 0
+    model = out / "no/on"
+    (isvc,) = template(helm, model / "chart", "on", "no", helmrelease_values(model))
+    assert isvc["metadata"]["name"] == "on" and isvc["metadata"]["namespace"] == "no"
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["serviceAccountName"] == "null" and predictor["priorityClassName"] == "off"
+    assert predictor["model"]["runtime"] == "yes"
+    assert predictor["model"]["args"] == ["--flag", "off", "{{ .Release.Name }}", "${HOME}"]
+    assert predictor["model"]["env"][0] == {"name": "Y", "value": "no"}
+    assert predictor["model"]["env"][1]["valueFrom"]["secretKeyRef"] == {"name": "true", "key": "y"}
+    assert predictor["nodeSelector"] == {"y": "n"} and isvc["metadata"]["labels"]["team"] == "yes"
+    lint = modelplat("lint", str(root), "--require-tools")
+    assert lint.returncode == 0, lint.stdout

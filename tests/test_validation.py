@@ -160,3 +160,12 @@ def test_invalid_platform_file_is_positioned(tree):
         pipeline.run([root])
     (d,) = err.value.diagnostics
     assert d.code == "unknown-key" and d.line == 3 and "nodeGroupLabel" in d.hint
+
+
+@pytest.mark.parametrize("number", [".inf", "-.inf", ".nan"])
+def test_infinite_and_nan_numbers_are_refused(tree, number):
+    text = f"model:\n  format: sklearn\n  storageUri: s3://m/x\nresources:\n  requestCPU: {number}\n" \
+           f"observability:\n  alerts:\n    p99LatencySeconds: {number}\n"
+    diags = pipeline.run([tree({"demo/m.yaml": text})]).diagnostics
+    assert {d.key for d in diags} == {"resources.requestCPU", "observability.alerts.p99LatencySeconds"}
+    assert all(d.line > 0 for d in diags)
