@@ -155,9 +155,10 @@ def helm_release(p: ModelPlan, platform: PlatformSettings) -> dict[str, Any]:
             "chart": {
                 "spec": {
                     "chart": f"{flux.path.rstrip('/')}/{p.chart_dir}",
-                    # A chart from Git keeps its version between commits; Revision makes every
-                    # commit that changes the chart a new release.
-                    "reconcileStrategy": "Revision",
+                    # The chart version carries a hash of the chart's content (chart_version),
+                    # so a chart is re-released when it changes and only then. `Revision`
+                    # would upgrade every model on every commit to the repository.
+                    "reconcileStrategy": "ChartVersion",
                     "sourceRef": {"kind": "GitRepository", "name": source.name, "namespace": source.namespace},
                     "interval": flux.interval,
                 }
@@ -212,15 +213,25 @@ def flux_kustomization(platform: PlatformSettings) -> dict[str, Any]:
     }
 
 
-def chart_metadata(p: ModelPlan) -> dict[str, Any]:
+def chart_version(chart_files: dict[str, bytes]) -> str:
+    """modelplat's version plus, as semver build metadata, a hash of the chart's files."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for rel in sorted(chart_files):
+        digest.update(rel.encode() + b"\0" + chart_files[rel] + b"\0")
+    return f"{__version__}+{digest.hexdigest()[:12]}"
+
+
+def chart_metadata(p: ModelPlan, version: str = __version__) -> dict[str, Any]:
     description = p.values.description or f"KServe model service {p.name} ({p.values.model.format})"
     return {
         "apiVersion": "v2",
         "name": p.name,
         "description": description,
         "type": "application",
-        # Stamped from the generator: a new modelplat that renders differently is a new chart.
-        "version": __version__,
+        # Stamped from the generator, with a hash of the chart's content (see chart_version).
+        "version": version,
         "appVersion": __version__,
         "annotations": {"modelplat.io/generator": f"modelplat {__version__}", "modelplat.io/source": p.source},
     }

@@ -69,7 +69,6 @@ def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
     release = planning.helm_release(p, platform)
     release["spec"]["values"] = values
     files: Files = {
-        f"{chart}/Chart.yaml": _yaml(planning.chart_metadata(p)),
         f"{chart}/values.yaml": _yaml(values),
         f"{chart}/values.schema.json": _chart_schema(),
         f"{chart}/.helmignore": _helmignore(),
@@ -82,6 +81,8 @@ def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
         files[f"{chart}/templates/{template}"] = source.render(context).encode()
     for name, suite in suites.suites(p).items():
         files[f"{chart}/tests/{name}"] = _yaml(suite)
+    chart_files = {rel: data for rel, data in files.items() if rel.startswith(f"{chart}/")}
+    files[f"{chart}/Chart.yaml"] = _yaml(planning.chart_metadata(p, planning.chart_version(chart_files)))
     return files
 
 

@@ -54,7 +54,7 @@ def test_helmrelease_values_are_exactly_the_chart_values(tree):
     assert release["spec"]["values"] == _yaml.load(files["demo/iris/chart/values.yaml"])
     chart = release["spec"]["chart"]["spec"]
     assert chart["chart"] == "./charts-out/demo/iris/chart"
-    assert chart["reconcileStrategy"] == "Revision"
+    assert chart["reconcileStrategy"] == "ChartVersion"
     assert chart["sourceRef"] == {"kind": "GitRepository", "name": "modelplat", "namespace": "flux-system"}
     assert release["spec"]["install"]["remediation"]["retries"] == 3
     assert release["spec"]["upgrade"]["remediation"]["remediateLastFailure"] is True
@@ -89,7 +89,7 @@ def test_chart_files_and_no_template_for_features_that_are_off(tree):
     meta = _yaml.load(files["demo/iris/chart/Chart.yaml"])
     from modelplat import __version__
 
-    assert meta["version"] == __version__ and meta["apiVersion"] == "v2"
+    assert meta["version"].startswith(__version__ + "+") and meta["apiVersion"] == "v2"
     schema = json.loads(files["demo/iris/chart/values.schema.json"])
     assert schema["additionalProperties"] is False and "platform" in schema["properties"]
 
@@ -130,3 +130,14 @@ def test_suites_assert_both_gpu_branches(tree):
     assert with_gpu["set"]["resources.requestGPU"] == 1
     operators = [a["equal"]["value"] for a in with_gpu["asserts"] if "equal" in a and a["equal"]["path"].endswith("operator")]
     assert operators == ["In"]
+
+
+def test_chart_version_changes_with_the_chart_and_only_then(tree):
+    """Flux re-releases a chart from Git when its version changes (ChartVersion strategy)."""
+    root = tree({"demo/iris.yaml": CPU, "demo/wine.yaml": CPU})
+    version = lambda files, model: _yaml.load(files[f"demo/{model}/chart/Chart.yaml"])["version"]
+    first = render_tree(pipeline.run([root]).plans, pipeline.run([root]).platform)
+    (root / "demo/iris.yaml").write_text(CPU + "replicaCount: 5\n")
+    second = render_tree(pipeline.run([root]).plans, pipeline.run([root]).platform)
+    assert version(first, "iris") != version(second, "iris")
+    assert version(first, "wine") == version(second, "wine")
