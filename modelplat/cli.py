@@ -225,6 +225,93 @@ def init(
 
 
 @app.command()
+def explain(
+    key: str = typer.Argument("", help="Dotted key of the values file, e.g. resources.requestGPU (empty: the top level)."),
+    fmt: Format = typer.Option(Format.text, "--format", help="Output format."),
+) -> None:
+    """Describe a values key: meaning, type, default, allowed values, examples."""
+    from .explain import explain as describe, explain_text
+
+    try:
+        info = describe(key)
+    except ModelplatError as exc:
+        _fail(exc, fmt)
+        return
+    print(json.dumps(info, indent=2, ensure_ascii=False) if fmt is Format.json else explain_text(info))
+
+
+@app.command()
+def diff(
+    inputs: List[Path] = typer.Argument(..., help="Model values files or folders (searched recursively)."),
+    out: Path = typer.Option(Path("charts-out"), "--out", "-o", help="The committed output folder to compare with."),
+    platform: Optional[Path] = typer.Option(None, "--platform", "-p", help="Platform settings file."),
+    exit_code: bool = typer.Option(False, "--exit-code", help="Exit 1 when there are differences."),
+    fmt: Format = typer.Option(Format.text, "--format", help="Output format."),
+) -> None:
+    """Show what Flux would change: resources added, removed or changed between the committed
+    output and a fresh render (nothing is written)."""
+    from . import pipeline
+    from .diffing import committed_tree, diff_text, resource_diff
+
+    try:
+        result = pipeline.render_all(inputs, platform)
+        if result.errors:
+            from .errors import InvalidInput
+
+            raise InvalidInput(f"{len(result.errors)} error(s) in {result.models} file(s)", result.diagnostics)
+        entries = resource_diff(committed_tree(out), result.files)
+    except ModelplatError as exc:
+        _fail(exc, fmt)
+        return
+    if fmt is Format.json:
+        print(json.dumps({"changes": entries}, indent=2, ensure_ascii=False, default=str))
+    else:
+        sys.stdout.write(diff_text(entries))
+    raise typer.Exit(EXIT_INVALID if exit_code and entries else EXIT_OK)
+
+
+@app.command(name="import")
+def import_(
+    helmrelease: Path = typer.Argument(..., help="A seed-platform HelmRelease (or a bare values file)."),
+    output_file: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the values file (default: stdout)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+    fmt: Format = typer.Option(Format.text, "--format", help="Report format (the values file is always YAML)."),
+) -> None:
+    """Turn a seed-style HelmRelease into a modelplat values file, reporting every key it could not map."""
+    from .errors import InvalidInput
+    from .importer import import_helmrelease, to_yaml, validate_imported
+
+    try:
+        try:
+            text = helmrelease.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read {helmrelease}: {exc}") from None
+        values, unmapped = import_helmrelease(text, str(helmrelease))
+    except ModelplatError as exc:
+        _fail(exc, fmt)
+        return
+    problems = validate_imported(values)
+    document = to_yaml(values, str(helmrelease), unmapped)
+    if output_file is not None:
+        if output_file.exists() and not force:
+            _console(stderr=True).print(f"[bold red]error:[/] {_escape(str(output_file))} exists (pass --force to overwrite)")
+            raise typer.Exit(EXIT_USAGE)
+        output_file.parent.mkdir(parents=True, exist_ok=True)
+        output_file.write_text(document)
+    else:
+        sys.stdout.write(document)
+    if fmt is Format.json:
+        sys.stderr.write(json.dumps({"unmapped": unmapped, "problems": problems}, indent=2) + "\n")
+    else:
+        for line in unmapped:
+            sys.stderr.write(f"not imported: {line}\n")
+        for line in problems:
+            sys.stderr.write(f"needs attention: {line}\n")
+    # Written either way; non-zero when something needs a person, so scripts notice.
+    raise typer.Exit(EXIT_INVALID if unmapped or problems else EXIT_OK)
+
+
+@app.command()
 def version() -> None:
     """Print modelplat's version."""
     print(__version__)

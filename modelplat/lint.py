@@ -96,10 +96,14 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
                 by_file[wiring.file] = wiring
     for model in by_file.values():
         for check in CHECKS:
-            if check not in model.checks:
-                reason = "not rendered" if model.checks.get("schema+rules", Check("pass")).status == "fail" else (
-                    f"{TOOL_OF[check]} not found" if use_tools else "tools not requested")
-                model.checks[check] = Check("skipped", reason)
+            if check in model.checks:
+                continue
+            if check == "schema+rules":  # the Flux wiring row: not a values file
+                model.checks[check] = Check("skipped", "not a values file")
+            elif model.checks.get("schema+rules", Check("pass")).status == "fail":
+                model.checks[check] = Check("skipped", "not rendered")
+            else:
+                model.checks[check] = Check("skipped", f"{TOOL_OF[check]} not found" if use_tools else "tools not requested")
     return LintReport(sorted(by_file.values(), key=lambda m: m.file), result.diagnostics, versions, missing, require_tools)
 
 

@@ -134,6 +134,16 @@ def model_spec(values: ModelValues, platform: PlatformSettings, src: Source, nam
         if not spec.image:
             yield src.diagnostic(("model",), "custom-needs-image", "model.format custom needs model.image",
                                  "set model.image to the serving container, e.g. vllm/vllm-openai:v0.8.5")
+        for key in ("runtime", "runtimeVersion"):
+            if getattr(spec, key) is not None:
+                yield src.diagnostic(("model", key), "runtime-needs-runtime-format",
+                                     f"model.{key} picks a KServe runtime, which format custom does not use",
+                                     "remove it, or choose the runtime's format instead of custom")
+        if spec.protocol in ("v1", "v2", "grpc-v2"):
+            yield src.diagnostic(("model", "protocol"), "protocol-needs-runtime-format",
+                                 f"protocol {spec.protocol} sets a KServe runtime's protocolVersion; a custom container "
+                                 "serves whatever protocol it implements",
+                                 "remove it, or use protocol: openai for an OpenAI-compatible server")
     else:
         if spec.image:
             yield src.diagnostic(("model", "image"), "image-needs-custom",

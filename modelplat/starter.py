@@ -27,7 +27,7 @@ def _schema_ref(folder: Path) -> str:
 def starter_text(project: str, name: str, *, gpu: bool, llm: bool, schema_ref: str) -> str:
     head = f"""# yaml-language-server: $schema={schema_ref}
 # Model service {project}/{name}. Every key is documented in the schema above (your editor
-# completes and checks them); `modelplat explain` is coming. Check with: modelplat lint <folder>
+# completes and checks them); `modelplat explain <key>` describes any key. Check: modelplat lint <folder>
 description: {name} model service
 """
     if llm:

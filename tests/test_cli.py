@@ -136,3 +136,70 @@ def test_lint_with_an_unknown_kubernetes_version_is_a_clear_error(tree):
     root = tree({"demo/iris.yaml": CPU_FILE}, platform="clusterName: ml\nkubernetesVersion: '1.10'\n")
     result = modelplat("lint", str(root))
     assert result.returncode == 2 and "kubernetesVersion" in result.stderr and "internal error" not in result.stderr
+
+
+def test_explain_describes_keys_and_refuses_unknown_ones():
+    result = modelplat("explain", "resources.requestGPU", "--format", "json")
+    info = json.loads(result.stdout)
+    assert result.returncode == 0 and info["type"] == "integer" and info["default"] == 0
+    assert "GPU node group" in info["description"]
+    wrong = modelplat("explain", "resources.requestGpu")
+    assert wrong.returncode == 1 and "requestGPU" in wrong.stderr
+
+
+def test_diff_shows_what_flux_would_change(tree, tmp_path):
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    out = tmp_path / "charts-out"
+    assert modelplat("render", str(root), "--out", str(out)).returncode == 0
+    assert modelplat("diff", str(root), "--out", str(out), "--exit-code").returncode == 0
+    (root / "demo/iris.yaml").write_text(CPU_FILE + "replicaCount: 3\n")
+    (root / "demo/wine.yaml").write_text(CPU_FILE)
+    result = modelplat("diff", str(root), "--out", str(out), "--exit-code", "--format", "json")
+    assert result.returncode == 1
+    changes = json.loads(result.stdout)["changes"]
+    release = next(c for c in changes if c.get("kind") == "HelmRelease" and c["name"] == "iris")
+    assert release["change"] == "changed"
+    assert {"path": "spec.values.replicaCount", "old": 1, "new": 3}.items() <= \
+        next(f for f in release["fields"] if f["path"] == "spec.values.replicaCount").items()
+    assert any(c.get("kind") == "HelmRelease" and c["name"] == "wine" and c["change"] == "added" for c in changes)
+    assert "replicaCount: 1" in (out / "demo/iris/chart/values.yaml").read_text(), "diff writes nothing"
+
+
+SEED_RELEASE = """\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: qwen
+  namespace: llm
+spec:
+  interval: 5m
+  values:
+    modelFormat: huggingface
+    storageUri: hf://Qwen/Qwen2.5-7B-Instruct
+    replicaCount: 1
+    resources:
+      requestGPU: 1
+      limitGPU: 1
+      requestMemory: 16Gi
+      limitMemory: 16Gi
+    metrics:
+      enabled: true
+    nodeSelectorOverride: gpu-a100
+"""
+
+
+def test_import_maps_a_seed_helmrelease_and_reports_the_rest(tmp_path):
+    source = tmp_path / "qwen-hr.yaml"
+    source.write_text(SEED_RELEASE)
+    target = tmp_path / "models/llm/qwen.yaml"
+    result = modelplat("import", str(source), "-o", str(target))
+    assert result.returncode == 1, "an unmapped key needs a person"
+    assert "nodeSelectorOverride" in result.stderr
+    values = YAML(typ="safe").load(target.read_text())
+    assert values["model"]["format"] == "huggingface"
+    assert values["model"]["storageUri"] == "hf://Qwen/Qwen2.5-7B-Instruct"
+    assert values["resources"]["requestGPU"] == 1 and values["name"] == "qwen"
+    (tmp_path / "models/platform.yaml").write_text("clusterName: ml\n")
+    assert modelplat("lint", str(tmp_path / "models"), "--no-tools").returncode == 0
+    again = modelplat("import", str(source), "-o", str(target))
+    assert again.returncode == 2 and "exists" in again.stderr

@@ -186,3 +186,17 @@ def test_yaml_1_1_lookalikes_stay_strings(helm, kubeconform, tree, tmp_path):
     assert predictor["nodeSelector"] == {"y": "n"} and isvc["metadata"]["labels"]["team"] == "yes"
     lint = modelplat("lint", str(root), "--require-tools")
     assert lint.returncode == 0, lint.stdout
+
+
+def test_a_refused_flux_wiring_file_fails_lint_with_its_own_row(kubeconform, helm, examples_copy, tmp_path):
+    strict = tmp_path / "schemas" / "source.toolkit.fluxcd.io"
+    strict.mkdir(parents=True)
+    (strict / "gitrepository_v1.json").write_text(json.dumps({"type": "object", "required": ["nonexistent"]}))
+    location = str(tmp_path / "schemas") + "/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
+    result = modelplat("lint", str(examples_copy), "--schema-location", location, "--format", "json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 1
+    wiring = next(m for m in report["models"] if m["file"] == "(flux wiring)")
+    assert wiring["checks"]["kubeconform"]["status"] == "fail"
+    assert "gitrepository.yaml" in wiring["checks"]["kubeconform"]["detail"]
+    assert all(m["ok"] for m in report["models"] if m["file"] != "(flux wiring)")

@@ -127,3 +127,9 @@ def test_platform_scrape_mode_not_rendered_yet_is_refused(tree):
         pipeline.run([root])
     (d,) = err.value.diagnostics
     assert (d.code, d.line) == ("not-yet-supported", 2)
+
+
+def test_runtime_settings_are_refused_for_custom_containers(tree):
+    found = codes(tree, LLM.replace("protocol: openai", "protocol: v2") + "  runtime: kserve-huggingface\n")
+    assert {"runtime-needs-runtime-format", "protocol-needs-runtime-format"} <= set(found)
+    assert codes(tree, LLM) == {}

@@ -1,0 +1,398 @@
+"""Turns a seed-platform HelmRelease (or its bare values) into a modelplat model values mapping.
+
+Every key it cannot carry over is reported with a reason, never dropped; it does no file I/O.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import math
+import re
+from typing import Any, Sequence
+
+from .errors import Diagnostic, InvalidInput
+
+SCHEMA_URL = "https://modelplat.dev/schemas/model-values.schema.json"
+
+# Seed spellings of model.format that modelplat names differently.
+_FORMAT_ALIASES = {
+    "scikit-learn": "sklearn",
+    "scikit_learn": "sklearn",
+    "tfserving": "tensorflow",
+    "tensorflow-serving": "tensorflow",
+    "torch": "pytorch",
+    "hf": "huggingface",
+}
+
+# Seed token-quota keys (snake case) → tokenLimit keys.
+_TOKEN_KEYS = {"tenant_id": "tenantId", "sa_limit": "saLimit", "ip_limit": "ipLimit"}
+
+_AUTOSCALING_TARGETS = (
+    "targetCPUUtilizationPercentage",
+    "targetMemoryUtilizationPercentage",
+    "targetGPUUtilizationPercentage",
+    "targetRequestRate",
+    "targetKVCacheUtilizationPercentage",
+    "targetQueueDepth",
+)
+
+# Kubernetes-style resources (requests/limits) → seed key names.
+_K8S_RESOURCES = {
+    ("requests", "cpu"): "requestCPU",
+    ("limits", "cpu"): "limitCPU",
+    ("requests", "memory"): "requestMemory",
+    ("limits", "memory"): "limitMemory",
+    ("requests", "nvidia.com/gpu"): "requestGPU",
+    ("limits", "nvidia.com/gpu"): "limitGPU",
+}
+
+# Parts of a HelmRelease that modelplat writes itself, so an owner's value there is not carried over.
+_RELEASE_PLUMBING = "modelplat writes its own HelmRelease settings (chart, intervals, remediation)"
+
+
+def _path(*parts: Any) -> str:
+    return ".".join(str(p) for p in parts if p != "")
+
+
+def _load(text: str, source: str) -> list[Any]:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    from .loader import LoadError, _refuse_shared_nodes
+
+    yaml = YAML(typ="safe")
+    yaml.allow_duplicate_keys = False
+    try:
+        documents = [d for d in yaml.load_all(text) if d is not None]
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = (exc.problem or exc.context or "invalid YAML").strip().split("\n")[0]
+        raise InvalidInput(f"{source} is not valid YAML", [Diagnostic(source, line, col, "yaml-syntax", problem)]) from None
+    except YAMLError as exc:
+        raise InvalidInput(f"{source} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    for document in documents:
+        # An alias bomb would otherwise explode while the mapping is walked below.
+        try:
+            _refuse_shared_nodes(document, source)
+        except LoadError as exc:
+            raise InvalidInput(f"cannot import {source}", [exc.diagnostic]) from None
+    return documents
+
+
+def _pick(documents: list[Any], source: str) -> Any:
+    releases = [d for d in documents if isinstance(d, dict) and d.get("kind") == "HelmRelease"]
+    if len(releases) > 1:
+        names = ", ".join(str((r.get("metadata") or {}).get("name", "?")) for r in releases)
+        raise InvalidInput(f"{source} holds {len(releases)} HelmReleases ({names}); import them one file at a time")
+    if releases:
+        return releases[0]
+    if len(documents) != 1:
+        raise InvalidInput(f"{source} holds no HelmRelease and {len(documents)} documents; expected one values mapping")
+    document = documents[0]
+    if not isinstance(document, dict):
+        raise InvalidInput(f"{source}: expected a HelmRelease or a values mapping, got {type(document).__name__}")
+    if "kind" in document and "apiVersion" in document:
+        raise InvalidInput(f"{source}: expected a HelmRelease or a values mapping, got a {document['kind']}")
+    return document
+
+
+def import_helmrelease(text: str, source: str) -> tuple[dict, list[str]]:
+    """(values mapping, unmapped keys as 'dotted.path: reason') for a seed HelmRelease or values file."""
+    document = _pick(_load(text, source), source)
+    unmapped: list[str] = []
+    out: dict[str, Any] = {}
+    if document.get("kind") == "HelmRelease":
+        values = _release(document, out, unmapped)
+    else:
+        values = document
+    values = _plain(values)
+    if not isinstance(values, dict):
+        raise InvalidInput(f"{source}: spec.values is not a mapping")
+    _values(values, out, unmapped, "spec.values" if document.get("kind") == "HelmRelease" else "")
+    return _ordered(out), unmapped
+
+
+def _release(document: dict, out: dict, unmapped: list[str]) -> Any:
+    """Take name and namespace from the HelmRelease; report the rest of it that is not values."""
+    metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+    spec = document.get("spec") if isinstance(document.get("spec"), dict) else {}
+    if metadata.get("name"):
+        out["name"] = metadata["name"]
+    # Flux installs into targetNamespace when set; metadata.namespace only holds the HelmRelease.
+    namespace = spec.get("targetNamespace") or metadata.get("namespace")
+    if namespace:
+        out["namespace"] = namespace
+    for key in sorted(metadata, key=str):
+        if key not in ("name", "namespace"):
+            unmapped.append(f"metadata.{key}: belongs to the HelmRelease object; modelplat writes its own (use labels: for model labels)")
+    for key in sorted(spec, key=str):
+        if key in ("values", "targetNamespace"):
+            continue
+        if key == "releaseName" and spec[key] == metadata.get("name"):
+            continue
+        if key == "releaseName":
+            unmapped.append(f"spec.releaseName: modelplat names the release after the model ({metadata.get('name')}), not {spec[key]}")
+        elif key == "valuesFrom":
+            unmapped.append("spec.valuesFrom: values from ConfigMaps/Secrets are not read; copy them into the values file")
+        else:
+            unmapped.append(f"spec.{key}: {_RELEASE_PLUMBING}")
+    return spec.get("values") or {}
+
+
+def _plain(value: Any) -> Any:
+    """Values the YAML emitter can write: timestamps and odd floats become text (validation then speaks)."""
+    if isinstance(value, dict):
+        return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _values(values: dict, out: dict, unmapped: list[str], prefix: str) -> None:
+    from .values import ModelValues
+
+    rest = dict(values)
+
+    def where(*parts: Any) -> str:  # paths as they appear in the imported file
+        return _path(prefix, *parts)
+
+    def section(key: str) -> dict:
+        value = rest.pop(key, None)
+        if value is not None and not isinstance(value, dict):
+            unmapped.append(f"{where(key)}: expected a mapping, got {type(value).__name__} {value!r}")
+        return dict(value) if isinstance(value, dict) else {}
+
+    # Seed keys whose modelplat name or place differs.
+    model = section("model")
+    if "storageUri" in rest:
+        if "storageUri" in model:
+            unmapped.append(f"{where('storageUri')}: model.storageUri is already {model['storageUri']!r}")
+            rest.pop("storageUri")
+        else:
+            model["storageUri"] = rest.pop("storageUri")
+    for key in ("modelFormat", "format"):
+        if key in rest:
+            value = rest.pop(key)
+            if "format" in model:
+                unmapped.append(f"{where(key)}: model.format is already {model['format']!r}")
+                continue
+            model["format"] = _FORMAT_ALIASES.get(str(value).lower(), str(value).lower()) if isinstance(value, str) else value
+    if "image" in rest:
+        image = _image(rest.pop("image"), where("image"), unmapped)
+        if image:
+            model["image"] = image
+    if "image" in model and "format" not in model:
+        model["format"] = "custom"  # a seed image is a serving container: modelplat's custom format
+
+    canary = section("canary")
+    if "newStorageUri" in rest:
+        canary["storageUri"] = rest.pop("newStorageUri")
+        canary.setdefault("enabled", True)
+
+    token = section("tokenLimit")
+    for seed, name in _TOKEN_KEYS.items():
+        for holder, label in ((rest, where(seed)), (token, where("tokenLimit", seed))):
+            if seed not in holder:
+                continue
+            value = holder.pop(seed)
+            if name in token:
+                unmapped.append(f"{label}: tokenLimit.{name} is already set to {token[name]!r}")
+            else:
+                token[name] = value
+    if any(k in token for k in _TOKEN_KEYS.values()):
+        token.setdefault("enabled", True)
+
+    if isinstance(rest.get("env"), list):
+        rest["env"] = [_env(item, where("env", index), unmapped) for index, item in enumerate(rest["env"])]
+
+    resources = rest.pop("resources", None)
+    if isinstance(resources, dict):
+        resources = _resources(resources, where("resources"), unmapped)
+
+    for key, value in (("model", model), ("canary", canary), ("tokenLimit", token), ("resources", resources)):
+        if value:
+            rest[key] = value
+
+    kept, problems = _filter(ModelValues, rest, prefix)
+    unmapped.extend(problems)
+    for key, value in kept.items():
+        if key in ("name", "namespace") and key in out and out[key] != value:
+            # The HelmRelease's own name and namespace are what Flux deployed under: they win.
+            unmapped.append(f"{where(key)}: {value!r} differs from the HelmRelease's {out[key]!r}, which is kept")
+            continue
+        out[key] = value
+    _autoscaling(out)
+
+
+def _image(value: Any, where: str, unmapped: list[str]) -> str | None:
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict):
+        unmapped.append(f"{where}: expected an image reference or repository/tag, got {type(value).__name__}")
+        return None
+    image = dict(value)
+    repository = image.pop("repository", None)
+    tag = image.pop("tag", None)
+    digest = image.pop("digest", None)
+    registry = image.pop("registry", None)
+    for key in sorted(image, key=str):
+        reason = "modelplat leaves the pull policy to Kubernetes" if key == "pullPolicy" else "no modelplat equivalent"
+        unmapped.append(f"{where}.{key}: {reason}")
+    if not repository:
+        unmapped.append(f"{where}: no image.repository, so no image was imported")
+        return None
+    reference = f"{registry}/{repository}" if registry else str(repository)
+    if tag not in (None, ""):
+        reference += f":{tag}"
+    if digest:
+        reference += f"@{digest}"
+    return reference
+
+
+def _env(item: Any, where: str, unmapped: list[str]) -> Any:
+    """Kubernetes-style valueFrom.secretKeyRef → secretKeyRef; other valueFrom sources are reported."""
+    if not isinstance(item, dict) or not isinstance(item.get("valueFrom"), dict):
+        return item
+    item = dict(item)
+    source = dict(item.pop("valueFrom"))
+    secret = source.pop("secretKeyRef", None)
+    if isinstance(secret, dict) and "secretKeyRef" not in item:
+        item["secretKeyRef"] = {k: v for k, v in secret.items() if k in ("name", "key")}
+        for key in sorted(set(secret) - {"name", "key"}, key=str):
+            unmapped.append(f"{where}.valueFrom.secretKeyRef.{key}: no modelplat equivalent")
+    elif secret is not None:
+        source["secretKeyRef"] = secret
+    for key in sorted(source, key=str):
+        unmapped.append(f"{where}.valueFrom.{key}: only secretKeyRef is supported; set a literal value instead")
+    return item
+
+
+def _resources(resources: dict, where: str, unmapped: list[str]) -> dict:
+    """Seed keys pass through; Kubernetes-style requests/limits are renamed to them."""
+    out = {k: v for k, v in resources.items() if k not in ("requests", "limits")}
+    for section in ("requests", "limits"):
+        block = resources.get(section)
+        if block is None:
+            continue
+        if not isinstance(block, dict):
+            unmapped.append(f"{where}.{section}: expected a mapping")
+            continue
+        for name, value in block.items():
+            target = _K8S_RESOURCES.get((section, str(name)))
+            if target is None:
+                unmapped.append(f"{where}.{section}.{name}: no modelplat equivalent (only cpu, memory, nvidia.com/gpu)")
+            elif target in out:
+                unmapped.append(f"{where}.{section}.{name}: resources.{target} is already set")
+            else:
+                out[target] = value
+    return out
+
+
+def _autoscaling(out: dict) -> None:
+    """The seed has no switch: scaling is on when it can scale or a target is set."""
+    scaling = out.get("autoscaling")
+    if not isinstance(scaling, dict) or "enabled" in scaling:
+        return
+    replicas = out.get("replicaCount", 1)
+    maximum = scaling.get("maxReplicaCount")
+    wider = isinstance(maximum, int) and isinstance(replicas, int) and maximum > replicas
+    if wider or any(scaling.get(t) is not None for t in _AUTOSCALING_TARGETS):
+        out["autoscaling"] = {"enabled": True, **scaling}
+
+
+_INT = re.compile(r"^[+-]?[0-9]+$")
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    """Seed charts often quote numbers and booleans; modelplat's types are strict, so unquote them."""
+    from .validate import _unwrap
+
+    target = _unwrap(annotation)
+    if isinstance(value, str):
+        if target is int and _INT.match(value.strip()):
+            return int(value.strip())
+        if target is bool and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+    return value
+
+
+def _filter(model: type, data: dict, prefix: str) -> tuple[dict, list[str]]:
+    """Keep keys the model knows (recursing into sections and lists of sections); report the rest."""
+    from pydantic import BaseModel
+
+    from .validate import _unwrap
+
+    fields = model.model_fields
+    kept: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in data.items():
+        path = _path(prefix, key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6) or \
+                [f for f in fields if f.lower() == str(key).lower()][:1]
+            hint = f" (did you mean '{_path(prefix, close[0])}'?)" if close else ""
+            problems.append(f"{path}: no modelplat equivalent{hint}")
+            continue
+        inner = _unwrap(fields[key].annotation)
+        section = isinstance(inner, type) and issubclass(inner, BaseModel)
+        if section and isinstance(value, dict):
+            value, more = _filter(inner, value, path)
+            problems.extend(more)
+        elif section and isinstance(value, list):
+            items = []
+            for index, item in enumerate(value):
+                if isinstance(item, dict):
+                    item, more = _filter(inner, item, _path(path, index))
+                    problems.extend(more)
+                items.append(item)
+            value = items
+        else:
+            value = _coerce(value, fields[key].annotation)
+        kept[key] = value
+    order = {name: index for index, name in enumerate(fields)}
+    return {k: kept[k] for k in sorted(kept, key=lambda k: order[k])}, problems
+
+
+def _ordered(values: dict) -> dict:
+    """Top-level keys in the schema's order, so imported files read like hand-written ones."""
+    from .values import ModelValues
+
+    order = {name: index for index, name in enumerate(ModelValues.model_fields)}
+    return {k: values[k] for k in sorted(values, key=lambda k: order.get(k, len(order)))}
+
+
+def validate_imported(values: dict) -> list[str]:
+    """Readable problems of the imported values against the schema; empty when valid. Never raises."""
+    from pathlib import Path
+
+    from .loader import Source
+    from .validate import validate
+    from .values import ModelValues
+
+    source = Source(Path("imported.yaml"), "imported", "", values)
+    _, diagnostics = validate(source, ModelValues)
+    problems = []
+    for d in diagnostics:
+        text = d.message if not d.key or d.message.startswith(d.key) else f"{d.key}: {d.message}"
+        problems.append(f"{text} ({d.hint})" if d.hint else text)
+    return problems
+
+
+def to_yaml(values: dict, source: str, unmapped: Sequence[str] = ()) -> str:
+    """The values file text, with the schema comment editors use and, if any, what was left behind."""
+    from .yamlout import dump
+
+    one_line = " ".join(str(source).split())  # a newline in a name must not end the comment
+    header = [f"yaml-language-server: $schema={SCHEMA_URL}", f"Imported from {one_line} by modelplat import"]
+    if unmapped:
+        header.append("Not imported (review these by hand):")
+        header.extend(f"  {' '.join(item.split())}" for item in unmapped)
+    return dump(values, "\n".join(header))
