@@ -73,6 +73,37 @@ def _print_diagnostics(diagnostics: list[Diagnostic]) -> None:
         console.print(line)
 
 
+class _progress:
+    """A rich progress bar on a terminal when many models are processed; nothing otherwise
+    (CI logs and pipes get no control characters)."""
+
+    THRESHOLD = 50
+
+    def __init__(self, fmt: Format):
+        self.enabled = fmt is Format.text and sys.stderr.isatty()
+        self.bar = None
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        return self if self.enabled else None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if total < self.THRESHOLD:
+            return
+        if self.bar is None:
+            from rich.progress import Progress
+
+            self.bar = Progress(console=_console(stderr=True), transient=True)
+            self.bar.start()
+        if phase not in self.tasks:
+            self.tasks[phase] = self.bar.add_task(phase, total=total)
+        self.bar.update(self.tasks[phase], completed=done + 1)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def _debug() -> bool:
     return os.environ.get("MODELPLAT_DEBUG", "") not in ("", "0")
 
@@ -91,7 +122,8 @@ def render(
     from . import output, pipeline
 
     try:
-        result = pipeline.render_all(inputs, platform, use_cache=cache)
+        with _progress(fmt) as progress:
+            result = pipeline.render_all(inputs, platform, use_cache=cache, progress=progress)
         if result.errors:
             from .errors import InvalidInput
 

@@ -10,6 +10,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .errors import Diagnostic, InvalidInput
 from .loader import LoadError, Source, load
@@ -120,16 +121,19 @@ def load_platform(path: Path):
     return settings
 
 
-def run(inputs: list[Path], platform_file: Path | None = None) -> Run:
+def run(inputs: list[Path], platform_file: Path | None = None, progress: "Progress | None" = None) -> Run:
     """Load, validate, check and plan every model; never raises for a bad model file."""
     platform_path = find_platform(inputs, platform_file)
     platform = load_platform(platform_path)
     files, problems = discover(inputs)
-    return run_files(files, problems, inputs, platform, platform_path)
+    return run_files(files, problems, inputs, platform, platform_path, progress)
+
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[Path], platform,
-              platform_path: Path) -> Run:
+              platform_path: Path, progress: Progress | None = None) -> Run:
     from . import plan as planning, rules
     from .validate import validate
     from .values import ModelValues
@@ -139,7 +143,9 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
         result.diagnostics.append(Diagnostic(
             ", ".join(display(i) for i in inputs), 0, 0, "no-models", "no model values files (*.yaml) found"))
     seen: dict[tuple[str, str], str] = {}
-    for model_file in files:
+    for done, model_file in enumerate(files):
+        if progress:
+            progress("validating", done, len(files))
         shown = display(model_file.path)
         try:
             source = load(model_file.path, shown)
@@ -203,7 +209,8 @@ class Rendered:
         return [d for d in self.diagnostics if d.severity == "error"]
 
 
-def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache: bool = True) -> Rendered:
+def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache: bool = True,
+               progress: Progress | None = None) -> Rendered:
     """Every output file for the inputs, reusing cached renders of unchanged models.
 
     A model is re-rendered only when its values file, its place in the tree, the platform file
@@ -214,7 +221,7 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
     if not use_cache:
         from .render import render_tree
 
-        result = run(inputs, platform_file)
+        result = run(inputs, platform_file, progress)
         files = render_tree(result.plans, result.platform) if not result.errors else {}
         return Rendered(files, result.diagnostics, len(result.plans))
 
@@ -228,7 +235,7 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
     cache = RenderCache(platform_bytes)
     model_files, problems = discover(inputs)
     if problems or not model_files:
-        return render_all(inputs, platform_file, use_cache=False)
+        return render_all(inputs, platform_file, use_cache=False, progress=progress)
     files: dict[str, bytes] = {}
     identities: list[tuple[str, str, str]] = []
     misses: list[tuple[ModelFile, str]] = []
@@ -251,12 +258,14 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
         from .render import render_model
 
         platform = load_platform(platform_path)
-        result = run_files([m for m, _ in misses], [], inputs, platform, platform_path)
+        result = run_files([m for m, _ in misses], [], inputs, platform, platform_path, progress)
         if result.errors:
             return Rendered({}, result.diagnostics, len(model_files))
         keys = {m.relative: key for m, key in misses}
         fresh = []
-        for p in result.plans:
+        for done, p in enumerate(result.plans):
+            if progress:
+                progress("rendering", done, len(result.plans))
             rendered = render_model(p, platform)
             files.update(rendered)
             identity = (p.name, p.identity.project, p.namespace)

@@ -203,3 +203,25 @@ def test_import_maps_a_seed_helmrelease_and_reports_the_rest(tmp_path):
     assert modelplat("lint", str(tmp_path / "models"), "--no-tools").returncode == 0
     again = modelplat("import", str(source), "-o", str(target))
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_progress_bar_only_on_a_terminal(tree, tmp_path):
+    import os
+    import pty
+    import sys
+
+    root = tree({f"team/m{i:02d}.yaml": CPU_FILE for i in range(60)})
+    piped = modelplat("render", str(root), "--out", str(tmp_path / "a"), "--no-cache")
+    assert piped.returncode == 0 and "\x1b" not in piped.stderr and "validating" not in piped.stderr
+    chunks: list[bytes] = []
+
+    def read(fd):
+        data = os.read(fd, 65536)
+        chunks.append(data)
+        return data
+
+    status = pty.spawn([sys.executable, "-m", "modelplat.cli", "render", str(root), "--out", str(tmp_path / "b"),
+                        "--no-cache"], read)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "validating" in shown and "rendered 60 model(s)" in shown
