@@ -169,3 +169,16 @@ def test_infinite_and_nan_numbers_are_refused(tree, number):
     diags = pipeline.run([tree({"demo/m.yaml": text})]).diagnostics
     assert {d.key for d in diags} == {"resources.requestCPU", "observability.alerts.p99LatencySeconds"}
     assert all(d.line > 0 for d in diags)
+
+
+def test_deep_nesting_is_refused_cleanly(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("model:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 200)) + "  " * 200 + "v: 1\n")
+    with pytest.raises(LoadError) as err:
+        load(deep)
+    assert err.value.diagnostic.code == "too-deep"
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("model: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(LoadError) as err:
+        load(flow)
+    assert err.value.diagnostic.code in ("too-deep", "yaml-syntax")
