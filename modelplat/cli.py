@@ -34,7 +34,10 @@ class Format(str, Enum):
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    # Not a terminal (CI logs, pipes): wide enough that tables do not truncate file names.
+    width = None if stream.isatty() else int(os.environ.get("COLUMNS", "160"))
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
 def _fail(exc: ModelplatError, fmt: Format) -> None:

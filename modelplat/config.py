@@ -66,6 +66,36 @@ class FluxSettings(Section):
     kustomizationName: DNSLabel = Field(default="modelplat-models")
 
 
+class MetricLabels(Section):
+    """Label names that tie metric series to pods, as the platform's Prometheus scrapes them."""
+
+    namespace: LabelKey = Field(default="namespace", description="Namespace label on Istio and model-server series.")
+    pod: LabelKey = Field(default="pod", description="Pod label on Istio and model-server series.")
+    dcgmNamespace: LabelKey = Field(
+        default="exported_namespace",
+        description="Namespace label on DCGM exporter series (scraped through a Service, the exporter's own "
+        "namespace/pod labels are renamed exported_*).",
+    )
+    dcgmPod: LabelKey = Field(default="exported_pod", description="Pod label on DCGM exporter series.")
+
+
+class PrometheusAdapterSettings(Section):
+    """The prometheus-adapter release that serves the HPAs' custom metrics (rendered under _platform/)."""
+
+    enabled: bool = Field(default=True, description="Render the prometheus-adapter HelmRelease.")
+    namespace: DNSLabel = Field(default="monitoring")
+    chartVersion: Annotated[str, StringConstraints(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")] = Field(
+        default="4.14.1", description="prometheus-community/prometheus-adapter chart version."
+    )
+    repositoryUrl: Annotated[str, StringConstraints(pattern=r"^(https|oci)://[^\s]+$")] = Field(
+        default="https://prometheus-community.github.io/helm-charts"
+    )
+    prometheusUrl: Annotated[str, StringConstraints(pattern=r"^https?://[^\s:]+$")] = Field(
+        default="http://prometheus-operated.monitoring.svc", description="Prometheus the adapter queries (no port)."
+    )
+    prometheusPort: Annotated[int, Field(ge=1, le=65535)] = Field(default=9090)
+
+
 class JWTSettings(Section):
     issuer: Optional[Url] = Field(default=None)
     jwksUri: Optional[Url] = Field(default=None)
@@ -91,6 +121,8 @@ class PlatformSettings(Section):
         default="annotations", description="How Prometheus finds model metrics."
     )
     gpu: GPUSettings = Field(default_factory=GPUSettings)
+    metricLabels: MetricLabels = Field(default_factory=MetricLabels)
+    prometheusAdapter: PrometheusAdapterSettings = Field(default_factory=PrometheusAdapterSettings)
     defaults: Defaults = Field(default_factory=Defaults)
     flux: FluxSettings = Field(default_factory=FluxSettings)
     jwt: JWTSettings = Field(default_factory=JWTSettings)

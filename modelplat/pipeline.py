@@ -112,10 +112,6 @@ def load_platform(path: Path):
     except LoadError as exc:
         raise InvalidInput("invalid platform settings", [exc.diagnostic]) from None
     settings, problems = validate(source, PlatformSettings)
-    if settings is not None and settings.scrape != "annotations":
-        problems.append(source.diagnostic(
-            ("scrape",), "not-yet-supported", f"scrape: {settings.scrape} is not rendered by modelplat yet",
-            "use scrape: annotations for now; PodMonitor support comes with the observability feature"))
     if problems:
         raise InvalidInput("invalid platform settings", problems)
     return settings

@@ -16,6 +16,12 @@ from .values import ModelValues
 # Chart templates (in templates/chart/templates/) and the features that include them.
 TEMPLATE_FOR_FEATURE = {
     "serving": "inferenceservice.yaml",
+    "autoscaling": "hpa.yaml",
+    "disruption budget": "poddisruptionbudget.yaml",
+    "access log": "telemetry.yaml",
+    "alerts": "prometheusrule.yaml",
+    "pod monitor": "podmonitor.yaml",
+    "rdma networks": "networkattachmentdefinition.yaml",
 }
 
 
@@ -70,18 +76,36 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
     gpu = bool(res.requestGPU or res.limitGPU)
     llm = values.model.protocol == "openai"
     shm = values.sharedMemory.enabled if values.sharedMemory.enabled is not None else (gpu or llm)
+    pdb = values.podDisruptionBudget.enabled
+    pdb = pdb if pdb is not None else values.replicaCount > 1
     features = ["serving", "gpu" if gpu else "cpu"]
     if values.metrics.enabled:
         features.append("metrics")
+        if platform.scrape in ("podMonitor", "both"):
+            features.append("pod monitor")
     if values.logger is not None:
         features.append("logger")
+    if values.autoscaling.enabled:
+        features.append("autoscaling")
+    if pdb:
+        features.append("disruption budget")
+    if values.observability.accessLog:
+        features.append("access log")
+    if values.observability.alerts.enabled:
+        features.append("alerts")
+    if values.rdma.enabled:
+        features.append("rdma")
+        if any(n.type != "existing" for n in values.rdma.networks):
+            features.append("rdma networks")
+    doc = chart_values(values, platform, ident, shm)
+    doc["podDisruptionBudget"]["enabled"] = pdb
     return ModelPlan(
         identity=ident,
         source=source,
         values=values,
-        chart_values=chart_values(values, platform, ident, shm),
+        chart_values=doc,
         features=features,
-        templates=[TEMPLATE_FOR_FEATURE["serving"]],
+        templates=[TEMPLATE_FOR_FEATURE[f] for f in features if f in TEMPLATE_FOR_FEATURE],
         gpu=gpu,
         llm=llm,
         shared_memory=shm,
@@ -118,6 +142,8 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
             parent[path[-1]] = dict(sorted(parent[path[-1]].items()))
     doc["platform"] = {
         "clusterName": platform.clusterName,
+        "scrape": platform.scrape,
+        "metricLabels": platform.metricLabels.model_dump(),
         "gpuNodeGroupLabel": platform.gpu.nodeGroupLabel,
         "gpuNodeGroup": platform.gpu_node_group,
         "gpuTaintKey": platform.gpu.taintKey,
@@ -235,3 +261,40 @@ def chart_metadata(p: ModelPlan, version: str = __version__) -> dict[str, Any]:
         "appVersion": __version__,
         "annotations": {"modelplat.io/generator": f"modelplat {__version__}", "modelplat.io/source": p.source},
     }
+
+
+def prometheus_adapter(platform: PlatformSettings) -> dict[str, list[dict[str, Any]] | dict[str, Any]]:
+    """The platform's prometheus-adapter: a HelmRepository and a HelmRelease whose rules serve
+    exactly the custom metrics the charts' HPAs use (modelplat.metrics)."""
+    from . import metrics
+
+    adapter = platform.prometheusAdapter
+    source_ns = platform.flux.gitRepository.namespace
+    repository = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "HelmRepository",
+        "metadata": {"name": "prometheus-community", "namespace": source_ns},
+        "spec": {"interval": "1h", "url": adapter.repositoryUrl},
+    }
+    release = {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "kind": "HelmRelease",
+        "metadata": {"name": "prometheus-adapter", "namespace": adapter.namespace,
+                     "labels": {"app.kubernetes.io/managed-by": "modelplat"}},
+        "spec": {
+            "interval": platform.flux.interval,
+            "chart": {"spec": {
+                "chart": "prometheus-adapter",
+                "version": adapter.chartVersion,
+                "sourceRef": {"kind": "HelmRepository", "name": "prometheus-community", "namespace": source_ns},
+            }},
+            "install": {"remediation": {"retries": platform.flux.retries}},
+            "upgrade": {"remediation": {"retries": platform.flux.retries}},
+            "values": {
+                "prometheus": {"url": adapter.prometheusUrl, "port": adapter.prometheusPort},
+                # Only the metrics modelplat's HPAs use; CPU and memory come from metrics-server.
+                "rules": {"default": False, "custom": metrics.adapter_rules(platform.metricLabels)},
+            },
+        },
+    }
+    return {"helmrepository.yaml": repository, "helmrelease.yaml": release}

@@ -10,7 +10,7 @@ import json
 from functools import lru_cache
 from typing import Any, Iterable
 
-from . import __version__, plan as planning, suites, yamlout
+from . import __version__, metrics, plan as planning, suites, yamlout
 from .config import PlatformSettings
 from .plan import ModelPlan
 
@@ -63,7 +63,8 @@ def _yaml(data: Any) -> bytes:
 
 def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
     env = _environment()
-    context = {"plan": p, "custom": p.values.model.format == "custom", "model": p.values.model}
+    context = {"plan": p, "custom": p.values.model.format == "custom", "model": p.values.model,
+               "pod_metrics": metrics.POD_METRICS}
     chart = p.chart_dir
     values = yamlout.Block(p.chart_values)  # emitted once: values.yaml and the HelmRelease share it
     release = planning.helm_release(p, platform)
@@ -114,7 +115,14 @@ def render_wiring(identities: Iterable[tuple[str, str, str]], platform: Platform
     files[f"{PLATFORM_DIR}/flux/kustomization.yaml"] = _yaml(
         planning.kustomization(["gitrepository.yaml", "sync.yaml"])
     )
-    files["kustomization.yaml"] = _yaml(planning.kustomization([f"{PLATFORM_DIR}/flux"] + sorted(projects)))
+    platform_dirs = [f"{PLATFORM_DIR}/flux"]
+    if platform.prometheusAdapter.enabled:
+        adapter = planning.prometheus_adapter(platform)
+        for name, document in adapter.items():
+            files[f"{PLATFORM_DIR}/prometheus-adapter/{name}"] = _yaml(document)
+        files[f"{PLATFORM_DIR}/prometheus-adapter/kustomization.yaml"] = _yaml(planning.kustomization(sorted(adapter)))
+        platform_dirs.append(f"{PLATFORM_DIR}/prometheus-adapter")
+    files["kustomization.yaml"] = _yaml(planning.kustomization(platform_dirs + sorted(projects)))
     return files
 
 

@@ -51,7 +51,8 @@ MODEL_NAME_FORMATS = frozenset({"sklearn", "xgboost", "lightgbm", "huggingface"}
 # Each entry: (feature, key that asks for it, predicate). Only features in RENDERED are accepted;
 # a value asking for any other is an error until its templates land, never silently ignored.
 
-RENDERED = frozenset({"serving", "gpu", "metrics", "logger", "scheduling"})
+RENDERED = frozenset({"serving", "gpu", "metrics", "logger", "scheduling", "autoscaling", "observability",
+                      "disruption budget", "RDMA"})
 
 FeatureRequest = tuple[str, tuple, Callable[[ModelValues], bool]]
 
@@ -248,7 +249,102 @@ def feature_consistency(values: ModelValues, platform: PlatformSettings, src: So
                              "scheduling.queue is a Volcano queue", "set scheduling.schedulerName: volcano")
 
 
-RULES: list[Rule] = [unsupported, name_length, resource_bounds, model_spec, env_vars, feature_consistency]
+def _explicit(section, field: str) -> bool:
+    return field in section.model_fields_set
+
+
+def autoscaling_rules(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+    scaling = values.autoscaling
+    targets = [f for f in ("targetCPUUtilizationPercentage", "targetMemoryUtilizationPercentage", "targetRequestRate",
+                           "targetGPUUtilizationPercentage", "targetKVCacheUtilizationPercentage", "targetQueueDepth")
+               if getattr(scaling, f) is not None]
+    if not scaling.enabled:
+        for field in sorted(scaling.model_fields_set - {"enabled"}):
+            yield src.diagnostic(("autoscaling", field), "autoscaling-disabled",
+                                 f"autoscaling.{field} has no effect while autoscaling.enabled is false",
+                                 "set autoscaling.enabled: true, or remove it")
+        return
+    if not targets:
+        yield src.diagnostic(("autoscaling", "enabled"), "autoscaling-needs-target",
+                             "autoscaling needs at least one target",
+                             "e.g. targetCPUUtilizationPercentage: 70, or for an LLM targetQueueDepth: 10")
+    gpu = bool(values.resources.requestGPU or values.resources.limitGPU)
+    if scaling.targetGPUUtilizationPercentage is not None:
+        if not gpu:
+            yield src.diagnostic(("autoscaling", "targetGPUUtilizationPercentage"), "gpu-target-needs-gpu",
+                                 "a GPU utilisation target needs a model that requests a GPU")
+        elif targets == ["targetGPUUtilizationPercentage"]:
+            yield src.diagnostic(
+                ("autoscaling", "targetGPUUtilizationPercentage"), "gpu-target-alone",
+                "GPU utilisation saturates under a single request, so scaling on it alone runs away",
+                "pair it with targetQueueDepth or targetRequestRate", severity="warning")
+
+
+def observability_rules(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+    alerts = values.observability.alerts
+    gpu = bool(values.resources.requestGPU or values.resources.limitGPU)
+    llm = values.model.protocol == "openai"
+    pdb = values.podDisruptionBudget
+    pdb_on = pdb.enabled if pdb.enabled is not None else values.replicaCount > 1
+    if not pdb_on and _explicit(pdb, "maxUnavailable"):
+        yield src.diagnostic(("podDisruptionBudget", "maxUnavailable"), "pdb-disabled",
+                             "podDisruptionBudget.maxUnavailable has no effect without a budget "
+                             "(one is made when replicaCount > 1, or with enabled: true)")
+    if not values.metrics.enabled and (_explicit(values.metrics, "port") or _explicit(values.metrics, "path")):
+        yield src.diagnostic(("metrics",), "metrics-disabled", "metrics.port/path have no effect while metrics are disabled")
+    explicit = alerts.model_fields_set - {"enabled"}
+    if not alerts.enabled:
+        for field in sorted(explicit):
+            yield src.diagnostic(("observability", "alerts", field), "alerts-disabled",
+                                 f"observability.alerts.{field} has no effect while alerts.enabled is false",
+                                 "set observability.alerts.enabled: true, or remove it")
+        return
+    for field, applies, why in (("queueSize", llm, "needs model.protocol: openai (vLLM metrics)"),
+                                ("kvCacheUtilizationPercent", llm, "needs model.protocol: openai (vLLM metrics)"),
+                                ("gpuUtilizationPercent", gpu, "needs a model that requests a GPU")):
+        if field in explicit and not applies:
+            yield src.diagnostic(("observability", "alerts", field), "alert-does-not-apply",
+                                 f"observability.alerts.{field} {why}; this model gets no such alert")
+
+
+def rdma_rules(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+    rdma = values.rdma
+    if not rdma.enabled:
+        for field in sorted(rdma.model_fields_set - {"enabled"}):
+            yield src.diagnostic(("rdma", field), "rdma-disabled", f"rdma.{field} has no effect while rdma.enabled is false",
+                                 "set rdma.enabled: true, or remove it")
+        return
+    seen: set[str] = set()
+    for index, net in enumerate(rdma.networks):
+        where = ("rdma", "networks", index)
+        if net.name in seen:
+            yield src.diagnostic(where + ("name",), "duplicate-network", f"network {net.name} is declared twice")
+        seen.add(net.name)
+        if net.type == "existing":
+            for field in ("resourceName", "master", "subnet"):
+                if getattr(net, field) is not None:
+                    yield src.diagnostic(where + (field,), "existing-network-field",
+                                         f"{field} describes a NAD modelplat renders; an existing NAD is used as it is")
+            continue
+        if net.namespace is not None:
+            yield src.diagnostic(where + ("namespace",), "network-namespace",
+                                 "namespace is only for type: existing; rendered NADs live in the model's namespace")
+        if net.type == "sriov":
+            if not net.resourceName:
+                yield src.diagnostic(where, "sriov-needs-resource", "an SR-IOV network needs resourceName (its device pool)")
+            elif net.resourceName not in rdma.resources:
+                yield src.diagnostic(where + ("resourceName",), "sriov-resource-not-requested",
+                                     f"the pods do not request {net.resourceName}, so they get no VF from this pool",
+                                     f"add '{net.resourceName}: 1' to rdma.resources")
+        elif not net.master:
+            yield src.diagnostic(where, "network-needs-master", f"a {net.type} network needs master (the host interface)")
+    if not rdma.resources:
+        yield src.diagnostic(("rdma",), "rdma-needs-resources", "rdma.resources needs the RDMA device to request",
+                             "e.g. rdma/roce_gdr: 1 (your RDMA device plugin's resource name)")
+
+
+RULES: list[Rule] = [unsupported, name_length, resource_bounds, model_spec, env_vars, feature_consistency,
+                     autoscaling_rules, observability_rules, rdma_rules]
 
 
 def check(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> list[Diagnostic]:

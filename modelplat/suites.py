@@ -28,6 +28,7 @@ def inferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
     cpu_set = {"resources.requestGPU": 0, "resources.limitGPU": 0}
     template = "templates/inferenceservice.yaml"
     release = {"name": p.name, "namespace": p.namespace}
+    scaling = v["autoscaling"]["enabled"]
 
     def test(it: str, asserts: list[dict], set_: dict | None = None) -> dict[str, Any]:
         case: dict[str, Any] = {"it": it}
@@ -60,12 +61,14 @@ def inferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
                 {"equal": {"path": "metadata.name", "value": p.name}},
                 {"equal": {"path": "metadata.namespace", "value": p.namespace}},
                 {"equal": {"path": _key("metadata.annotations", "serving.kserve.io/deploymentMode"), "value": "RawDeployment"}},
-                {"equal": {"path": _key("metadata.annotations", "serving.kserve.io/autoscalerClass"), "value": "none"}},
+                {"equal": {"path": _key("metadata.annotations", "serving.kserve.io/autoscalerClass"),
+                           "value": "external" if scaling else "none"}},
                 {"equal": {"path": _key("metadata.labels", "app.kubernetes.io/name"), "value": p.name}},
                 {"equal": {"path": _key("metadata.labels", "modelplat.io/project"), "value": v["project"]}},
                 {"equal": {"path": _key("spec.predictor.labels", "app.kubernetes.io/name"), "value": p.name}},
                 {"equal": {"path": "spec.predictor.minReplicas", "value": v["replicaCount"]}},
-                {"equal": {"path": "spec.predictor.maxReplicas", "value": v["replicaCount"]}},
+                {"equal": {"path": "spec.predictor.maxReplicas",
+                           "value": v["autoscaling"]["maxReplicaCount"] if scaling else v["replicaCount"]}},
             ],
         ),
         test(
@@ -145,6 +148,36 @@ def inferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
         {"logger": {"mode": "all", "url": "http://sink.logging.svc"}},
     ))
     tests.append(test(
+        "hands replicas to the HPA (autoscalerClass external) when autoscaling is on",
+        [{"equal": {"path": _key("metadata.annotations", "serving.kserve.io/autoscalerClass"), "value": "external"}},
+         {"equal": {"path": "spec.predictor.minReplicas", "value": 2}},
+         {"equal": {"path": "spec.predictor.maxReplicas", "value": 7}}],
+        {"replicaCount": 2, "autoscaling.enabled": True, "autoscaling.maxReplicaCount": 7},
+    ))
+    tests.append(test(
+        "keeps replicas fixed (autoscalerClass none) when autoscaling is off",
+        [{"equal": {"path": _key("metadata.annotations", "serving.kserve.io/autoscalerClass"), "value": "none"}},
+         {"equal": {"path": "spec.predictor.maxReplicas", "value": v["replicaCount"]}}],
+        {"autoscaling.enabled": False},
+    ))
+    if p.values.rdma.enabled:
+        networks = ",".join(f"{n.namespace or p.namespace}/{n.name}" for n in p.values.rdma.networks)
+        resource, count = next(iter(sorted(v["rdma"]["resources"].items())))
+        tests.append(test(
+            "attaches the RDMA networks, requests the device and adds IPC_LOCK only",
+            [{"equal": {"path": _key("spec.predictor.annotations", "k8s.v1.cni.cncf.io/networks"), "value": networks}},
+             {"equal": {"path": _key(f"{container}.resources.requests", resource), "value": str(count)}},
+             {"equal": {"path": _key(f"{container}.resources.limits", resource), "value": str(count)}},
+             {"equal": {"path": f"{container}.securityContext.capabilities.add", "value": ["IPC_LOCK"]}},
+             {"notExists": {"path": f"{container}.securityContext.privileged"}}],
+        ))
+    tests.append(test(
+        "without RDMA: no networks annotation and no added capability",
+        [{"notExists": {"path": _key("spec.predictor.annotations", "k8s.v1.cni.cncf.io/networks")}},
+         {"notExists": {"path": f"{container}.securityContext"}}],
+        {"rdma.enabled": False},
+    ))
+    tests.append(test(
         "refuses a negative GPU count (values.schema.json)",
         [{"failedTemplate": {}}],
         {"resources.requestGPU": -1},
@@ -152,6 +185,154 @@ def inferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
     return {"suite": f"{p.name} InferenceService", "templates": [template], "release": release, "tests": tests}
 
 
+def _case(it: str, asserts: list[dict], set_: dict | None = None) -> dict[str, Any]:
+    case: dict[str, Any] = {"it": it}
+    if set_:
+        case["set"] = set_
+    case["asserts"] = asserts
+    return case
+
+
+def hpa_suite(p: ModelPlan) -> dict[str, Any]:
+    from . import metrics
+
+    v = p.chart_values
+    scaling = v["autoscaling"]
+    pods = [{"contains": {"path": "spec.metrics", "content": {
+        "type": "Pods", "pods": {"metric": {"name": metric},
+                                 "target": {"type": "AverageValue", "averageValue": _quantity(scaling[key])}}}}}
+            for key, metric in metrics.POD_METRICS.items() if scaling.get(key) is not None]
+    resources = [{"contains": {"path": "spec.metrics", "content": {
+        "type": "Resource", "resource": {"name": name, "target": {"type": "Utilization", "averageUtilization": scaling[key]}}}}}
+        for key, name in (("targetCPUUtilizationPercentage", "cpu"), ("targetMemoryUtilizationPercentage", "memory"))
+        if scaling.get(key) is not None]
+    return {"suite": f"{p.name} HorizontalPodAutoscaler", "templates": ["templates/hpa.yaml"],
+            "release": {"name": p.name, "namespace": p.namespace}, "tests": [
+        _case("scales KServe's predictor Deployment between replicaCount and maxReplicaCount", [
+            {"isKind": {"of": "HorizontalPodAutoscaler"}},
+            {"isAPIVersion": {"of": "autoscaling/v2"}},
+            {"equal": {"path": "spec.scaleTargetRef", "value": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                                "name": f"{p.name}-predictor"}}},
+            {"equal": {"path": "spec.minReplicas", "value": v["replicaCount"]}},
+            {"equal": {"path": "spec.maxReplicas", "value": scaling["maxReplicaCount"]}},
+            {"lengthEqual": {"path": "spec.metrics", "count": len(pods) + len(resources)}},
+            *pods, *resources,
+        ]),
+        _case("holds replicas for the scale-down window and adds pods at the configured pace", [
+            {"equal": {"path": "spec.behavior.scaleDown.stabilizationWindowSeconds",
+                       "value": scaling["behavior"]["scaleDownStabilizationSeconds"]}},
+            {"equal": {"path": "spec.behavior.scaleUp.policies[0]", "value": {
+                "type": "Pods", "value": scaling["behavior"]["scaleUpPods"],
+                "periodSeconds": scaling["behavior"]["scaleUpPeriodSeconds"]}}},
+        ]),
+        _case("renders nothing when autoscaling is off", [{"hasDocuments": {"count": 0}}], {"autoscaling.enabled": False}),
+    ]}
+
+
+def _quantity(value: Any) -> str:
+    """How Helm prints a number from values (float64): 20 → "20", 2.5 → "2.5"."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def pdb_suite(p: ModelPlan) -> dict[str, Any]:
+    v = p.chart_values
+    return {"suite": f"{p.name} PodDisruptionBudget", "templates": ["templates/poddisruptionbudget.yaml"],
+            "release": {"name": p.name, "namespace": p.namespace}, "tests": [
+        _case("keeps all but maxUnavailable of the model's pods during voluntary disruptions", [
+            {"isKind": {"of": "PodDisruptionBudget"}},
+            {"equal": {"path": "spec.maxUnavailable", "value": v["podDisruptionBudget"]["maxUnavailable"]}},
+            {"equal": {"path": "spec.selector.matchLabels", "value": {"serving.kserve.io/inferenceservice": p.name}}},
+        ]),
+        _case("renders nothing when disabled", [{"hasDocuments": {"count": 0}}], {"podDisruptionBudget.enabled": False}),
+    ]}
+
+
+def telemetry_suite(p: ModelPlan) -> dict[str, Any]:
+    return {"suite": f"{p.name} Telemetry", "templates": ["templates/telemetry.yaml"],
+            "release": {"name": p.name, "namespace": p.namespace}, "tests": [
+        _case("turns on Envoy access logs for this model's pods only", [
+            {"isKind": {"of": "Telemetry"}},
+            {"equal": {"path": "spec.selector.matchLabels", "value": {"serving.kserve.io/inferenceservice": p.name}}},
+            {"equal": {"path": "spec.accessLogging[0].providers[0].name", "value": "envoy"}},
+        ]),
+        _case("renders nothing when access logs are off", [{"hasDocuments": {"count": 0}}], {"observability.accessLog": False}),
+    ]}
+
+
+def prometheusrule_suite(p: ModelPlan) -> dict[str, Any]:
+    v = p.chart_values
+    alerts = ["ModelHighLatencyP99", "ModelHighErrorRate"]
+    if p.llm:
+        alerts += ["ModelQueueBacklog", "ModelKVCacheNearlyFull"]
+    if p.gpu:
+        alerts.append("ModelGPUSaturated")
+    if v["autoscaling"]["enabled"]:
+        alerts.append("ModelReplicasAtMaximum")
+    threshold = v["observability"]["alerts"]["p99LatencySeconds"] * 1000
+    return {"suite": f"{p.name} PrometheusRule", "templates": ["templates/prometheusrule.yaml"],
+            "release": {"name": p.name, "namespace": p.namespace}, "tests": [
+        _case("alerts on the signals this model has", [
+            {"isKind": {"of": "PrometheusRule"}},
+            {"lengthEqual": {"path": "spec.groups[0].rules", "count": len(alerts)}},
+            *[{"equal": {"path": f"spec.groups[0].rules[{i}].alert", "value": name}} for i, name in enumerate(alerts)],
+        ]),
+        _case("uses the configured P99 threshold on this model's Istio workload", [
+            {"matchRegex": {"path": "spec.groups[0].rules[0].expr",
+                            "pattern": f'destination_workload="{p.name}-predictor".*> {_quantity(threshold)}$'}},
+            {"equal": {"path": "spec.groups[0].rules[0].for", "value": f'{v["observability"]["alerts"]["forMinutes"]}m'}},
+        ]),
+        _case("follows an overridden threshold", [
+            {"matchRegex": {"path": "spec.groups[0].rules[1].expr", "pattern": "> 12$"}},
+        ], {"observability.alerts.errorRatePercent": 12}),
+        _case("renders nothing when alerts are off", [{"hasDocuments": {"count": 0}}],
+              {"observability.alerts.enabled": False}),
+    ]}
+
+
+def podmonitor_suite(p: ModelPlan) -> dict[str, Any]:
+    v = p.chart_values
+    return {"suite": f"{p.name} PodMonitor", "templates": ["templates/podmonitor.yaml"],
+            "release": {"name": p.name, "namespace": p.namespace}, "tests": [
+        _case("scrapes the model's metrics port and path", [
+            {"isKind": {"of": "PodMonitor"}},
+            {"equal": {"path": "spec.podMetricsEndpoints[0]", "value": {
+                "portNumber": v["metrics"]["port"], "path": v["metrics"]["path"]}}},
+            {"equal": {"path": "spec.selector.matchLabels", "value": {"serving.kserve.io/inferenceservice": p.name}}},
+        ]),
+        _case("renders nothing when metrics are off", [{"hasDocuments": {"count": 0}}], {"metrics.enabled": False}),
+    ]}
+
+
+def nad_suite(p: ModelPlan) -> dict[str, Any]:
+    owned = [n for n in p.values.rdma.networks if n.type != "existing"]
+    asserts: list[dict] = [{"hasDocuments": {"count": len(owned)}}]
+    for index, net in enumerate(owned):
+        asserts += [
+            {"isKind": {"of": "NetworkAttachmentDefinition"}, "documentIndex": index},
+            {"equal": {"path": "metadata.name", "value": net.name}, "documentIndex": index},
+            {"matchRegex": {"path": "spec.config", "pattern": f'"type":"{net.type}"'}, "documentIndex": index},
+        ]
+        if net.resourceName:
+            asserts.append({"equal": {"path": _key("metadata.annotations", "k8s.v1.cni.cncf.io/resourceName"),
+                                      "value": net.resourceName}, "documentIndex": index})
+    return {"suite": f"{p.name} NetworkAttachmentDefinition", "templates": ["templates/networkattachmentdefinition.yaml"],
+            "release": {"name": p.name, "namespace": p.namespace}, "tests": [
+        _case("declares one Multus network per owned RDMA network", asserts),
+        _case("renders nothing when RDMA is off", [{"hasDocuments": {"count": 0}}], {"rdma.enabled": False}),
+    ]}
+
+
+SUITES = {
+    "inferenceservice.yaml": ("inferenceservice_test.yaml", inferenceservice_suite),
+    "hpa.yaml": ("hpa_test.yaml", hpa_suite),
+    "poddisruptionbudget.yaml": ("poddisruptionbudget_test.yaml", pdb_suite),
+    "telemetry.yaml": ("telemetry_test.yaml", telemetry_suite),
+    "prometheusrule.yaml": ("prometheusrule_test.yaml", prometheusrule_suite),
+    "podmonitor.yaml": ("podmonitor_test.yaml", podmonitor_suite),
+    "networkattachmentdefinition.yaml": ("networkattachmentdefinition_test.yaml", nad_suite),
+}
+
+
 def suites(p: ModelPlan) -> dict[str, dict[str, Any]]:
-    """File name (under the chart's tests/) → suite."""
-    return {"inferenceservice_test.yaml": inferenceservice_suite(p)}
+    """File name (under the chart's tests/) → suite, one per template the chart has."""
+    return {SUITES[t][0]: SUITES[t][1](p) for t in p.templates}

@@ -538,10 +538,19 @@ class ModelValues(Section):
 # --- what the chart receives -------------------------------------------------------------------
 
 
+class ChartMetricLabels(Section):
+    namespace: LabelKey
+    pod: LabelKey
+    dcgmNamespace: LabelKey
+    dcgmPod: LabelKey
+
+
 class ChartPlatform(Section):
     """Platform settings a chart needs at template time (filled in by modelplat, not by owners)."""
 
     clusterName: DNSLabel
+    scrape: Literal["annotations", "podMonitor", "both"] = Field(description="How Prometheus finds model metrics.")
+    metricLabels: ChartMetricLabels = Field(description="Label names tying metric series to pods (alert expressions).")
     gpuNodeGroupLabel: LabelKey = Field(description="Node label whose value names the node group.")
     gpuNodeGroup: LabelValue = Field(description="Value of that label on GPU nodes (<clusterName>-gpu).")
     gpuTaintKey: LabelKey

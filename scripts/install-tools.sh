@@ -15,6 +15,8 @@ mkdir -p "$BIN"
 HELM_VERSION=v3.21.4
 KUBECONFORM_VERSION=v0.7.0
 HELM_UNITTEST_VERSION=v1.1.2
+# Prometheus publishes its Go module as v0.3xx (v0.316.0 is Prometheus 3.16).
+PROMTOOL_VERSION=v0.316.0
 
 log() { printf '[install-tools] %s\n' "$*" >&2; }
 
@@ -64,13 +66,23 @@ install_helm_unittest() {
   link helm-unittest "$HELM_UNITTEST_VERSION"
 }
 
+install_promtool() {
+  installed promtool "$PROMTOOL_VERSION" || {
+    need_go; log "building promtool $PROMTOOL_VERSION (cold: ~5 min)"
+    GOBIN="$CACHE/promtool-$PROMTOOL_VERSION" go install \
+      "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
+  }
+  link promtool "$PROMTOOL_VERSION"
+}
+
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(kubeconform helm-unittest helm)
+[ ${#tools[@]} -gt 0 ] || tools=(kubeconform helm-unittest helm promtool)
 for t in "${tools[@]}"; do
   case "$t" in
     helm) install_helm ;;
     kubeconform) install_kubeconform ;;
     helm-unittest) install_helm_unittest ;;
+    promtool) install_promtool ;;
     *) log "unknown tool: $t"; exit 2 ;;
   esac
 done

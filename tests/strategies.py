@@ -72,7 +72,8 @@ def model_values(draw):
         if fmt in ("sklearn", "xgboost", "lightgbm", "huggingface") and draw(st.booleans()):
             model["servedModelName"] = draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True))
     if draw(st.booleans()):
-        model["protocol"] = draw(st.sampled_from(["v1", "v2", "grpc-v2", "openai"]))
+        # v1/v2/grpc-v2 set a KServe runtime's protocolVersion: not for custom containers.
+        model["protocol"] = draw(st.sampled_from(["openai"] if fmt == "custom" else ["v1", "v2", "grpc-v2", "openai"]))
     model["args"] = draw(st.lists(FREE_TEXT, max_size=4))
     values: dict = {"model": model, "resources": draw(resources(gpu))}
     if draw(st.booleans()):
@@ -94,7 +95,42 @@ def model_values(draw):
     if draw(st.booleans()):
         values["probes"] = {k: draw(probe()) for k in draw(st.sets(st.sampled_from(["readiness", "liveness", "startup"])))}
     if draw(st.booleans()):
-        values["metrics"] = {"enabled": draw(st.booleans()), "port": draw(st.integers(1024, 9999))}
+        values["metrics"] = {"enabled": True, "port": draw(st.integers(1024, 9999))} if draw(st.booleans()) \
+            else {"enabled": False}
+    llm = model.get("protocol") == "openai"
+    if draw(st.booleans()):
+        scaling: dict = {"enabled": True, "maxReplicaCount": values.get("replicaCount", 1) + draw(st.integers(0, 10))}
+        choices = ["targetCPUUtilizationPercentage", "targetMemoryUtilizationPercentage", "targetRequestRate"]
+        choices += ["targetGPUUtilizationPercentage"] if gpu else []
+        choices += ["targetKVCacheUtilizationPercentage", "targetQueueDepth"] if llm else []
+        for key in draw(st.lists(st.sampled_from(choices), min_size=1, max_size=3, unique=True)):
+            scaling[key] = draw(st.floats(0.5, 500).map(lambda x: round(x, 2))) if key == "targetRequestRate" \
+                else draw(st.integers(1, 100))
+        if scaling.keys() & {"targetGPUUtilizationPercentage"} and len(scaling) == 3:
+            scaling["targetCPUUtilizationPercentage"] = 70  # GPU utilisation alone is only a warning
+        if draw(st.booleans()):
+            scaling["behavior"] = {"scaleDownStabilizationSeconds": draw(st.integers(0, 3600)),
+                                   "scaleUpPods": draw(st.integers(1, 10))}
+        values["autoscaling"] = scaling
+    if draw(st.booleans()):
+        alerts: dict = {"enabled": True, "p99LatencySeconds": draw(st.sampled_from([0.5, 2, 10, 30])),
+                        "errorRatePercent": draw(st.sampled_from([1, 2.5, 5]))}
+        if llm:
+            alerts["queueSize"] = draw(st.integers(1, 500))
+        if gpu:
+            alerts["gpuUtilizationPercent"] = draw(st.integers(50, 100))
+        values["observability"] = {"accessLog": draw(st.booleans()), "alerts": alerts}
+    if draw(st.booleans()):
+        values["podDisruptionBudget"] = {"enabled": draw(st.booleans())}
+    if gpu and draw(st.booleans()):
+        pool = draw(st.sampled_from(["nvidia.com/rdma_vf", "rdma/roce_gdr"]))
+        networks = [{"name": draw(DNS.filter(lambda n: n not in ("no", "on", "off", "yes", "y", "n", "null",
+                                                                    "true", "false"))) + "-net",
+                     "type": "sriov", "resourceName": pool, "subnet": "192.168.100.0/24"}]
+        if draw(st.booleans()):
+            networks.append({"name": "shared-ib", "type": "existing", "namespace": "network-system"})
+        values["rdma"] = {"enabled": True, "networks": networks, "resources": {pool: draw(st.integers(1, 4))},
+                          "ncclHints": draw(st.booleans())}
     if draw(st.booleans()):
         values["logger"] = {"mode": draw(st.sampled_from(["all", "request", "response"])),
                             "url": "http://sink.logging.svc.cluster.local"}

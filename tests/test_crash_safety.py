@@ -49,12 +49,15 @@ def test_sigkill_at_random_moments_leaves_old_or_new(tmp_path):
     rng = random.Random(20261123)
     out = tmp_path / "out"
     outcomes = {"old": 0, "new": 0}
-    for attempt in range(12):
+    # Ten kills spread over the run, then two after it has surely finished (those must find the
+    # new tree: a completed run is never undone).
+    delays = [rng.uniform(0.05, 1.0) for _ in range(10)] + [2.5, 3.0]
+    for attempt, fraction in enumerate(delays):
         if out.exists():
             shutil.rmtree(out)
         shutil.copytree(reference_old, out)
         proc = render(new_tree, out, env)
-        time.sleep(rng.uniform(0.05, 1.1) * duration)
+        time.sleep(fraction * duration)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         state = snapshot(out)
@@ -65,7 +68,7 @@ def test_sigkill_at_random_moments_leaves_old_or_new(tmp_path):
     assert snapshot(out) == new
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")
                 and not p.name.endswith(".lock")], "temporary folders were left behind"
-    assert outcomes["old"] and outcomes["new"], f"kills should land both before and after the swap: {outcomes}"
+    assert outcomes["old"] >= 1 and outcomes["new"] >= 2, outcomes
 
 
 def test_concurrent_renders_never_corrupt(tmp_path):

@@ -33,7 +33,7 @@ def test_identical_trees_have_no_difference(tree):
 def test_changed_replica_count_is_one_field_of_one_helmrelease(tree):
     root = tree({"demo/iris.yaml": IRIS, "fraud/xgb.yaml": XGB})
     before = render(root)
-    (root / "demo/iris.yaml").write_text(IRIS + "replicaCount: 2\n")
+    (root / "demo/iris.yaml").write_text(IRIS + "replicaCount: 2\npodDisruptionBudget:\n  enabled: false\n")
     after = render(root)
     entries = resource_diff(before, after)
     changed = by_change(entries, "changed")

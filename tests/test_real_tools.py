@@ -41,7 +41,7 @@ def test_lint_runs_every_real_tool_on_every_example(helm, kubeconform, helm_unit
     result = modelplat("lint", str(EXAMPLES), "--require-tools", "--format", "json")
     report = json.loads(result.stdout)
     assert result.returncode == 0, json.dumps(report, indent=2)
-    assert len(report["models"]) == 3
+    assert len(report["models"]) == 5
     for model in report["models"]:
         assert {k: v["status"] for k, v in model["checks"].items()} == {
             "schema+rules": "pass", "helm lint": "pass", "helm template": "pass",
@@ -59,13 +59,18 @@ def template(helm: str, chart: Path, name: str, namespace: str, values: dict | N
     return [doc for doc in _yaml.load_all(out) if doc]
 
 
+def isvc_of(docs: list[dict]) -> dict:
+    (isvc,) = [d for d in docs if d["kind"] == "InferenceService"]
+    return isvc
+
+
 def helmrelease_values(model_dir: Path) -> dict:
     return _yaml.load((model_dir / "helmrelease.yaml").read_text())["spec"]["values"]
 
 
 def test_gpu_model_is_scheduled_onto_gpu_nodes_with_shm(helm):
     model = REPO / "charts-out/llm/qwen-chat"
-    (isvc,) = template(helm, model / "chart", "qwen-chat", "llm", helmrelease_values(model))
+    isvc = isvc_of(template(helm, model / "chart", "qwen-chat", "llm", helmrelease_values(model)))
     predictor = isvc["spec"]["predictor"]
     assert predictor["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists"}]
     term = predictor["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
@@ -78,12 +83,14 @@ def test_gpu_model_is_scheduled_onto_gpu_nodes_with_shm(helm):
     assert predictor["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}]
     assert {"name": "STORAGE_URI", "value": "hf://Qwen/Qwen2.5-7B-Instruct"} in container["env"]
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
-    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "none"
+    # qwen-chat scales with its own HPA: KServe keeps its hands off the replicas.
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "external"
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (2, 6)
 
 
 def test_cpu_model_is_kept_off_gpu_nodes(helm):
     model = REPO / "charts-out/fraud/xgb-scorer"
-    (isvc,) = template(helm, model / "chart", "xgb-scorer", "fraud", helmrelease_values(model))
+    isvc = isvc_of(template(helm, model / "chart", "xgb-scorer", "fraud", helmrelease_values(model)))
     predictor = isvc["spec"]["predictor"]
     assert "tolerations" not in predictor and "volumes" not in predictor
     term = predictor["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
@@ -113,7 +120,7 @@ def test_helm_refuses_values_the_schema_forbids(helm):
 
 def test_kubeconform_catches_a_misspelt_field(kubeconform, helm, tmp_path):
     model = REPO / "charts-out/llm/qwen-chat"
-    (isvc,) = template(helm, model / "chart", "qwen-chat", "llm", helmrelease_values(model))
+    isvc = isvc_of(template(helm, model / "chart", "qwen-chat", "llm", helmrelease_values(model)))
     isvc["spec"]["predictor"]["tolerationz"] = isvc["spec"]["predictor"].pop("tolerations")
     broken = tmp_path / "broken.yaml"
     broken.write_text(json.dumps(isvc))
@@ -175,7 +182,7 @@ def test_yaml_1_1_lookalikes_stay_strings(helm, kubeconform, tree, tmp_path):
     out = tmp_path / "out"
     assert modelplat("render", str(root), "--out", str(out)).returncode == 0
     model = out / "no/on"
-    (isvc,) = template(helm, model / "chart", "on", "no", helmrelease_values(model))
+    isvc = isvc_of(template(helm, model / "chart", "on", "no", helmrelease_values(model)))
     assert isvc["metadata"]["name"] == "on" and isvc["metadata"]["namespace"] == "no"
     predictor = isvc["spec"]["predictor"]
     assert predictor["serviceAccountName"] == "null" and predictor["priorityClassName"] == "off"
@@ -200,3 +207,73 @@ def test_a_refused_flux_wiring_file_fails_lint_with_its_own_row(kubeconform, hel
     assert wiring["checks"]["kubeconform"]["status"] == "fail"
     assert "gitrepository.yaml" in wiring["checks"]["kubeconform"]["detail"]
     assert all(m["ok"] for m in report["models"] if m["file"] != "(flux wiring)")
+
+
+def rendered_examples(helm) -> dict[str, list[dict]]:
+    """`helm template` of every committed chart with its HelmRelease's values: model → documents."""
+    out = {}
+    for release in sorted((REPO / "charts-out").glob("*/*/helmrelease.yaml")):
+        model = release.parent
+        if model.parent.name.startswith("_"):  # the platform's own releases (_platform/)
+            continue
+        out[f"{model.parent.name}/{model.name}"] = template(helm, model / "chart", model.name, model.parent.name,
+                                                            helmrelease_values(model))
+    return out
+
+
+def test_every_hpa_metric_is_served_by_the_adapter(helm):
+    adapter = _yaml.load((REPO / "charts-out/_platform/prometheus-adapter/helmrelease.yaml").read_text())
+    served = {rule["name"]["as"] for rule in adapter["spec"]["values"]["rules"]["custom"]}
+    used = set()
+    hpas = 0
+    for model, docs in rendered_examples(helm).items():
+        for doc in docs:
+            if doc["kind"] == "HorizontalPodAutoscaler":
+                hpas += 1
+                assert doc["spec"]["scaleTargetRef"]["name"] == f"{model.split('/')[1]}-predictor"
+                for metric in doc["spec"]["metrics"]:
+                    if metric["type"] == "Pods":
+                        used.add(metric["pods"]["metric"]["name"])
+                        assert metric["pods"]["target"]["type"] == "AverageValue"
+                    else:
+                        assert metric["type"] == "Resource"  # served by metrics-server
+    assert hpas >= 2 and used, "the examples scale on custom metrics"
+    assert used <= served, f"HPAs use metrics no adapter rule serves: {sorted(used - served)}"
+
+
+def test_promtool_accepts_every_alert_expression(helm, tmp_path):
+    promtool = need_tool("promtool")
+    groups = [group for docs in rendered_examples(helm).values() for doc in docs
+              if doc["kind"] == "PrometheusRule" for group in doc["spec"]["groups"]]
+    assert len(groups) >= 2
+    alerts = {rule["alert"] for group in groups for rule in group["rules"]}
+    assert {"ModelHighLatencyP99", "ModelHighErrorRate", "ModelQueueBacklog", "ModelKVCacheNearlyFull",
+            "ModelGPUSaturated", "ModelReplicasAtMaximum"} <= alerts
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(json.dumps({"groups": groups}))
+    result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "broken.yaml"
+    groups[0]["rules"][0]["expr"] = groups[0]["rules"][0]["expr"].replace("sum by (le)", "sum by (le")
+    broken.write_text(json.dumps({"groups": groups}))
+    assert subprocess.run([promtool, "check", "rules", str(broken)], capture_output=True).returncode != 0
+
+
+def test_rdma_pods_get_networks_devices_and_ipc_lock_only(helm):
+    docs = rendered_examples(helm)["llm-70b/llama-prefill"]
+    nad = next(d for d in docs if d["kind"] == "NetworkAttachmentDefinition")
+    config = json.loads(nad["spec"]["config"])
+    assert config == {"cniVersion": "0.3.1", "name": "kv-transfer-prefill", "type": "sriov",
+                      "ipam": {"type": "whereabouts", "range": "192.168.100.0/24"}}
+    assert nad["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"] == "nvidia.com/rdma_vf"
+    predictor = isvc_of(docs)["spec"]["predictor"]
+    assert predictor["annotations"]["k8s.v1.cni.cncf.io/networks"] == "llm-70b/kv-transfer-prefill"
+    assert predictor["schedulerName"] == "volcano"
+    assert predictor["annotations"]["scheduling.volcano.sh/queue-name"] == "llm-serving"
+    container = predictor["containers"][0]
+    assert container["securityContext"] == {"capabilities": {"add": ["IPC_LOCK"]}}
+    assert container["resources"]["requests"]["nvidia.com/rdma_vf"] == "1"
+    assert container["resources"]["limits"]["nvidia.com/rdma_vf"] == "1"
+    assert {"name": "NCCL_IB_DISABLE", "value": "0"} in container["env"]
+    pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "llama-prefill"}

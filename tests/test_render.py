@@ -63,10 +63,10 @@ def test_helmrelease_values_are_exactly_the_chart_values(tree):
 def test_kustomizations_list_exactly_the_files_beside_them(tree):
     _, files = rendered(tree, {"llm/qwen.yaml": GPU_LLM, "demo/iris.yaml": CPU, "demo/wine.yaml": CPU})
     top = _yaml.load(files["kustomization.yaml"])
-    assert top["resources"] == ["_platform/flux", "demo", "llm"]
+    assert top["resources"] == ["_platform/flux", "_platform/prometheus-adapter", "demo", "llm"]
     demo = _yaml.load(files["demo/kustomization.yaml"])
     assert demo["resources"] == ["namespace-demo.yaml", "iris/helmrelease.yaml", "wine/helmrelease.yaml"]
-    for folder in ("", "demo/", "llm/", "_platform/flux/"):
+    for folder in ("", "demo/", "llm/", "_platform/flux/", "_platform/prometheus-adapter/"):
         listed = _yaml.load(files[f"{folder}kustomization.yaml"])["resources"]
         for entry in listed:
             assert f"{folder}{entry}" in files or any(f.startswith(f"{folder}{entry}/") for f in files), entry
@@ -141,3 +141,25 @@ def test_chart_version_changes_with_the_chart_and_only_then(tree):
     second = render_tree(pipeline.run([root]).plans, pipeline.run([root]).platform)
     assert version(first, "iris") != version(second, "iris")
     assert version(first, "wine") == version(second, "wine")
+
+
+def test_scrape_mode_chooses_annotations_or_podmonitor(tree):
+    for mode, podmonitor in (("annotations", False), ("podMonitor", True), ("both", True)):
+        root = tree({"demo/iris.yaml": CPU}, platform=f"clusterName: ml\nscrape: {mode}\n")
+        run = pipeline.run([root])
+        files = render_tree(run.plans, run.platform)
+        assert ("demo/iris/chart/templates/podmonitor.yaml" in files) is podmonitor, mode
+        assert _yaml.load(files["demo/iris/chart/values.yaml"])["platform"]["scrape"] == mode
+
+
+def test_features_add_their_templates_and_suites(tree):
+    text = GPU_LLM + ("replicaCount: 2\nautoscaling:\n  enabled: true\n  maxReplicaCount: 4\n  targetQueueDepth: 5\n"
+                      "observability:\n  accessLog: true\n  alerts:\n    enabled: true\n"
+                      "rdma:\n  enabled: true\n  resources: {rdma/roce_gdr: 1}\n  networks:\n"
+                      "    - {name: kv, type: macvlan, master: eth1}\n")
+    _, files = rendered(tree, {"llm/qwen.yaml": text})
+    for template in ("hpa", "poddisruptionbudget", "telemetry", "prometheusrule", "networkattachmentdefinition"):
+        assert f"llm/qwen/chart/templates/{template}.yaml" in files
+        assert f"llm/qwen/chart/tests/{template}_test.yaml" in files
+    _, plain = rendered(tree, {"demo/iris.yaml": CPU})
+    assert not [f for f in plain if f.startswith("demo/") and ("hpa" in f or "prometheusrule" in f or "telemetry" in f)]

@@ -65,9 +65,6 @@ def test_env_needs_exactly_one_source_and_no_duplicates(tree):
     ("ratelimitIPPerMinute: 10\n", "ratelimitIPPerMinute"),
     ("canary:\n  enabled: true\n  storageUri: s3://m/y\nprimaryLoad: 90\n", "canary.enabled"),
     ("mirror:\n  enabled: true\n  storageUri: s3://m/y\n", "mirror.enabled"),
-    ("autoscaling:\n  enabled: true\n  maxReplicaCount: 3\n", "autoscaling.enabled"),
-    ("observability:\n  accessLog: true\n", "observability.accessLog"),
-    ("podDisruptionBudget:\n  enabled: true\n", "podDisruptionBudget.enabled"),
 ])
 def test_features_not_rendered_yet_are_refused_not_ignored(tree, snippet, key):
     found = [d for d in pipeline.run([tree({"demo/m.yaml": BASE + snippet})]).diagnostics if d.code == "not-yet-supported"]
@@ -78,7 +75,7 @@ def test_features_not_rendered_yet_are_refused_not_ignored(tree, snippet, key):
 def test_token_limit_and_rdma_are_refused_with_their_own_rules(tree):
     found = codes(tree, BASE + "tokenLimit:\n  enabled: true\nrdma:\n  enabled: true\n")
     assert {"not-yet-supported", "token-limit-needs-openai", "token-limit-needs-tenant", "rdma-needs-gpu",
-            "rdma-needs-network"} <= set(found)
+            "rdma-needs-network", "rdma-needs-resources"} <= set(found)
 
 
 def test_every_feature_request_is_either_rendered_or_refused():
@@ -119,17 +116,45 @@ def test_settings_that_would_be_ignored_are_refused(tree):
     assert codes(tree, BASE + "  servedModelName: iris\n") == {}
 
 
-def test_platform_scrape_mode_not_rendered_yet_is_refused(tree):
-    from modelplat.errors import InvalidInput
-
-    root = tree({"demo/m.yaml": BASE}, platform="clusterName: ml\nscrape: podMonitor\n")
-    with pytest.raises(InvalidInput) as err:
-        pipeline.run([root])
-    (d,) = err.value.diagnostics
-    assert (d.code, d.line) == ("not-yet-supported", 2)
-
-
 def test_runtime_settings_are_refused_for_custom_containers(tree):
     found = codes(tree, LLM.replace("protocol: openai", "protocol: v2") + "  runtime: kserve-huggingface\n")
     assert {"runtime-needs-runtime-format", "protocol-needs-runtime-format"} <= set(found)
     assert codes(tree, LLM) == {}
+
+
+GPU_LLM = LLM + "  storageUri: hf://org/model\nresources:\n  requestGPU: 1\n"
+
+
+def test_autoscaling_rules(tree):
+    assert "autoscaling-disabled" in codes(tree, BASE + "autoscaling:\n  targetCPUUtilizationPercentage: 70\n")
+    assert "autoscaling-needs-target" in codes(tree, BASE + "autoscaling:\n  enabled: true\n  maxReplicaCount: 3\n")
+    assert "gpu-target-needs-gpu" in codes(
+        tree, BASE + "autoscaling:\n  enabled: true\n  maxReplicaCount: 3\n  targetGPUUtilizationPercentage: 80\n")
+    warned = codes(tree, GPU_LLM + "autoscaling:\n  enabled: true\n  maxReplicaCount: 3\n  targetGPUUtilizationPercentage: 80\n")
+    assert warned["gpu-target-alone"].severity == "warning"
+    root = tree({"demo/m.yaml": GPU_LLM + "autoscaling:\n  enabled: true\n  maxReplicaCount: 3\n  targetGPUUtilizationPercentage: 80\n"})
+    assert pipeline.run([root]).plans, "a warning does not stop the render"
+    (root / "demo/m.yaml").unlink()
+    assert codes(tree, GPU_LLM + "autoscaling:\n  enabled: true\n  maxReplicaCount: 3\n"
+                        "  targetGPUUtilizationPercentage: 80\n  targetQueueDepth: 10\n") == {}
+
+
+def test_observability_rules(tree):
+    assert "alerts-disabled" in codes(tree, BASE + "observability:\n  alerts:\n    queueSize: 10\n")
+    found = codes(tree, BASE + "observability:\n  alerts:\n    enabled: true\n    queueSize: 10\n    gpuUtilizationPercent: 90\n")
+    assert found["alert-does-not-apply"].key in ("observability.alerts.queueSize", "observability.alerts.gpuUtilizationPercent")
+    assert "pdb-disabled" in codes(tree, BASE + "podDisruptionBudget:\n  maxUnavailable: 2\n")
+    assert codes(tree, BASE + "replicaCount: 3\npodDisruptionBudget:\n  maxUnavailable: 2\n") == {}
+    assert "metrics-disabled" in codes(tree, BASE + "metrics:\n  enabled: false\n  port: 9090\n")
+
+
+def test_rdma_rules(tree):
+    rdma = GPU_LLM + "rdma:\n  enabled: true\n  resources: {rdma/roce_gdr: 1}\n  networks:\n"
+    assert codes(tree, rdma + "    - {name: kv, type: sriov, resourceName: rdma/roce_gdr}\n") == {}
+    assert "sriov-resource-not-requested" in codes(tree, rdma + "    - {name: kv, type: sriov, resourceName: x.io/vf}\n")
+    assert "sriov-needs-resource" in codes(tree, rdma + "    - {name: kv, type: sriov}\n")
+    assert "network-needs-master" in codes(tree, rdma + "    - {name: kv, type: macvlan}\n")
+    assert "existing-network-field" in codes(tree, rdma + "    - {name: kv, type: existing, subnet: 10.0.0.0/24}\n")
+    assert "network-namespace" in codes(tree, rdma + "    - {name: kv, type: macvlan, master: eth1, namespace: x}\n")
+    assert "duplicate-network" in codes(tree, rdma + "    - {name: kv, type: existing}\n    - {name: kv, type: existing}\n")
+    assert "rdma-disabled" in codes(tree, GPU_LLM + "rdma:\n  ncclHints: true\n")

@@ -58,6 +58,13 @@ two is used for both (modelplat lint refuses two different non-zero numbers).
   value: {{ .value | quote }}
   {{- end }}
 {{- end }}
+{{- if and .Values.rdma.enabled .Values.rdma.ncclHints }}
+# NCCL hints for the RDMA NIC: use verbs (RoCE/InfiniBand) for collectives, bootstrap over eth0.
+- name: NCCL_IB_DISABLE
+  value: "0"
+- name: NCCL_SOCKET_IFNAME
+  value: "eth0"
+{{- end }}
 {{- end -}}
 
 {{/* Resources, /dev/shm mount and probes of the serving container (at column 0). */}}
@@ -75,7 +82,10 @@ resources:
     {{- if gt $gpu 0 }}
     {{ .Values.platform.gpuResourceName | quote }}: {{ $gpu | quote }}
     {{- end }}
-  {{- if or $res.limitCPU $res.limitMemory (gt $gpu 0) }}
+    {{- with (include "modelplat.rdmaResources" . | trim) }}
+    {{- . | nindent 4 }}
+    {{- end }}
+  {{- if or $res.limitCPU $res.limitMemory (gt $gpu 0) .Values.rdma.enabled }}
   limits:
     {{- with $res.limitCPU }}
     cpu: {{ . | quote }}
@@ -86,7 +96,17 @@ resources:
     {{- if gt $gpu 0 }}
     {{ .Values.platform.gpuResourceName | quote }}: {{ $gpu | quote }}
     {{- end }}
+    {{- with (include "modelplat.rdmaResources" . | trim) }}
+    {{- . | nindent 4 }}
+    {{- end }}
   {{- end }}
+{{- if .Values.rdma.enabled }}
+securityContext:
+  capabilities:
+    # RDMA pins memory for the NIC; nothing broader than IPC_LOCK is granted.
+    add:
+      - IPC_LOCK
+{{- end }}
 {{- if .Values.sharedMemory.enabled }}
 volumeMounts:
   - name: dshm
@@ -111,4 +131,36 @@ volumeMounts:
 {{- range . }}
 - {{ . | quote }}
 {{- end }}
+{{- end -}}
+
+{{/* Labels that select this model's pods: KServe puts the InferenceService name on them. */}}
+{{- define "modelplat.podSelector" -}}
+serving.kserve.io/inferenceservice: {{ include "modelplat.name" . | quote }}
+{{- end -}}
+
+{{/* The CNI config of one Multus network, as JSON (map keys sorted by toJson). */}}
+{{- define "modelplat.cniConfig" -}}
+{{- $config := dict "cniVersion" "0.3.1" "name" .name "type" .type -}}
+{{- if eq .type "macvlan" }}{{ $_ := set $config "master" .master }}{{ $_ := set $config "mode" "bridge" }}{{ end -}}
+{{- if eq .type "host-device" }}{{ $_ := set $config "device" .master }}{{ end -}}
+{{- with .subnet }}{{ $_ := set $config "ipam" (dict "type" "whereabouts" "range" .) }}{{ end -}}
+{{- toJson $config -}}
+{{- end -}}
+
+{{/* RDMA device resources (requests = limits, as for every extended resource). */}}
+{{- define "modelplat.rdmaResources" -}}
+{{- if .Values.rdma.enabled }}
+{{- range $resource, $count := .Values.rdma.resources }}
+{{ $resource | quote }}: {{ $count | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Multus networks annotation: "<namespace>/<name>" for every network, in the order declared. */}}
+{{- define "modelplat.networks" -}}
+{{- $names := list -}}
+{{- range .Values.rdma.networks -}}
+{{- $names = append $names (printf "%s/%s" (.namespace | default $.Release.Namespace) .name) -}}
+{{- end -}}
+{{- join "," $names -}}
 {{- end -}}
