@@ -107,6 +107,19 @@ class _progress:
             self.bar.stop()
 
 
+def _render_all(inputs: List[Path], platform: Optional[Path], cache: bool, fmt: Format):
+    """Render in memory (with a progress bar where it helps); bad input raises, nothing is written."""
+    from . import pipeline
+    from .errors import InvalidInput
+
+    with _progress(fmt) as progress:
+        result = pipeline.render_all(inputs, platform, use_cache=cache, progress=progress)
+    if result.errors:
+        raise InvalidInput(f"{len(result.errors)} error(s) in {result.models} file(s); nothing was written",
+                           result.diagnostics)
+    return result
+
+
 def _debug() -> bool:
     return os.environ.get("MODELPLAT_DEBUG", "") not in ("", "0")
 
@@ -122,16 +135,10 @@ def render(
     fmt: Format = typer.Option(Format.text, "--format", help="Output format."),
 ) -> None:
     """Render every model into a Helm chart plus its Flux HelmRelease, all written at once."""
-    from . import output, pipeline
+    from . import output
 
     try:
-        with _progress(fmt) as progress:
-            result = pipeline.render_all(inputs, platform, use_cache=cache, progress=progress)
-        if result.errors:
-            from .errors import InvalidInput
-
-            raise InvalidInput(f"{len(result.errors)} error(s) in {result.models} file(s); nothing was written",
-                               result.diagnostics)
+        result = _render_all(inputs, platform, cache, fmt)
         files = result.files
         if check:
             changes = output.compare(out, files)
@@ -285,15 +292,10 @@ def diff(
 ) -> None:
     """Show what Flux would change: resources added, removed or changed between the committed
     output and a fresh render (nothing is written)."""
-    from . import pipeline
     from .diffing import committed_tree, diff_text, resource_diff
 
     try:
-        result = pipeline.render_all(inputs, platform)
-        if result.errors:
-            from .errors import InvalidInput
-
-            raise InvalidInput(f"{len(result.errors)} error(s) in {result.models} file(s)", result.diagnostics)
+        result = _render_all(inputs, platform, True, fmt)
         entries = resource_diff(committed_tree(out), result.files)
     except ModelplatError as exc:
         _fail(exc, fmt)

@@ -18,6 +18,15 @@ def _key(path: str, key: str) -> str:
     return f'{path}["{key}"]'
 
 
+def _case(it: str, asserts: list[dict], set_: dict | None = None) -> dict[str, Any]:
+    """One helm-unittest test: a behaviour, its assertions, and the values it sets (if any)."""
+    case: dict[str, Any] = {"it": it}
+    if set_:
+        case["set"] = set_
+    case["asserts"] = asserts
+    return case
+
+
 def inferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
     v = p.chart_values
     platform = v["platform"]
@@ -29,13 +38,7 @@ def inferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
     template = "templates/inferenceservice.yaml"
     release = {"name": p.name, "namespace": p.namespace}
     scaling = v["autoscaling"]["enabled"]
-
-    def test(it: str, asserts: list[dict], set_: dict | None = None) -> dict[str, Any]:
-        case: dict[str, Any] = {"it": it}
-        if set_:
-            case["set"] = set_
-        case["asserts"] = asserts
-        return case
+    test = _case
 
     gpu_asserts = [
         {"contains": {"path": "spec.predictor.tolerations", "content": {"key": platform["gpuTaintKey"], "operator": "Exists"}}},
@@ -183,14 +186,6 @@ def inferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
         {"resources.requestGPU": -1},
     ))
     return {"suite": f"{p.name} InferenceService", "templates": [template], "release": release, "tests": tests}
-
-
-def _case(it: str, asserts: list[dict], set_: dict | None = None) -> dict[str, Any]:
-    case: dict[str, Any] = {"it": it}
-    if set_:
-        case["set"] = set_
-    case["asserts"] = asserts
-    return case
 
 
 def hpa_suite(p: ModelPlan) -> dict[str, Any]:
