@@ -97,9 +97,23 @@ class PrometheusAdapterSettings(Section):
 
 
 class JWTSettings(Section):
-    issuer: Optional[Url] = Field(default=None)
-    jwksUri: Optional[Url] = Field(default=None)
+    """The platform's identity provider; models may override issuer, JWKS and audiences."""
+
+    issuer: Optional[Url] = Field(default=None, examples=["https://idp.example.com"])
+    jwksUri: Optional[Url] = Field(default=None, examples=["https://idp.example.com/.well-known/jwks.json"])
     audiences: list[str] = Field(default_factory=list)
+    serviceAccountClaim: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]+$")] = Field(
+        default="sub", description="Claim naming the calling service account (copied to serviceAccountHeader)."
+    )
+    serviceAccountHeader: Annotated[str, StringConstraints(pattern=r"^x-[a-z0-9-]+$")] = Field(
+        default="x-modelplat-sa", description="Header the service-account claim is copied to (rate and token limits)."
+    )
+    tenantClaim: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]+$")] = Field(
+        default="tenant", description="Claim naming the caller's tenant."
+    )
+    tenantHeader: Annotated[str, StringConstraints(pattern=r"^x-[a-z0-9-]+$")] = Field(
+        default="x-modelplat-tenant", description="Header the tenant claim is copied to."
+    )
 
 
 class PlatformSettings(Section):
@@ -115,6 +129,12 @@ class PlatformSettings(Section):
     )
     gateway: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+/[a-z0-9-]+$")] = Field(
         default="istio-system/model-gateway", description="Istio gateway `<namespace>/<name>` models are published on."
+    )
+    hostPattern: Annotated[str, StringConstraints(
+        pattern=r"^([a-z0-9.-]|\{name\}|\{namespace\}|\{type\}|\{domain\})+$")] = Field(
+        default="{name}-predictor-{namespace}.{type}.{domain}",
+        description="Host of an exposed model; {name}, {namespace}, {type} (exposeModel.type) and {domain} are "
+        "filled in. Never a wildcard.",
     )
     istioInjection: bool = Field(default=True, description="Label model namespaces for Istio sidecar injection.")
     scrape: Literal["annotations", "podMonitor", "both"] = Field(

@@ -166,8 +166,31 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
         result.diagnostics.extend(problems)
         if not any(d.severity == "error" for d in problems):
             result.plans.append(planning.plan(values, platform, ident, model_file.relative, shown))
+    result.diagnostics.extend(_shared_network_problems(result.plans))
+    if any(d.code == "network-owned-twice" for d in result.diagnostics):
+        bad = {d.file for d in result.diagnostics if d.code == "network-owned-twice"}
+        result.plans = [p for p in result.plans if p.file not in bad]
     result.diagnostics.sort()
     return result
+
+
+def _shared_network_problems(plans) -> list[Diagnostic]:
+    """A NetworkAttachmentDefinition can belong to one chart only: Helm refuses a second owner."""
+    owners: dict[tuple[str, str], str] = {}
+    problems = []
+    for p in plans:
+        for index, net in enumerate(p.values.rdma.networks if p.values.rdma.enabled else []):
+            if net.type == "existing":
+                continue
+            key = (p.namespace, net.name)
+            if key in owners:
+                problems.append(Diagnostic(
+                    p.file, 0, 0, "network-owned-twice",
+                    f"network {net.name} in namespace {p.namespace} is already rendered by {owners[key]}",
+                    "let one model own it and reference it from the others with type: existing",
+                    f"rdma.networks.{index}.name"))
+            owners.setdefault(key, p.file)
+    return problems
 
 
 def _identity_problems(source: Source, values, ident, model_file: ModelFile) -> list[Diagnostic]:

@@ -22,6 +22,20 @@ TEMPLATE_FOR_FEATURE = {
     "alerts": "prometheusrule.yaml",
     "pod monitor": "podmonitor.yaml",
     "rdma networks": "networkattachmentdefinition.yaml",
+    "canary": "inferenceservice-canary.yaml",
+    "mirroring": "inferenceservice-shadow.yaml",
+    "traffic routing": "virtualservice.yaml",
+    "auth": "peerauthentication.yaml",
+    "authorization": "authorizationpolicy.yaml",
+    "jwt": "requestauthentication.yaml",
+    "custom authz": "authorizationpolicy-custom.yaml",
+}
+
+# Output template → (jinja source, extra context). The canary and the shadow are the primary's
+# InferenceService rendered again with another suffix, model and image: one template, three uses.
+TEMPLATE_SOURCES = {
+    "inferenceservice-canary.yaml": ("inferenceservice.yaml", {"variant": "canary"}),
+    "inferenceservice-shadow.yaml": ("inferenceservice.yaml", {"variant": "shadow"}),
 }
 
 
@@ -97,6 +111,18 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
         features.append("rdma")
         if any(n.type != "existing" for n in values.rdma.networks):
             features.append("rdma networks")
+    if values.canary.enabled:
+        features.append("canary")
+    if values.mirror.enabled:
+        features.append("mirroring")
+    if values.exposeModel.enabled or values.canary.enabled or values.mirror.enabled:
+        features.append("traffic routing")
+    if values.auth.enabled:
+        features += ["auth", "authorization"]
+        if values.auth.jwt.enabled:
+            features.append("jwt")
+        if values.auth.customAuthz.enabled:
+            features.append("custom authz")
     doc = chart_values(values, platform, ident, shm)
     doc["podDisruptionBudget"]["enabled"] = pdb
     return ModelPlan(
@@ -140,8 +166,22 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
             parent = parent.get(part, {})
         if isinstance(parent.get(path[-1]), dict):
             parent[path[-1]] = dict(sorted(parent[path[-1]].items()))
+    if values.exposeModel.enabled:
+        from .rules import exposure_host
+
+        doc["exposeModel"]["host"] = values.exposeModel.host or exposure_host(
+            platform, ident.name, ident.namespace, values.exposeModel.type)
+    jwt = doc["auth"]["jwt"]
+    if values.auth.jwt.enabled:
+        # The platform's identity provider unless the model names its own.
+        for key in ("issuer", "jwksUri"):
+            jwt.setdefault(key, getattr(platform.jwt, key))
+        jwt["audiences"] = jwt["audiences"] or list(platform.jwt.audiences)
     doc["platform"] = {
         "clusterName": platform.clusterName,
+        "gateway": platform.gateway,
+        "jwtClaims": {k: getattr(platform.jwt, k) for k in
+                      ("serviceAccountClaim", "serviceAccountHeader", "tenantClaim", "tenantHeader")},
         "scrape": platform.scrape,
         "metricLabels": platform.metricLabels.model_dump(),
         "gpuNodeGroupLabel": platform.gpu.nodeGroupLabel,
@@ -274,7 +314,8 @@ def prometheus_adapter(platform: PlatformSettings) -> dict[str, list[dict[str, A
         "apiVersion": "source.toolkit.fluxcd.io/v1",
         "kind": "HelmRepository",
         "metadata": {"name": "prometheus-community", "namespace": source_ns},
-        "spec": {"interval": "1h", "url": adapter.repositoryUrl},
+        "spec": {"interval": "1h", "url": adapter.repositoryUrl,
+                 **({"type": "oci"} if adapter.repositoryUrl.startswith("oci://") else {})},
     }
     release = {
         "apiVersion": "helm.toolkit.fluxcd.io/v2",

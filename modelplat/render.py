@@ -78,8 +78,9 @@ def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
         f"{p.model_dir}/helmrelease.yaml": _yaml(release),
     }
     for template in p.templates:
-        source = env.get_template(f"chart/templates/{template}.j2")
-        files[f"{chart}/templates/{template}"] = source.render(context).encode()
+        source_name, extra = planning.TEMPLATE_SOURCES.get(template, (template, {}))
+        source = env.get_template(f"chart/templates/{source_name}.j2")
+        files[f"{chart}/templates/{template}"] = source.render(context | {"variant": "primary"} | extra).encode()
     for name, suite in suites.suites(p).items():
         files[f"{chart}/tests/{name}"] = _yaml(suite)
     chart_files = {rel: data for rel, data in files.items() if rel.startswith(f"{chart}/")}

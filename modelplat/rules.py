@@ -52,7 +52,7 @@ MODEL_NAME_FORMATS = frozenset({"sklearn", "xgboost", "lightgbm", "huggingface"}
 # a value asking for any other is an error until its templates land, never silently ignored.
 
 RENDERED = frozenset({"serving", "gpu", "metrics", "logger", "scheduling", "autoscaling", "observability",
-                      "disruption budget", "RDMA"})
+                      "disruption budget", "RDMA", "exposure", "auth", "canary", "mirroring"})
 
 FeatureRequest = tuple[str, tuple, Callable[[ModelValues], bool]]
 
@@ -292,6 +292,12 @@ def observability_rules(values: ModelValues, platform: PlatformSettings, src: So
                              "(one is made when replicaCount > 1, or with enabled: true)")
     if not values.metrics.enabled and (_explicit(values.metrics, "port") or _explicit(values.metrics, "path")):
         yield src.diagnostic(("metrics",), "metrics-disabled", "metrics.port/path have no effect while metrics are disabled")
+    if values.metrics.enabled and platform.scrape != "annotations" and values.metrics.port != values.model.port:
+        # Prometheus keeps a PodMonitor target only for a port some container declares, and the
+        # serving container declares only its serving port.
+        yield src.diagnostic(("metrics", "port"), "podmonitor-port",
+                             f"a PodMonitor scrapes only declared container ports; this model declares {values.model.port}",
+                             f"serve metrics on {values.model.port} (KServe's model servers do), or use scrape: annotations")
     explicit = alerts.model_fields_set - {"enabled"}
     if not alerts.enabled:
         for field in sorted(explicit):
@@ -343,8 +349,68 @@ def rdma_rules(values: ModelValues, platform: PlatformSettings, src: Source, nam
                              "e.g. rdma/roce_gdr: 1 (your RDMA device plugin's resource name)")
 
 
+def traffic_rules(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+    """Exposure, auth, canary and mirroring: every setting takes effect or is refused."""
+    namespace = values.namespace or values.project or ""
+    for section, key, label in ((values.canary, "canary", "canary"), (values.mirror, "mirror", "mirror"),
+                                (values.auth.customAuthz, ("auth", "customAuthz"), "auth.customAuthz"),
+                                (values.auth.jwt, ("auth", "jwt"), "auth.jwt")):
+        path = key if isinstance(key, tuple) else (key,)
+        if not section.enabled:
+            for field in sorted(section.model_fields_set - {"enabled"}):
+                yield src.diagnostic(path + (field,), "feature-disabled",
+                                     f"{label}.{field} has no effect while {label}.enabled is false",
+                                     f"set {label}.enabled: true, or remove it")
+    expose = values.exposeModel
+    if not expose.enabled:
+        for field in sorted(expose.model_fields_set - {"enabled"}):
+            yield src.diagnostic(("exposeModel", field), "feature-disabled",
+                                 f"exposeModel.{field} has no effect while exposeModel.enabled is false",
+                                 "set exposeModel.enabled: true, or remove it")
+    else:
+        if not expose.host and not platform.domain:
+            yield src.diagnostic(("exposeModel", "enabled"), "exposure-needs-host",
+                                 "the platform file sets no domain, so no host can be derived",
+                                 "set exposeModel.host, or domain in the platform file")
+        host = expose.host or exposure_host(platform, name, namespace, expose.type)
+        first = host.split(".", 1)[0]
+        if len(first) > 63 or len(host) > 253:
+            yield src.diagnostic(("exposeModel",), "host-too-long",
+                                 f"host {host} does not fit DNS limits (63 per label, 253 in all)",
+                                 "set a shorter exposeModel.host")
+        if not values.auth.jwt.enabled:
+            yield src.diagnostic(("exposeModel", "enabled"), "exposure-without-jwt",
+                                 "an exposed model without auth.jwt refuses every caller from outside its namespace",
+                                 "set auth.jwt.enabled: true (the platform's issuer is used by default)")
+    auth = values.auth
+    if not auth.enabled:
+        for field in ("jwt", "customAuthz", "allowedPrincipals", "allowedNamespaces"):
+            if field in auth.model_fields_set:
+                yield src.diagnostic(("auth", field), "auth-disabled",
+                                     f"auth.{field} has no effect while auth.enabled is false")
+        if expose.enabled:
+            yield src.diagnostic(("auth", "enabled"), "exposure-needs-auth",
+                                 "a model published on the gateway must keep auth (mTLS and the ALLOW policy)")
+    if auth.jwt.enabled:
+        if not (auth.jwt.issuer or platform.jwt.issuer) or not (auth.jwt.jwksUri or platform.jwt.jwksUri):
+            yield src.diagnostic(("auth", "jwt"), "jwt-needs-issuer",
+                                 "JWT validation needs an issuer and a JWKS URL",
+                                 "set them in the platform file (jwt.issuer, jwt.jwksUri) or in auth.jwt")
+    elif auth.allowedPrincipals:
+        yield src.diagnostic(("auth", "allowedPrincipals"), "principals-need-jwt",
+                             "request principals come from validated JWTs", "set auth.jwt.enabled: true")
+    if values.mirror.enabled and values.mirror.percentage == 0:
+        yield src.diagnostic(("mirror", "percentage"), "mirror-nothing", "mirror.percentage 0 mirrors nothing",
+                             "set a percentage above 0, or turn mirroring off")
+
+
+def exposure_host(platform: PlatformSettings, name: str, namespace: str, kind: str) -> str:
+    """The host an exposed model gets from the platform pattern (never a wildcard)."""
+    return platform.hostPattern.format(name=name, namespace=namespace, type=kind, domain=platform.domain or "")
+
+
 RULES: list[Rule] = [unsupported, name_length, resource_bounds, model_spec, env_vars, feature_consistency,
-                     autoscaling_rules, observability_rules, rdma_rules]
+                     autoscaling_rules, observability_rules, rdma_rules, traffic_rules]
 
 
 def check(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> list[Diagnostic]:

@@ -101,7 +101,7 @@ def inferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
                 {"equal": {"path": _key("spec.predictor.annotations", "prometheus.io/port"), "value": str(v["metrics"]["port"])}},
                 {"equal": {"path": _key("spec.predictor.annotations", "prometheus.io/path"), "value": v["metrics"]["path"]}},
             ],
-            {"metrics.enabled": True},
+            {"metrics.enabled": True, "platform.scrape": "annotations"},
         ),
         test(
             "adds no scrape annotations when metrics are disabled",
@@ -317,6 +317,175 @@ def nad_suite(p: ModelPlan) -> dict[str, Any]:
     ]}
 
 
+def _release(p: ModelPlan) -> dict[str, str]:
+    return {"name": p.name, "namespace": p.namespace}
+
+
+def _host(name: str, namespace: str) -> str:
+    return f"{name}-predictor.{namespace}.svc.cluster.local"
+
+
+MODEL_SELECTOR_PATH = "spec.selector.matchLabels"
+
+
+def peerauthentication_suite(p: ModelPlan) -> dict[str, Any]:
+    v = p.chart_values
+    return {"suite": f"{p.name} PeerAuthentication", "templates": ["templates/peerauthentication.yaml"],
+            "release": _release(p), "tests": [
+        _case("requires mutual TLS for every pod of the model (primary, canary, shadow)", [
+            {"isKind": {"of": "PeerAuthentication"}},
+            {"equal": {"path": "spec.mtls.mode", "value": "STRICT"}},
+            {"equal": {"path": MODEL_SELECTOR_PATH, "value": {"modelplat.io/model": p.name}}},
+        ]),
+        _case("lets a scraper outside the mesh read a separate metrics port", [
+            {"equal": {"path": _key("spec.portLevelMtls", "9000"), "value": {"mode": "PERMISSIVE"}}},
+        ], {"metrics.enabled": True, "metrics.port": 9000, "model.port": 8080}),
+        _case("keeps the serving port STRICT even when metrics are served on it", [
+            {"notExists": {"path": "spec.portLevelMtls"}},
+        ], {"metrics.enabled": True, "metrics.port": 8080, "model.port": 8080}),
+        _case("keeps every port STRICT without metrics", [{"notExists": {"path": "spec.portLevelMtls"}}],
+              {"metrics.enabled": False}),
+        _case("renders nothing when auth is off", [{"hasDocuments": {"count": 0}}], {"auth.enabled": False}),
+    ]}
+
+
+def authorizationpolicy_suite(p: ModelPlan) -> dict[str, Any]:
+    v = p.chart_values
+    same_ns = {"from": [{"source": {"namespaces": [p.namespace]}}]}
+    jwt_rule = {"from": [{"source": {"requestPrincipals": ["*"]}}]}
+    metrics_rule = {"to": [{"operation": {"methods": ["GET"], "paths": ["/metrics"], "ports": ["9000"]}}]}
+    return {"suite": f"{p.name} AuthorizationPolicy", "templates": ["templates/authorizationpolicy.yaml"],
+            "release": _release(p), "tests": [
+        _case("allows the same namespace without a token and refuses the rest (ALLOW)", [
+            {"equal": {"path": "spec.action", "value": "ALLOW"}},
+            {"equal": {"path": MODEL_SELECTOR_PATH, "value": {"modelplat.io/model": p.name}}},
+            {"equal": {"path": "spec.rules[0]", "value": same_ns}},
+            {"notContains": {"path": "spec.rules", "content": jwt_rule}},
+        ], {"auth.jwt.enabled": False, "metrics.enabled": False}),
+        _case("lets callers from outside in with a valid JWT", [
+            {"contains": {"path": "spec.rules", "content": jwt_rule}},
+        ], {"auth.jwt.enabled": True, "auth.allowedPrincipals": []}),
+        _case("limits JWT callers to the listed principals", [
+            {"contains": {"path": "spec.rules", "content": {
+                "from": [{"source": {"requestPrincipals": ["https://idp.example.com/svc-a"]}}]}}},
+            {"notContains": {"path": "spec.rules", "content": jwt_rule}},
+        ], {"auth.jwt.enabled": True, "auth.allowedPrincipals": ["https://idp.example.com/svc-a"]}),
+        _case("keeps GET on the metrics path open to the scraper", [
+            {"contains": {"path": "spec.rules", "content": metrics_rule}},
+        ], {"metrics.enabled": True, "metrics.port": 9000, "metrics.path": "/metrics"}),
+        _case("adds the allowed namespaces to the token-free rule", [
+            {"equal": {"path": "spec.rules[0].from[0].source.namespaces", "value": [p.namespace, "batch-jobs"]}},
+        ], {"auth.allowedNamespaces": ["batch-jobs"]}),
+        _case("renders nothing when auth is off", [{"hasDocuments": {"count": 0}}], {"auth.enabled": False}),
+    ]}
+
+
+def requestauthentication_suite(p: ModelPlan) -> dict[str, Any]:
+    v = p.chart_values
+    claims = v["platform"]["jwtClaims"]
+    return {"suite": f"{p.name} RequestAuthentication", "templates": ["templates/requestauthentication.yaml"],
+            "release": _release(p), "tests": [
+        _case("validates JWTs from the configured issuer and copies identity claims to headers", [
+            {"equal": {"path": "spec.jwtRules[0].issuer", "value": v["auth"]["jwt"]["issuer"]}},
+            {"equal": {"path": "spec.jwtRules[0].jwksUri", "value": v["auth"]["jwt"]["jwksUri"]}},
+            {"contains": {"path": "spec.jwtRules[0].outputClaimToHeaders", "content": {
+                "header": claims["serviceAccountHeader"], "claim": claims["serviceAccountClaim"]}}},
+            {"contains": {"path": "spec.jwtRules[0].outputClaimToHeaders", "content": {
+                "header": claims["tenantHeader"], "claim": claims["tenantClaim"]}}},
+            {"equal": {"path": MODEL_SELECTOR_PATH, "value": {"modelplat.io/model": p.name}}},
+        ]),
+        _case("renders nothing without JWT", [{"hasDocuments": {"count": 0}}], {"auth.jwt.enabled": False}),
+    ]}
+
+
+def custom_authz_suite(p: ModelPlan) -> dict[str, Any]:
+    return {"suite": f"{p.name} CUSTOM AuthorizationPolicy", "templates": ["templates/authorizationpolicy-custom.yaml"],
+            "release": _release(p), "tests": [
+        _case("delegates to the named ext-authz provider", [
+            {"equal": {"path": "spec.action", "value": "CUSTOM"}},
+            {"equal": {"path": "spec.provider.name", "value": p.chart_values["auth"]["customAuthz"]["provider"]}},
+        ]),
+        _case("checks the included paths and never the excluded ones", [
+            {"equal": {"path": "spec.rules[0].to[0].operation.paths", "value": ["/v1/*"]}},
+            {"equal": {"path": "spec.rules[0].to[0].operation.notPaths", "value": ["/v1/models"]}},
+        ], {"auth.customAuthz.includePaths": ["/v1/*"], "auth.customAuthz.excludePaths": ["/v1/models"]}),
+        _case("checks every path when none are listed", [
+            {"equal": {"path": "spec.rules[0].to[0].operation.paths", "value": ["*"]}},
+            {"notExists": {"path": "spec.rules[0].to[0].operation.notPaths"}},
+        ], {"auth.customAuthz.includePaths": [], "auth.customAuthz.excludePaths": []}),
+    ]}
+
+
+def virtualservice_suite(p: ModelPlan) -> dict[str, Any]:
+    v = p.chart_values
+    primary, canary, shadow = (_host(p.name + suffix, p.namespace) for suffix in ("", "-canary", "-shadow"))
+    tests = [
+        _case("splits traffic primaryLoad / 100 - primaryLoad between primary and canary", [
+            {"equal": {"path": "spec.http[-1].route[0].destination.host", "value": primary}},
+            {"equal": {"path": "spec.http[-1].route[0].weight", "value": 70}},
+            {"equal": {"path": "spec.http[-1].route[1].destination.host", "value": canary}},
+            {"equal": {"path": "spec.http[-1].route[1].weight", "value": 30}},
+            {"contains": {"path": "spec.gateways", "content": "mesh"}},
+            {"contains": {"path": "spec.hosts", "content": primary}},
+        ], {"canary.enabled": True, "primaryLoad": 70, "mirror.enabled": False}),
+        _case("routes requests with the canary header to the canary", [
+            {"equal": {"path": "spec.http[0].match[0].headers", "value": {"x-model-canary": {"exact": "true"}}}},
+            {"equal": {"path": "spec.http[0].route[0].destination.host", "value": canary}},
+        ], {"canary.enabled": True, "primaryLoad": 90, "canary.headerMatch": {"x-model-canary": "true"}}),
+        _case("mirrors the configured share to the shadow and answers from the primary", [
+            {"equal": {"path": "spec.http[-1].mirror.host", "value": shadow}},
+            {"equal": {"path": "spec.http[-1].mirrorPercentage.value", "value": 25.5}},
+            {"equal": {"path": "spec.http[-1].route[0].destination.host", "value": primary}},
+            {"lengthEqual": {"path": "spec.http[-1].route", "count": 1}},
+        ], {"mirror.enabled": True, "mirror.percentage": 25.5, "canary.enabled": False}),
+        _case("canary and mirroring together", [
+            {"lengthEqual": {"path": "spec.http[-1].route", "count": 2}},
+            {"equal": {"path": "spec.http[-1].mirror.host", "value": shadow}},
+        ], {"mirror.enabled": True, "canary.enabled": True, "primaryLoad": 90}),
+        _case("renders nothing for a model that is neither exposed, split nor mirrored", [{"hasDocuments": {"count": 0}}],
+              {"exposeModel.enabled": False, "canary.enabled": False, "mirror.enabled": False}),
+    ]
+    if v["exposeModel"]["enabled"]:
+        tests.insert(0, _case("publishes the model's own host on the platform gateway, never a wildcard", [
+            {"contains": {"path": "spec.hosts", "content": v["exposeModel"]["host"]}},
+            {"contains": {"path": "spec.gateways", "content": v["platform"]["gateway"]}},
+            {"notContains": {"path": "spec.hosts", "content": "*"}},
+        ]))
+    return {"suite": f"{p.name} VirtualService", "templates": ["templates/virtualservice.yaml"],
+            "release": _release(p), "tests": tests}
+
+
+def variant_suite(p: ModelPlan, variant: str) -> dict[str, Any]:
+    v = p.chart_values
+    section = v["canary"] if variant == "canary" else v["mirror"]
+    custom = v["model"]["format"] == "custom"
+    storage = section.get("storageUri") or v["model"].get("storageUri")
+    asserts: list[dict] = [
+        {"isKind": {"of": "InferenceService"}},
+        {"equal": {"path": "metadata.name", "value": f"{p.name}-{variant}"}},
+        {"equal": {"path": _key("spec.predictor.labels", "modelplat.io/model"), "value": p.name}},
+        {"equal": {"path": _key("spec.predictor.labels", "modelplat.io/variant"), "value": variant}},
+        {"equal": {"path": _key("metadata.annotations", "serving.kserve.io/autoscalerClass"), "value": "none"}},
+    ]
+    if custom:
+        if storage:
+            asserts.append({"contains": {"path": "spec.predictor.containers[0].env",
+                                         "content": {"name": "STORAGE_URI", "value": storage}}})
+        # the served model name stays the primary's: the same args
+        asserts.append({"equal": {"path": "spec.predictor.containers[0].args", "value": v["model"]["args"]}})
+    else:
+        asserts.append({"equal": {"path": "spec.predictor.model.storageUri", "value": storage}})
+    tests = [_case(f"serves the {variant} model under the same served name", asserts)]
+    if variant == "canary" and custom:
+        tests.append(_case("runs the primary's image with the canary's tag", [
+            {"matchRegex": {"path": "spec.predictor.containers[0].image", "pattern": r":v9\.9$"}},
+        ], {"canary.imageTag": "v9.9"}))
+    gate = "canary.enabled" if variant == "canary" else "mirror.enabled"
+    tests.append(_case(f"renders nothing when the {variant} is off", [{"hasDocuments": {"count": 0}}], {gate: False}))
+    return {"suite": f"{p.name} {variant} InferenceService", "templates": [f"templates/inferenceservice-{variant}.yaml"],
+            "release": _release(p), "tests": tests}
+
+
 SUITES = {
     "inferenceservice.yaml": ("inferenceservice_test.yaml", inferenceservice_suite),
     "hpa.yaml": ("hpa_test.yaml", hpa_suite),
@@ -325,6 +494,13 @@ SUITES = {
     "prometheusrule.yaml": ("prometheusrule_test.yaml", prometheusrule_suite),
     "podmonitor.yaml": ("podmonitor_test.yaml", podmonitor_suite),
     "networkattachmentdefinition.yaml": ("networkattachmentdefinition_test.yaml", nad_suite),
+    "peerauthentication.yaml": ("peerauthentication_test.yaml", peerauthentication_suite),
+    "authorizationpolicy.yaml": ("authorizationpolicy_test.yaml", authorizationpolicy_suite),
+    "requestauthentication.yaml": ("requestauthentication_test.yaml", requestauthentication_suite),
+    "authorizationpolicy-custom.yaml": ("authorizationpolicy-custom_test.yaml", custom_authz_suite),
+    "virtualservice.yaml": ("virtualservice_test.yaml", virtualservice_suite),
+    "inferenceservice-canary.yaml": ("inferenceservice-canary_test.yaml", lambda p: variant_suite(p, "canary")),
+    "inferenceservice-shadow.yaml": ("inferenceservice-shadow_test.yaml", lambda p: variant_suite(p, "shadow")),
 }
 
 

@@ -383,9 +383,18 @@ class CustomAuthz(Section):
 
 
 class Auth(Section):
+    """Istio security for every model: mTLS STRICT and an ALLOW policy (same namespace, JWT, metrics)."""
+
+    enabled: StrictBool = Field(
+        default=True,
+        description="PeerAuthentication STRICT and an AuthorizationPolicy for the model's pods. Turn off only "
+        "for a model outside the mesh.",
+    )
     jwt: JWT = Field(default_factory=JWT)
-    allowedPrincipals: list[Annotated[str, StringConstraints(min_length=1, max_length=512)]] = Field(
-        default_factory=list, description="Extra request principals (iss/sub) allowed."
+    allowedPrincipals: list[Annotated[str, StringConstraints(pattern=r"^[^\s*]+/[^\s*]+$", max_length=512)]] = Field(
+        default_factory=list,
+        description="Only these JWT request principals (`<iss>/<sub>`) may call from outside; empty: any valid JWT.",
+        examples=[["https://idp.example.com/svc-search"]],
     )
     allowedNamespaces: list[DNSLabel] = Field(
         default_factory=list, description="Other namespaces whose workloads may call without a token."
@@ -484,7 +493,9 @@ class RDMA(Section):
     resources: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+/[a-zA-Z0-9_.-]+$")], Annotated[StrictInt, Field(ge=1)]] = Field(
         default_factory=dict, description="RDMA device resources.", examples=[{"rdma/roce_gdr": 1}]
     )
-    ncclHints: StrictBool = Field(default=False, description="Set NCCL/UCX environment hints for the RDMA NIC.")
+    ncclHints: StrictBool = Field(
+        default=False, description="Set NCCL_IB_DISABLE=0 and NCCL_SOCKET_IFNAME=eth0 (collectives over the RDMA NIC)."
+    )
 
 
 # --- the file -------------------------------------------------------------------------------------
@@ -545,10 +556,19 @@ class ChartMetricLabels(Section):
     dcgmPod: LabelKey
 
 
+class ChartJWTClaims(Section):
+    serviceAccountClaim: str
+    serviceAccountHeader: str
+    tenantClaim: str
+    tenantHeader: str
+
+
 class ChartPlatform(Section):
     """Platform settings a chart needs at template time (filled in by modelplat, not by owners)."""
 
     clusterName: DNSLabel
+    gateway: str = Field(description="Istio gateway `<namespace>/<name>` exposed models are published on.")
+    jwtClaims: ChartJWTClaims = Field(description="Claims copied to request headers for rate and token limits.")
     scrape: Literal["annotations", "podMonitor", "both"] = Field(description="How Prometheus finds model metrics.")
     metricLabels: ChartMetricLabels = Field(description="Label names tying metric series to pods (alert expressions).")
     gpuNodeGroupLabel: LabelKey = Field(description="Node label whose value names the node group.")

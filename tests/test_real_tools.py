@@ -60,7 +60,9 @@ def template(helm: str, chart: Path, name: str, namespace: str, values: dict | N
 
 
 def isvc_of(docs: list[dict]) -> dict:
-    (isvc,) = [d for d in docs if d["kind"] == "InferenceService"]
+    """The primary InferenceService (a chart may also hold the canary and the shadow)."""
+    (isvc,) = [d for d in docs if d["kind"] == "InferenceService"
+               and d["metadata"]["labels"]["modelplat.io/variant"] == "primary"]
     return isvc
 
 
@@ -263,11 +265,14 @@ def test_rdma_pods_get_networks_devices_and_ipc_lock_only(helm):
     docs = rendered_examples(helm)["llm-70b/llama-prefill"]
     nad = next(d for d in docs if d["kind"] == "NetworkAttachmentDefinition")
     config = json.loads(nad["spec"]["config"])
-    assert config == {"cniVersion": "0.3.1", "name": "kv-transfer-prefill", "type": "sriov",
+    assert config == {"cniVersion": "0.3.1", "name": "kv-transfer", "type": "sriov",
                       "ipam": {"type": "whereabouts", "range": "192.168.100.0/24"}}
     assert nad["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"] == "nvidia.com/rdma_vf"
     predictor = isvc_of(docs)["spec"]["predictor"]
-    assert predictor["annotations"]["k8s.v1.cni.cncf.io/networks"] == "llm-70b/kv-transfer-prefill"
+    assert predictor["annotations"]["k8s.v1.cni.cncf.io/networks"] == "llm-70b/kv-transfer"
+    decode = rendered_examples(helm)["llm-70b/llama-decode"]
+    assert not [d for d in decode if d["kind"] == "NetworkAttachmentDefinition"], "decode uses prefill's network"
+    assert isvc_of(decode)["spec"]["predictor"]["annotations"]["k8s.v1.cni.cncf.io/networks"] == "llm-70b/kv-transfer"
     assert predictor["schedulerName"] == "volcano"
     assert predictor["annotations"]["scheduling.volcano.sh/queue-name"] == "llm-serving"
     container = predictor["containers"][0]
@@ -277,3 +282,59 @@ def test_rdma_pods_get_networks_devices_and_ipc_lock_only(helm):
     assert {"name": "NCCL_IB_DISABLE", "value": "0"} in container["env"]
     pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
     assert pdb["spec"]["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "llama-prefill"}
+
+
+def by_kind(docs: list[dict], kind: str, name: str | None = None) -> dict:
+    (doc,) = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    return doc
+
+
+def test_canary_rollout_splits_90_10_and_serves_one_model_name(helm):
+    docs = rendered_examples(helm)["ml-demo/iris"]
+    vs = by_kind(docs, "VirtualService")
+    primary_route = vs["spec"]["http"][-1]["route"]
+    assert [r["weight"] for r in primary_route] == [90, 10] and sum(r["weight"] for r in primary_route) == 100
+    assert primary_route[1]["destination"]["host"] == "iris-canary-predictor.ml-demo.svc.cluster.local"
+    assert vs["spec"]["http"][0]["match"] == [{"headers": {"x-model-canary": {"exact": "true"}}}]
+    assert set(vs["spec"]["gateways"]) == {"mesh"} and "*" not in vs["spec"]["hosts"]
+    canary = by_kind(docs, "InferenceService", "iris-canary")
+    primary = by_kind(docs, "InferenceService", "iris")
+    assert canary["spec"]["predictor"]["model"]["storageUri"].endswith("/2.0/model")
+    assert primary["spec"]["predictor"]["model"]["storageUri"].endswith("/1.0/model")
+    assert canary["spec"]["predictor"]["model"]["modelFormat"] == primary["spec"]["predictor"]["model"]["modelFormat"]
+    # security covers the canary's pods too
+    assert by_kind(docs, "PeerAuthentication")["spec"]["selector"]["matchLabels"] == {"modelplat.io/model": "iris"}
+    assert canary["spec"]["predictor"]["labels"]["modelplat.io/model"] == "iris"
+
+
+def test_mirror_copies_25_percent_to_the_shadow_and_answers_from_the_primary(helm):
+    docs = rendered_examples(helm)["fraud/xgb-scorer"]
+    http = by_kind(docs, "VirtualService")["spec"]["http"]
+    assert len(http) == 1
+    assert http[0]["route"] == [{"destination": {"host": "xgb-scorer-predictor.fraud.svc.cluster.local",
+                                                 "port": {"number": 80}}}]
+    assert http[0]["mirror"]["host"] == "xgb-scorer-shadow-predictor.fraud.svc.cluster.local"
+    assert http[0]["mirrorPercentage"] == {"value": 25}
+    assert "mirrors" not in http[0]
+    shadow = by_kind(docs, "InferenceService", "xgb-scorer-shadow")
+    assert shadow["spec"]["predictor"]["model"]["storageUri"] == "s3://ml-models-prod/fraud/xgb/2026-11-20"
+
+
+def test_exposed_llm_requires_jwt_and_ext_authz(helm):
+    docs = rendered_examples(helm)["llm/qwen-chat"]
+    vs = by_kind(docs, "VirtualService")
+    assert vs["spec"]["hosts"] == ["qwen-chat-predictor-llm.ext.models.example.com"]
+    assert vs["spec"]["gateways"] == ["istio-system/model-gateway"]
+    ra = by_kind(docs, "RequestAuthentication")["spec"]["jwtRules"][0]
+    assert ra["issuer"] == "https://idp.example.com" and ra["audiences"] == ["models"]
+    assert {"header": "x-modelplat-sa", "claim": "client_id"} in ra["outputClaimToHeaders"]
+    allow = by_kind(docs, "AuthorizationPolicy", "qwen-chat")["spec"]
+    assert allow["action"] == "ALLOW"
+    sources = [rule["from"][0]["source"] for rule in allow["rules"] if "from" in rule]
+    assert {"namespaces": ["llm"]} in sources and {"requestPrincipals": ["*"]} in sources
+    custom = by_kind(docs, "AuthorizationPolicy", "qwen-chat-ext-authz")["spec"]
+    assert custom["action"] == "CUSTOM" and custom["provider"] == {"name": "models-ext-authz"}
+    operation = custom["rules"][0]["to"][0]["operation"]
+    assert operation == {"paths": ["/v1/*", "/openai/v1/*"], "notPaths": ["/v1/models", "/health"]}
+    # metrics share the serving port here: it stays STRICT
+    assert "portLevelMtls" not in by_kind(docs, "PeerAuthentication")["spec"]

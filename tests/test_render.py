@@ -84,7 +84,9 @@ def test_chart_files_and_no_template_for_features_that_are_off(tree):
     _, files = rendered(tree, {"demo/iris.yaml": CPU})
     chart = sorted(f.removeprefix("demo/iris/chart/") for f in files if f.startswith("demo/iris/chart/"))
     assert chart == [".helmignore", "Chart.yaml", "README.md", "templates/_helpers.tpl",
-                     "templates/inferenceservice.yaml", "tests/inferenceservice_test.yaml",
+                     "templates/authorizationpolicy.yaml", "templates/inferenceservice.yaml",
+                     "templates/peerauthentication.yaml", "tests/authorizationpolicy_test.yaml",
+                     "tests/inferenceservice_test.yaml", "tests/peerauthentication_test.yaml",
                      "values.schema.json", "values.yaml"]
     meta = _yaml.load(files["demo/iris/chart/Chart.yaml"])
     from modelplat import __version__
@@ -145,7 +147,7 @@ def test_chart_version_changes_with_the_chart_and_only_then(tree):
 
 def test_scrape_mode_chooses_annotations_or_podmonitor(tree):
     for mode, podmonitor in (("annotations", False), ("podMonitor", True), ("both", True)):
-        root = tree({"demo/iris.yaml": CPU}, platform=f"clusterName: ml\nscrape: {mode}\n")
+        root = tree({"demo/iris.yaml": CPU + "metrics:\n  port: 8080\n"}, platform=f"clusterName: ml\nscrape: {mode}\n")
         run = pipeline.run([root])
         files = render_tree(run.plans, run.platform)
         assert ("demo/iris/chart/templates/podmonitor.yaml" in files) is podmonitor, mode

@@ -60,11 +60,8 @@ def test_env_needs_exactly_one_source_and_no_duplicates(tree):
 
 
 @pytest.mark.parametrize("snippet,key", [
-    ("exposeModel:\n  enabled: true\n", "exposeModel.enabled"),
-    ("auth:\n  jwt:\n    enabled: true\n", "auth.jwt.enabled"),
     ("ratelimitIPPerMinute: 10\n", "ratelimitIPPerMinute"),
-    ("canary:\n  enabled: true\n  storageUri: s3://m/y\nprimaryLoad: 90\n", "canary.enabled"),
-    ("mirror:\n  enabled: true\n  storageUri: s3://m/y\n", "mirror.enabled"),
+    ("ratelimitEachSAPerMinute: 10\nauth:\n  jwt:\n    enabled: true\n", "ratelimitEachSAPerMinute"),
 ])
 def test_features_not_rendered_yet_are_refused_not_ignored(tree, snippet, key):
     found = [d for d in pipeline.run([tree({"demo/m.yaml": BASE + snippet})]).diagnostics if d.code == "not-yet-supported"]
@@ -158,3 +155,35 @@ def test_rdma_rules(tree):
     assert "network-namespace" in codes(tree, rdma + "    - {name: kv, type: macvlan, master: eth1, namespace: x}\n")
     assert "duplicate-network" in codes(tree, rdma + "    - {name: kv, type: existing}\n    - {name: kv, type: existing}\n")
     assert "rdma-disabled" in codes(tree, GPU_LLM + "rdma:\n  ncclHints: true\n")
+
+
+JWT_PLATFORM = ("clusterName: ml\ndomain: models.example.com\njwt:\n  issuer: https://idp.example.com\n"
+                "  jwksUri: https://idp.example.com/jwks.json\n")
+
+
+def test_traffic_rules(tree):
+    ok = BASE + "exposeModel:\n  enabled: true\nauth:\n  jwt:\n    enabled: true\n"
+    assert codes(tree, ok, platform=JWT_PLATFORM) == {}
+    assert "exposure-without-jwt" in codes(tree, BASE + "exposeModel:\n  enabled: true\n", platform=JWT_PLATFORM)
+    assert "exposure-needs-host" in codes(tree, ok, platform="clusterName: ml\njwt:\n  issuer: https://i.example.com\n"
+                                                                "  jwksUri: https://i.example.com/j\n")
+    assert "jwt-needs-issuer" in codes(tree, BASE + "auth:\n  jwt:\n    enabled: true\n")
+    assert "exposure-needs-auth" in codes(tree, BASE + "exposeModel:\n  enabled: true\nauth:\n  enabled: false\n",
+                                          platform=JWT_PLATFORM)
+    assert "feature-disabled" in codes(tree, BASE + "canary:\n  storageUri: s3://m/v2\n")
+    assert "feature-disabled" in codes(tree, BASE + "exposeModel:\n  type: ext\n")
+    assert "principals-need-jwt" in codes(tree, BASE + "auth:\n  allowedPrincipals: ['https://i/x']\n")
+    assert "mirror-nothing" in codes(tree, BASE + "mirror:\n  enabled: true\n  storageUri: s3://m/v2\n  percentage: 0\n")
+    long_name = "a" * 40
+    assert "host-too-long" in codes(tree, f"name: {long_name}\nnamespace: {'b' * 20}\n" + ok, platform=JWT_PLATFORM)
+
+
+def test_podmonitor_needs_a_declared_port_and_networks_have_one_owner(tree):
+    found = codes(tree, BASE + "metrics:\n  port: 8082\n", platform="clusterName: ml\nscrape: podMonitor\n")
+    assert "podmonitor-port" in found
+    assert codes(tree, BASE + "metrics:\n  port: 8080\n", platform="clusterName: ml\nscrape: podMonitor\n") == {}
+    net = GPU_LLM + "rdma:\n  enabled: true\n  resources: {rdma/roce_gdr: 1}\n  networks:\n    - {name: kv, type: macvlan, master: eth1}\n"
+    root = tree({"llm/a.yaml": net, "llm/b.yaml": net})
+    run = pipeline.run([root])
+    assert [d.code for d in run.errors] == ["network-owned-twice"]
+    assert "b" not in [p.name for p in run.plans] and "a" in [p.name for p in run.plans]

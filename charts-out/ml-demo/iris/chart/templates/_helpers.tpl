@@ -164,3 +164,23 @@ serving.kserve.io/inferenceservice: {{ include "modelplat.name" . | quote }}
 {{- end -}}
 {{- join "," $names -}}
 {{- end -}}
+
+{{/* The canary's image: the primary's image with canary.imageTag as its tag (a digest is replaced too). */}}
+{{- define "modelplat.canaryImage" -}}
+{{- if .Values.canary.imageTag -}}
+{{- $repository := regexReplaceAll "(@sha256:[a-f0-9]+|:[A-Za-z0-9_][A-Za-z0-9_.-]*)$" .Values.model.image "" -}}
+{{- printf "%s:%s" $repository .Values.canary.imageTag -}}
+{{- else -}}
+{{- .Values.model.image -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Selects every pod of this model: primary, canary and shadow (security policies apply to all). */}}
+{{- define "modelplat.modelSelector" -}}
+modelplat.io/model: {{ include "modelplat.name" . | quote }}
+{{- end -}}
+
+{{/* The cluster-internal host of a KServe predictor Service (RawDeployment listens on port 80). */}}
+{{- define "modelplat.predictorHost" -}}
+{{- printf "%s-predictor.%s.svc.cluster.local" (index . 0) (index . 1) -}}
+{{- end -}}
