@@ -14,7 +14,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-FORMAT = b"modelplat-render-cache-v1"
+FORMAT = b"modelplat-render-cache-v2"  # v2: identities carry the request limits
 CHART_SCHEMA = "@chart-values-schema"  # the one large file every chart shares: stored once, by reference
 
 

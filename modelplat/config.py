@@ -96,6 +96,24 @@ class PrometheusAdapterSettings(Section):
     prometheusPort: Annotated[int, Field(ge=1, le=65535)] = Field(default=9090)
 
 
+class RateLimitSettings(Section):
+    """The platform's global rate limit service (envoyproxy/ratelimit + Redis), rendered under _platform/."""
+
+    namespace: DNSLabel = Field(default="ratelimit")
+    image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:@-]*:[A-Za-z0-9_.-]+$")] = Field(
+        default="envoyproxy/ratelimit:3fb70258", description="envoyproxy/ratelimit image (pinned)."
+    )
+    redisImage: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:@-]*:[A-Za-z0-9_.-]+$")] = Field(
+        default="redis:7.4.2-alpine", description="Redis image holding the shared counters."
+    )
+    grpcPort: Annotated[int, Field(ge=1, le=65535)] = Field(default=8081)
+    timeout: Duration = Field(default="0.25s", description="How long a sidecar waits for the service.")
+    failureModeDeny: bool = Field(
+        default=False,
+        description="Refuse requests when the service cannot be reached (false: let them through).",
+    )
+
+
 class JWTSettings(Section):
     """The platform's identity provider; models may override issuer, JWKS and audiences."""
 
@@ -143,6 +161,7 @@ class PlatformSettings(Section):
     gpu: GPUSettings = Field(default_factory=GPUSettings)
     metricLabels: MetricLabels = Field(default_factory=MetricLabels)
     prometheusAdapter: PrometheusAdapterSettings = Field(default_factory=PrometheusAdapterSettings)
+    rateLimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     defaults: Defaults = Field(default_factory=Defaults)
     flux: FluxSettings = Field(default_factory=FluxSettings)
     jwt: JWTSettings = Field(default_factory=JWTSettings)

@@ -256,7 +256,7 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
     if problems or not model_files:
         return render_all(inputs, platform_file, use_cache=False, progress=progress)
     files: dict[str, bytes] = {}
-    identities: list[tuple[str, str, str]] = []
+    identities: list[tuple] = []  # see plan.wiring_identity
     misses: list[tuple[ModelFile, str]] = []
     for model_file in model_files:
         try:
@@ -271,9 +271,11 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
             misses.append((model_file, key))
         else:
             files.update(entry["files"])
-            identities.append(entry["identity"])
+            name, project, namespace, limits = entry["identity"]
+            identities.append((name, project, namespace, tuple(limits) if limits else None))
     platform = None
     if misses:
+        from .plan import wiring_identity
         from .render import render_model
 
         platform = load_platform(platform_path)
@@ -287,13 +289,13 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
                 progress("rendering", done, len(result.plans))
             rendered = render_model(p, platform)
             files.update(rendered)
-            identity = (p.name, p.identity.project, p.namespace)
+            identity = wiring_identity(p)
             identities.append(identity)
             if keys.get(p.source) and not result.diagnostics:  # only clean renders are reused
                 fresh.append((keys[p.source], identity, rendered))
         cache.put_many(fresh)
-    if len({(name, namespace) for name, _, namespace in identities}) != len(identities) or \
-            len({(project, name) for name, project, _ in identities}) != len(identities):
+    if len({(name, namespace) for name, _, namespace, _ in identities}) != len(identities) or \
+            len({(project, name) for name, project, _, _ in identities}) != len(identities):
         return render_all(inputs, platform_file, use_cache=False)  # positioned duplicate errors
     wiring_key = cache.key("wiring", json.dumps(sorted(identities)))
     wiring = cache.get(wiring_key)

@@ -29,6 +29,7 @@ TEMPLATE_FOR_FEATURE = {
     "authorization": "authorizationpolicy.yaml",
     "jwt": "requestauthentication.yaml",
     "custom authz": "authorizationpolicy-custom.yaml",
+    "rate limits": "envoyfilter-ratelimit.yaml",
 }
 
 # Output template → (jinja source, extra context). The canary and the shadow are the primary's
@@ -117,6 +118,8 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
         features.append("mirroring")
     if values.exposeModel.enabled or values.canary.enabled or values.mirror.enabled:
         features.append("traffic routing")
+    if rate_limits(values):
+        features.append("rate limits")
     if values.auth.enabled:
         features += ["auth", "authorization"]
         if values.auth.jwt.enabled:
@@ -177,8 +180,13 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
         for key in ("issuer", "jwksUri"):
             jwt.setdefault(key, getattr(platform.jwt, key))
         jwt["audiences"] = jwt["audiences"] or list(platform.jwt.audiences)
+    limits = platform.rateLimit
+    host = f"ratelimit.{limits.namespace}.svc.cluster.local"
     doc["platform"] = {
         "clusterName": platform.clusterName,
+        "rateLimit": {"domain": rate_limit_domain(ident.namespace, ident.name),
+                      "cluster": f"outbound|{limits.grpcPort}||{host}", "authority": host,
+                      "timeout": limits.timeout, "failureModeDeny": limits.failureModeDeny},
         "gateway": platform.gateway,
         "jwtClaims": {k: getattr(platform.jwt, k) for k in
                       ("serviceAccountClaim", "serviceAccountHeader", "tenantClaim", "tenantHeader")},
@@ -339,3 +347,89 @@ def prometheus_adapter(platform: PlatformSettings) -> dict[str, list[dict[str, A
         },
     }
     return {"helmrepository.yaml": repository, "helmrelease.yaml": release}
+
+
+# --- request rate limits --------------------------------------------------------------------------
+
+
+def wiring_identity(p: "ModelPlan") -> tuple:
+    """What the Flux wiring and the platform services need of one model (cached with it)."""
+    limits = rate_limits(p.values)
+    return (p.name, p.identity.project, p.namespace, tuple(limits) if limits else None)
+
+
+def rate_limits(values: ModelValues) -> list[int | None] | None:
+    """[per client IP, per service account] requests a minute, or None without limits."""
+    limits = [values.ratelimitIPPerMinute, values.ratelimitEachSAPerMinute]
+    return limits if any(v is not None for v in limits) else None
+
+
+def rate_limit_domain(namespace: str, name: str) -> str:
+    # One domain per model: envoyproxy/ratelimit refuses two config files with the same domain,
+    # and a domain of its own keeps one model's limits from ever counting another's requests.
+    return f"modelplat.{namespace}.{name}"
+
+
+# The descriptor keys the EnvoyFilter's actions send (templates/.../envoyfilter-ratelimit.yaml.j2):
+# remote_address is Envoy's own key for the client address action; service_account is ours.
+IP_KEY = "remote_address"
+SA_KEY = "service_account"
+
+
+def rate_limit_config(namespace: str, name: str, limits: list[int | None]) -> dict[str, Any]:
+    """The ratelimit service's config for one model: per-minute limits, keyed as the actions send."""
+    descriptors = []
+    if limits[0] is not None:
+        descriptors.append({"key": IP_KEY, "rate_limit": {"unit": "minute", "requests_per_unit": limits[0]}})
+    if limits[1] is not None:
+        descriptors.append({"key": SA_KEY, "rate_limit": {"unit": "minute", "requests_per_unit": limits[1]}})
+    return {"domain": rate_limit_domain(namespace, name), "descriptors": descriptors}
+
+
+def rate_limit_service(platform: PlatformSettings, configs: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The platform's rate limit service: Redis, envoyproxy/ratelimit, and one ConfigMap holding
+    every model's config file (the service reads all files of its config folder)."""
+    settings = platform.rateLimit
+    ns = settings.namespace
+    labels = {"app.kubernetes.io/managed-by": "modelplat", "app.kubernetes.io/part-of": "modelplat-ratelimit"}
+
+    def deployment(name: str, container: dict[str, Any], volumes: list | None = None) -> dict[str, Any]:
+        pod: dict[str, Any] = {"containers": [container]}
+        if volumes:
+            pod["volumes"] = volumes
+        return {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "labels": labels | {"app.kubernetes.io/name": name}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                     "template": {"metadata": {"labels": labels | {"app.kubernetes.io/name": name}}, "spec": pod}},
+        }
+
+    def service(name: str, port: int, port_name: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": ns, "labels": labels},
+                "spec": {"selector": {"app.kubernetes.io/name": name},
+                         "ports": [{"name": port_name, "port": port, "targetPort": port}]}}
+
+    env = {
+        "LOG_LEVEL": "warn", "REDIS_SOCKET_TYPE": "tcp", "REDIS_URL": "redis:6379", "USE_STATSD": "false",
+        "RUNTIME_ROOT": "/data", "RUNTIME_SUBDIRECTORY": "ratelimit", "RUNTIME_WATCH_ROOT": "false",
+        "RUNTIME_IGNOREDOTFILES": "true", "GRPC_PORT": str(settings.grpcPort),
+    }
+    ratelimit = deployment("ratelimit", {
+        "name": "ratelimit", "image": settings.image, "command": ["/bin/ratelimit"],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "ports": [{"containerPort": settings.grpcPort, "name": "grpc"}],
+        "volumeMounts": [{"name": "config", "mountPath": "/data/ratelimit/config"}],
+    }, [{"name": "config", "configMap": {"name": "ratelimit-config"}}])
+    redis = deployment("redis", {"name": "redis", "image": settings.redisImage,
+                                 "ports": [{"containerPort": 6379, "name": "redis"}]})
+    return {
+        "namespace.yaml": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}},
+        "configmap.yaml": {"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": "ratelimit-config", "namespace": ns, "labels": labels},
+                           "data": dict(sorted(configs.items()))},
+        "ratelimit.yaml": ratelimit,
+        "ratelimit-service.yaml": service("ratelimit", settings.grpcPort, "grpc"),
+        "redis.yaml": redis,
+        "redis-service.yaml": service("redis", 6379, "redis"),
+    }

@@ -10,7 +10,7 @@ import json
 from functools import lru_cache
 from typing import Any, Iterable
 
-from . import __version__, metrics, plan as planning, suites, yamlout
+from . import __version__, metrics, plan as planning, rules, suites, yamlout
 from .config import PlatformSettings
 from .plan import ModelPlan
 
@@ -64,7 +64,8 @@ def _yaml(data: Any) -> bytes:
 def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
     env = _environment()
     context = {"plan": p, "custom": p.values.model.format == "custom", "model": p.values.model,
-               "pod_metrics": metrics.POD_METRICS}
+               "pod_metrics": metrics.POD_METRICS, "sa_key": planning.SA_KEY,
+               "model_name_formats": rules.MODEL_NAME_FORMATS}
     chart = p.chart_dir
     values = yamlout.Block(p.chart_values)  # emitted once: values.yaml and the HelmRelease share it
     release = planning.helm_release(p, platform)
@@ -94,16 +95,23 @@ def render_tree(plans: Iterable[ModelPlan], platform: PlatformSettings) -> Files
     files: Files = {}
     for p in plans:
         files.update(render_model(p, platform))
-    files.update(render_wiring([(p.name, p.identity.project, p.namespace) for p in plans], platform))
+    files.update(render_wiring([planning.wiring_identity(p) for p in plans], platform))
     return files
 
 
-def render_wiring(identities: Iterable[tuple[str, str, str]], platform: PlatformSettings) -> Files:
-    """The files that tie the models together for Flux: kustomizations, namespaces, the source."""
+def render_wiring(identities: Iterable[tuple], platform: PlatformSettings) -> Files:
+    """The files that tie the models together for Flux: kustomizations, namespaces, the source,
+    and the platform services the models use (prometheus-adapter, the rate limit service).
+
+    identities: (name, project, namespace, [ip, sa] request limits or None) per model.
+    """
     files: Files = {}
     projects: dict[str, list[tuple[str, str]]] = {}
-    for name, project, namespace in identities:
+    limit_configs: dict[str, str] = {}
+    for name, project, namespace, limits in identities:
         projects.setdefault(project, []).append((name, namespace))
+        if limits:
+            limit_configs[f"{namespace}.{name}.yaml"] = yamlout.dump(planning.rate_limit_config(namespace, name, limits))
     for project, members in sorted(projects.items()):
         namespaces = sorted({namespace for _, namespace in members})
         entries = [f"namespace-{ns}.yaml" for ns in namespaces]
@@ -123,6 +131,11 @@ def render_wiring(identities: Iterable[tuple[str, str, str]], platform: Platform
             files[f"{PLATFORM_DIR}/prometheus-adapter/{name}"] = _yaml(document)
         files[f"{PLATFORM_DIR}/prometheus-adapter/kustomization.yaml"] = _yaml(planning.kustomization(sorted(adapter)))
         platform_dirs.append(f"{PLATFORM_DIR}/prometheus-adapter")
+    service = planning.rate_limit_service(platform, limit_configs)
+    for name, document in service.items():
+        files[f"{PLATFORM_DIR}/ratelimit/{name}"] = _yaml(document)
+    files[f"{PLATFORM_DIR}/ratelimit/kustomization.yaml"] = _yaml(planning.kustomization(sorted(service)))
+    platform_dirs.append(f"{PLATFORM_DIR}/ratelimit")
     files["kustomization.yaml"] = _yaml(planning.kustomization(platform_dirs + sorted(projects)))
     return files
 

@@ -52,7 +52,7 @@ MODEL_NAME_FORMATS = frozenset({"sklearn", "xgboost", "lightgbm", "huggingface"}
 # a value asking for any other is an error until its templates land, never silently ignored.
 
 RENDERED = frozenset({"serving", "gpu", "metrics", "logger", "scheduling", "autoscaling", "observability",
-                      "disruption budget", "RDMA", "exposure", "auth", "canary", "mirroring"})
+                      "disruption budget", "RDMA", "exposure", "auth", "canary", "mirroring", "rate limits"})
 
 FeatureRequest = tuple[str, tuple, Callable[[ModelValues], bool]]
 
@@ -399,6 +399,21 @@ def traffic_rules(values: ModelValues, platform: PlatformSettings, src: Source, 
     elif auth.allowedPrincipals:
         yield src.diagnostic(("auth", "allowedPrincipals"), "principals-need-jwt",
                              "request principals come from validated JWTs", "set auth.jwt.enabled: true")
+    if values.mirror.image and values.model.format != "custom":
+        yield src.diagnostic(("mirror", "image"), "image-needs-custom",
+                             f"mirror.image is only used with format custom (format is {values.model.format})",
+                             "give the shadow another mirror.storageUri instead")
+    if values.primaryLoad == 100 and not values.canary.enabled:  # below 100: primary-load-without-canary
+        yield src.diagnostic(("primaryLoad",), "feature-disabled", "primaryLoad has no effect without a canary",
+                             "set canary.enabled: true, or remove it")
+    if expose.enabled and expose.host and "type" in expose.model_fields_set:
+        yield src.diagnostic(("exposeModel", "type"), "feature-disabled",
+                             "exposeModel.type only shapes the derived host; it has no effect with exposeModel.host")
+    if (values.canary.enabled or values.mirror.enabled) and values.model.format not in MODEL_NAME_FORMATS | {"custom"}:
+        yield src.diagnostic(("canary" if values.canary.enabled else "mirror",), "variant-model-name",
+                             f"the {values.model.format} runtime may serve the canary/shadow under its own "
+                             "InferenceService name", "check that clients' model name reaches every variant",
+                             severity="warning")
     if values.mirror.enabled and values.mirror.percentage == 0:
         yield src.diagnostic(("mirror", "percentage"), "mirror-nothing", "mirror.percentage 0 mirrors nothing",
                              "set a percentage above 0, or turn mirroring off")

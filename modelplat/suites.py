@@ -361,7 +361,7 @@ def authorizationpolicy_suite(p: ModelPlan) -> dict[str, Any]:
             {"equal": {"path": MODEL_SELECTOR_PATH, "value": {"modelplat.io/model": p.name}}},
             {"equal": {"path": "spec.rules[0]", "value": same_ns}},
             {"notContains": {"path": "spec.rules", "content": jwt_rule}},
-        ], {"auth.jwt.enabled": False, "metrics.enabled": False}),
+        ], {"auth.jwt.enabled": False, "metrics.enabled": False, "auth.allowedNamespaces": []}),
         _case("lets callers from outside in with a valid JWT", [
             {"contains": {"path": "spec.rules", "content": jwt_rule}},
         ], {"auth.jwt.enabled": True, "auth.allowedPrincipals": []}),
@@ -486,6 +486,37 @@ def variant_suite(p: ModelPlan, variant: str) -> dict[str, Any]:
             "release": _release(p), "tests": tests}
 
 
+def ratelimit_suite(p: ModelPlan) -> dict[str, Any]:
+    from .plan import SA_KEY
+
+    v = p.chart_values
+    header = v["platform"]["jwtClaims"]["serviceAccountHeader"]
+    ip_action = {"actions": [{"remote_address": {}}]}
+    sa_action = {"actions": [{"request_headers": {"header_name": header, "descriptor_key": SA_KEY}}]}
+    return {"suite": f"{p.name} rate-limit EnvoyFilter", "templates": ["templates/envoyfilter-ratelimit.yaml"],
+            "release": _release(p), "tests": [
+        _case("adds the global rate limit filter before the router, for this model's sidecars only", [
+            {"isKind": {"of": "EnvoyFilter"}},
+            {"equal": {"path": "spec.workloadSelector.labels", "value": {"modelplat.io/model": p.name}}},
+            {"equal": {"path": "spec.configPatches[0].patch.operation", "value": "INSERT_BEFORE"}},
+            {"equal": {"path": "spec.configPatches[0].match.listener.filterChain.filter.subFilter.name",
+                       "value": "envoy.filters.http.router"}},
+            {"equal": {"path": "spec.configPatches[0].patch.value.typed_config.domain",
+                       "value": v["platform"]["rateLimit"]["domain"]}},
+            {"equal": {"path": "spec.configPatches[0].patch.value.typed_config.enable_x_ratelimit_headers",
+                       "value": "DRAFT_VERSION_03"}},
+        ]),
+        _case("counts per client IP and per service account", [
+            {"equal": {"path": "spec.configPatches[1].patch.value.rate_limits", "value": [ip_action, sa_action]}},
+        ], {"ratelimitIPPerMinute": 10, "ratelimitEachSAPerMinute": 100}),
+        _case("counts per client IP only", [
+            {"equal": {"path": "spec.configPatches[1].patch.value.rate_limits", "value": [ip_action]}},
+        ], {"ratelimitIPPerMinute": 10, "ratelimitEachSAPerMinute": None}),
+        _case("renders nothing without limits", [{"hasDocuments": {"count": 0}}],
+              {"ratelimitIPPerMinute": None, "ratelimitEachSAPerMinute": None}),
+    ]}
+
+
 SUITES = {
     "inferenceservice.yaml": ("inferenceservice_test.yaml", inferenceservice_suite),
     "hpa.yaml": ("hpa_test.yaml", hpa_suite),
@@ -499,6 +530,7 @@ SUITES = {
     "requestauthentication.yaml": ("requestauthentication_test.yaml", requestauthentication_suite),
     "authorizationpolicy-custom.yaml": ("authorizationpolicy-custom_test.yaml", custom_authz_suite),
     "virtualservice.yaml": ("virtualservice_test.yaml", virtualservice_suite),
+    "envoyfilter-ratelimit.yaml": ("envoyfilter-ratelimit_test.yaml", ratelimit_suite),
     "inferenceservice-canary.yaml": ("inferenceservice-canary_test.yaml", lambda p: variant_suite(p, "canary")),
     "inferenceservice-shadow.yaml": ("inferenceservice-shadow_test.yaml", lambda p: variant_suite(p, "shadow")),
 }

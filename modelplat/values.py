@@ -563,10 +563,19 @@ class ChartJWTClaims(Section):
     tenantHeader: str
 
 
+class ChartRateLimit(Section):
+    domain: str
+    cluster: str
+    authority: str
+    timeout: str
+    failureModeDeny: StrictBool
+
+
 class ChartPlatform(Section):
     """Platform settings a chart needs at template time (filled in by modelplat, not by owners)."""
 
     clusterName: DNSLabel
+    rateLimit: ChartRateLimit = Field(description="Where the model's sidecars ask the global rate limit service.")
     gateway: str = Field(description="Istio gateway `<namespace>/<name>` exposed models are published on.")
     jwtClaims: ChartJWTClaims = Field(description="Claims copied to request headers for rate and token limits.")
     scrape: Literal["annotations", "podMonitor", "both"] = Field(description="How Prometheus finds model metrics.")

@@ -23,6 +23,12 @@ FILE_LEVEL_CODES = {"not-a-mapping", "not-utf8", "file-too-large", "yaml-alias",
 
 
 def write_tree(root: Path, models: dict[str, dict | str]) -> Path:
+    # A namespace holds one owner per RDMA network: generated models get networks of their own.
+    for index, values in enumerate(models.values()):
+        if isinstance(values, dict):
+            for net in values.get("rdma", {}).get("networks", []):
+                if net.get("type") != "existing":
+                    net["name"] = f"{net['name'][:40]}-m{index}"
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -83,9 +89,9 @@ def test_arbitrary_text_never_crashes_the_loader(tmp_path, text):
 
 
 @settings(max_examples=1, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-@given(samples=st.lists(model_values(), min_size=60, max_size=60))
+@given(samples=st.lists(model_values(), min_size=50, max_size=50))
 def test_sampled_values_pass_the_real_tools(tmp_path_factory, samples):
-    """60 generated models per run, rendered and checked by helm lint/template, kubeconform and
+    """50 generated models per run, rendered and checked by helm lint/template, kubeconform and
     helm-unittest in one lint run (parallel, batched). A failure prints the models (and
     hypothesis's seed) so it can be replayed."""
     need_tool("helm")
@@ -98,7 +104,7 @@ def test_sampled_values_pass_the_real_tools(tmp_path_factory, samples):
     failures = {m["file"]: {k: c["detail"][:500] for k, c in m["checks"].items() if c["status"] != "pass"}
                 for m in report["models"] if not m["ok"] or any(c["status"] != "pass" for c in m["checks"].values())}
     assert result.returncode == 0 and not failures, json.dumps(failures, indent=2)[:4000]
-    assert len(report["models"]) == 60
+    assert len(report["models"]) == 50
 
 
 @settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))

@@ -302,6 +302,8 @@ def test_canary_rollout_splits_90_10_and_serves_one_model_name(helm):
     assert canary["spec"]["predictor"]["model"]["storageUri"].endswith("/2.0/model")
     assert primary["spec"]["predictor"]["model"]["storageUri"].endswith("/1.0/model")
     assert canary["spec"]["predictor"]["model"]["modelFormat"] == primary["spec"]["predictor"]["model"]["modelFormat"]
+    # KServe would name the canary's model iris-canary: it must answer to the primary's name
+    assert canary["spec"]["predictor"]["model"]["args"] == ["--model_name=iris"]
     # security covers the canary's pods too
     assert by_kind(docs, "PeerAuthentication")["spec"]["selector"]["matchLabels"] == {"modelplat.io/model": "iris"}
     assert canary["spec"]["predictor"]["labels"]["modelplat.io/model"] == "iris"
@@ -318,6 +320,9 @@ def test_mirror_copies_25_percent_to_the_shadow_and_answers_from_the_primary(hel
     assert "mirrors" not in http[0]
     shadow = by_kind(docs, "InferenceService", "xgb-scorer-shadow")
     assert shadow["spec"]["predictor"]["model"]["storageUri"] == "s3://ml-models-prod/fraud/xgb/2026-11-20"
+    assert shadow["spec"]["predictor"]["model"]["args"] == ["--model_name=xgb-scorer"]
+    # mirrored copies are not logged a second time
+    assert "logger" not in shadow["spec"]["predictor"] and "logger" in isvc_of(docs)["spec"]["predictor"]
 
 
 def test_exposed_llm_requires_jwt_and_ext_authz(helm):
@@ -336,5 +341,38 @@ def test_exposed_llm_requires_jwt_and_ext_authz(helm):
     assert custom["action"] == "CUSTOM" and custom["provider"] == {"name": "models-ext-authz"}
     operation = custom["rules"][0]["to"][0]["operation"]
     assert operation == {"paths": ["/v1/*", "/openai/v1/*"], "notPaths": ["/v1/models", "/health"]}
-    # metrics share the serving port here: it stays STRICT
+    # metrics share the serving port here: it stays STRICT, and /metrics is not open through the gateway
     assert "portLevelMtls" not in by_kind(docs, "PeerAuthentication")["spec"]
+    metrics_rule = next(rule for rule in allow["rules"] if "to" in rule)
+    assert metrics_rule["from"] == [{"source": {"notNamespaces": ["istio-system"]}}]
+
+
+def test_every_rate_limit_descriptor_has_a_limit_in_the_service_config(helm):
+    """The descriptors the rendered EnvoyFilter sends (derived from its actions, not restated) all
+    have a limit in the rate limit service's config for the same domain: no limit that silently
+    never applies."""
+    configmap = _yaml.load((REPO / "charts-out/_platform/ratelimit/configmap.yaml").read_text())
+    configs = {name: _yaml.load(text) for name, text in configmap["data"].items()}
+    filters = 0
+    for model, docs in rendered_examples(helm).items():
+        for doc in docs:
+            if doc["kind"] != "EnvoyFilter" or not doc["metadata"]["name"].endswith("-ratelimit"):
+                continue
+            filters += 1
+            project, name = model.split("/")
+            config = configs[f"{doc['metadata']['namespace']}.{name}.yaml"]
+            typed = doc["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]
+            assert typed["domain"] == config["domain"]
+            assert typed["rate_limit_service"]["grpc_service"]["envoy_grpc"]["cluster_name"] == \
+                "outbound|8081||ratelimit.ratelimit.svc.cluster.local"
+            keys = {d["key"]: d["rate_limit"] for d in config["descriptors"]}
+            for limit in doc["spec"]["configPatches"][1]["patch"]["value"]["rate_limits"]:
+                (action,) = limit["actions"]
+                (kind, spec), = action.items()
+                key = "remote_address" if kind == "remote_address" else spec["descriptor_key"]
+                assert key in keys, f"{model}: descriptor {key} has no limit"
+                assert keys[key]["unit"] == "minute"
+    assert filters >= 1
+    qwen = configs["llm.qwen-chat.yaml"]
+    assert {d["key"]: d["rate_limit"]["requests_per_unit"] for d in qwen["descriptors"]} == \
+        {"remote_address": 10, "service_account": 100}

@@ -63,10 +63,10 @@ def test_helmrelease_values_are_exactly_the_chart_values(tree):
 def test_kustomizations_list_exactly_the_files_beside_them(tree):
     _, files = rendered(tree, {"llm/qwen.yaml": GPU_LLM, "demo/iris.yaml": CPU, "demo/wine.yaml": CPU})
     top = _yaml.load(files["kustomization.yaml"])
-    assert top["resources"] == ["_platform/flux", "_platform/prometheus-adapter", "demo", "llm"]
+    assert top["resources"] == ["_platform/flux", "_platform/prometheus-adapter", "_platform/ratelimit", "demo", "llm"]
     demo = _yaml.load(files["demo/kustomization.yaml"])
     assert demo["resources"] == ["namespace-demo.yaml", "iris/helmrelease.yaml", "wine/helmrelease.yaml"]
-    for folder in ("", "demo/", "llm/", "_platform/flux/", "_platform/prometheus-adapter/"):
+    for folder in ("", "demo/", "llm/", "_platform/flux/", "_platform/prometheus-adapter/", "_platform/ratelimit/"):
         listed = _yaml.load(files[f"{folder}kustomization.yaml"])["resources"]
         for entry in listed:
             assert f"{folder}{entry}" in files or any(f.startswith(f"{folder}{entry}/") for f in files), entry

@@ -60,8 +60,7 @@ def test_env_needs_exactly_one_source_and_no_duplicates(tree):
 
 
 @pytest.mark.parametrize("snippet,key", [
-    ("ratelimitIPPerMinute: 10\n", "ratelimitIPPerMinute"),
-    ("ratelimitEachSAPerMinute: 10\nauth:\n  jwt:\n    enabled: true\n", "ratelimitEachSAPerMinute"),
+    ("tokenLimit:\n  enabled: true\n  tenantId: search\n  saLimit: 1000\n", "tokenLimit.enabled"),
 ])
 def test_features_not_rendered_yet_are_refused_not_ignored(tree, snippet, key):
     found = [d for d in pipeline.run([tree({"demo/m.yaml": BASE + snippet})]).diagnostics if d.code == "not-yet-supported"]
@@ -187,3 +186,14 @@ def test_podmonitor_needs_a_declared_port_and_networks_have_one_owner(tree):
     run = pipeline.run([root])
     assert [d.code for d in run.errors] == ["network-owned-twice"]
     assert "b" not in [p.name for p in run.plans] and "a" in [p.name for p in run.plans]
+
+
+def test_ignored_traffic_settings_are_refused(tree):
+    assert "image-needs-custom" in codes(tree, BASE + "mirror:\n  enabled: true\n  storageUri: s3://m/v2\n  image: x/y:1\n")
+    assert "feature-disabled" in codes(tree, BASE + "primaryLoad: 100\n")
+    found = codes(tree, BASE + "exposeModel:\n  enabled: true\n  host: iris.example.com\n  type: ext\n"
+                        "auth:\n  jwt:\n    enabled: true\n", platform=JWT_PLATFORM)
+    assert found["feature-disabled"].key == "exposeModel.type"
+    warned = codes(tree, "model:\n  format: onnx\n  storageUri: s3://m/x\ncanary:\n  enabled: true\n"
+                         "  storageUri: s3://m/v2\nprimaryLoad: 90\n")
+    assert warned["variant-model-name"].severity == "warning"
