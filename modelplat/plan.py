@@ -23,6 +23,7 @@ TEMPLATE_FOR_FEATURE = {
     "pod monitor": "podmonitor.yaml",
     "rdma networks": "networkattachmentdefinition.yaml",
     "canary": "inferenceservice-canary.yaml",
+    "canary autoscaling": "hpa-canary.yaml",
     "mirroring": "inferenceservice-shadow.yaml",
     "traffic routing": "virtualservice.yaml",
     "auth": "peerauthentication.yaml",
@@ -36,6 +37,7 @@ TEMPLATE_FOR_FEATURE = {
 # InferenceService rendered again with another suffix, model and image: one template, three uses.
 TEMPLATE_SOURCES = {
     "inferenceservice-canary.yaml": ("inferenceservice.yaml", {"variant": "canary"}),
+    "hpa-canary.yaml": ("hpa.yaml", {"variant": "canary"}),
     "inferenceservice-shadow.yaml": ("inferenceservice.yaml", {"variant": "shadow"}),
 }
 
@@ -114,6 +116,8 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
             features.append("rdma networks")
     if values.canary.enabled:
         features.append("canary")
+        if values.autoscaling.enabled:
+            features.append("canary autoscaling")
     if values.mirror.enabled:
         features.append("mirroring")
     if values.exposeModel.enabled or values.canary.enabled or values.mirror.enabled:

@@ -188,10 +188,11 @@ def inferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
     return {"suite": f"{p.name} InferenceService", "templates": [template], "release": release, "tests": tests}
 
 
-def hpa_suite(p: ModelPlan) -> dict[str, Any]:
+def hpa_suite(p: ModelPlan, variant: str = "primary") -> dict[str, Any]:
     from . import metrics
 
     v = p.chart_values
+    suffix = "-canary" if variant == "canary" else ""
     scaling = v["autoscaling"]
     pods = [{"contains": {"path": "spec.metrics", "content": {
         "type": "Pods", "pods": {"metric": {"name": metric},
@@ -201,13 +202,13 @@ def hpa_suite(p: ModelPlan) -> dict[str, Any]:
         "type": "Resource", "resource": {"name": name, "target": {"type": "Utilization", "averageUtilization": scaling[key]}}}}}
         for key, name in (("targetCPUUtilizationPercentage", "cpu"), ("targetMemoryUtilizationPercentage", "memory"))
         if scaling.get(key) is not None]
-    return {"suite": f"{p.name} HorizontalPodAutoscaler", "templates": ["templates/hpa.yaml"],
+    return {"suite": f"{p.name}{suffix} HorizontalPodAutoscaler", "templates": [f"templates/hpa{suffix}.yaml"],
             "release": {"name": p.name, "namespace": p.namespace}, "tests": [
         _case("scales KServe's predictor Deployment between replicaCount and maxReplicaCount", [
             {"isKind": {"of": "HorizontalPodAutoscaler"}},
             {"isAPIVersion": {"of": "autoscaling/v2"}},
             {"equal": {"path": "spec.scaleTargetRef", "value": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                                                "name": f"{p.name}-predictor"}}},
+                                                                "name": f"{p.name}{suffix}-predictor"}}},
             {"equal": {"path": "spec.minReplicas", "value": v["replicaCount"]}},
             {"equal": {"path": "spec.maxReplicas", "value": scaling["maxReplicaCount"]}},
             {"lengthEqual": {"path": "spec.metrics", "count": len(pods) + len(resources)}},
@@ -465,7 +466,8 @@ def variant_suite(p: ModelPlan, variant: str) -> dict[str, Any]:
         {"equal": {"path": "metadata.name", "value": f"{p.name}-{variant}"}},
         {"equal": {"path": _key("spec.predictor.labels", "modelplat.io/model"), "value": p.name}},
         {"equal": {"path": _key("spec.predictor.labels", "modelplat.io/variant"), "value": variant}},
-        {"equal": {"path": _key("metadata.annotations", "serving.kserve.io/autoscalerClass"), "value": "none"}},
+        {"equal": {"path": _key("metadata.annotations", "serving.kserve.io/autoscalerClass"),
+                   "value": "external" if variant == "canary" and v["autoscaling"]["enabled"] else "none"}},
     ]
     if custom:
         if storage:
@@ -520,6 +522,7 @@ def ratelimit_suite(p: ModelPlan) -> dict[str, Any]:
 SUITES = {
     "inferenceservice.yaml": ("inferenceservice_test.yaml", inferenceservice_suite),
     "hpa.yaml": ("hpa_test.yaml", hpa_suite),
+    "hpa-canary.yaml": ("hpa-canary_test.yaml", lambda p: hpa_suite(p, "canary")),
     "poddisruptionbudget.yaml": ("poddisruptionbudget_test.yaml", pdb_suite),
     "telemetry.yaml": ("telemetry_test.yaml", telemetry_suite),
     "prometheusrule.yaml": ("prometheusrule_test.yaml", prometheusrule_suite),

@@ -376,3 +376,25 @@ def test_every_rate_limit_descriptor_has_a_limit_in_the_service_config(helm):
     qwen = configs["llm.qwen-chat.yaml"]
     assert {d["key"]: d["rate_limit"]["requests_per_unit"] for d in qwen["descriptors"]} == \
         {"remote_address": 10, "service_account": 100}
+
+
+def test_podmonitor_and_canary_autoscaling_pass_the_real_tools(helm, kubeconform, helm_unittest, tree):
+    """Kinds the examples do not use (a PodMonitor; the canary's own HPA) still pass every tool."""
+    root = tree({"demo/m.yaml": (
+        "model:\n  format: sklearn\n  storageUri: s3://m/x\nreplicaCount: 2\nmetrics:\n  port: 8080\n"
+        "autoscaling:\n  enabled: true\n  maxReplicaCount: 5\n  targetCPUUtilizationPercentage: 70\n"
+        "canary:\n  enabled: true\n  storageUri: s3://m/v2\nprimaryLoad: 80\n")},
+        platform="clusterName: ml\nscrape: podMonitor\n")
+    result = modelplat("lint", str(root), "--require-tools", "--format", "json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 0, json.dumps(report, indent=2)[:3000]
+    out = root.parent / "out"
+    assert modelplat("render", str(root), "--out", str(out)).returncode == 0
+    docs = template(helm, out / "demo/m/chart", "m", "demo", helmrelease_values(out / "demo/m"))
+    monitor = by_kind(docs, "PodMonitor")
+    assert monitor["spec"]["podMetricsEndpoints"] == [{"portNumber": 8080, "path": "/metrics"}]
+    assert "prometheus.io/scrape" not in isvc_of(docs)["spec"]["predictor"].get("annotations", {})
+    canary_hpa = by_kind(docs, "HorizontalPodAutoscaler", "m-canary")
+    assert canary_hpa["spec"]["scaleTargetRef"]["name"] == "m-canary-predictor"
+    canary = by_kind(docs, "InferenceService", "m-canary")
+    assert canary["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "external"
