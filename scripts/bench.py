@@ -38,6 +38,8 @@ def generate(root: Path, count: int) -> None:
         project = root / f"team-{i % 20:02d}"
         project.mkdir(exist_ok=True)
         text = source.read_text().replace("# yaml-language-server", "# was")
+        # One owner per RDMA network and namespace: every generated model gets its own network.
+        text = text.replace("name: kv-transfer", f"name: kv-{i:05d}")
         text += f"\nreplicaCount: {1 + i % 3}\n" if "replicaCount" not in text else ""
         (project / f"{source.stem}-{i:05d}.yaml").write_text(text)
 
@@ -124,6 +126,8 @@ def main() -> None:
             render_time, _, _ = run([exe, "render", str(some), "--out", str(some_out), "--no-cache"], work, cache)
             start = time.perf_counter()
             for release in sorted(some_out.glob("*/*/helmrelease.yaml")):
+                if release.parent.parent.name.startswith("_"):
+                    continue  # the platform's releases (_platform/) have no chart here
                 chart = release.parent / "chart"
                 subprocess.run([helm, "template", release.parent.name, str(chart)], capture_output=True, check=True)
             helm_time = time.perf_counter() - start
