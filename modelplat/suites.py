@@ -540,5 +540,18 @@ SUITES = {
 
 
 def suites(p: ModelPlan) -> dict[str, dict[str, Any]]:
-    """File name (under the chart's tests/) → suite, one per template the chart has."""
-    return {SUITES[t][0]: SUITES[t][1](p) for t in p.templates}
+    """File name (under the chart's tests/) → suite: one suite for the whole chart.
+
+    Each template's cases carry their `template:`, so one file holds them all: a file less per
+    template is a few thousand files less to create for a thousand models.
+    """
+    tests: list[dict[str, Any]] = []
+    for template in p.templates:
+        suite = SUITES[template][1](p)
+        (path,) = suite["templates"]
+        kind = suite["suite"].removeprefix(f"{p.name} ")
+        for case in suite["tests"]:
+            tests.append({"it": f"{kind}: {case['it']}", "template": path} |
+                         {k: v for k, v in case.items() if k != "it"})
+    return {"chart_test.yaml": {"suite": p.name, "templates": [f"templates/{t}" for t in p.templates],
+                                "release": _release(p), "tests": tests}}

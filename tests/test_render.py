@@ -85,8 +85,7 @@ def test_chart_files_and_no_template_for_features_that_are_off(tree):
     chart = sorted(f.removeprefix("demo/iris/chart/") for f in files if f.startswith("demo/iris/chart/"))
     assert chart == [".helmignore", "Chart.yaml", "README.md", "templates/_helpers.tpl",
                      "templates/authorizationpolicy.yaml", "templates/inferenceservice.yaml",
-                     "templates/peerauthentication.yaml", "tests/authorizationpolicy_test.yaml",
-                     "tests/inferenceservice_test.yaml", "tests/peerauthentication_test.yaml",
+                     "templates/peerauthentication.yaml", "tests/chart_test.yaml",
                      "values.schema.json", "values.yaml"]
     meta = _yaml.load(files["demo/iris/chart/Chart.yaml"])
     from modelplat import __version__
@@ -125,10 +124,11 @@ def test_rendering_is_byte_stable(tree):
 
 def test_suites_assert_both_gpu_branches(tree):
     _, files = rendered(tree, {"demo/iris.yaml": CPU})
-    suite = _yaml.load(files["demo/iris/chart/tests/inferenceservice_test.yaml"])
+    suite = _yaml.load(files["demo/iris/chart/tests/chart_test.yaml"])
     names = [t["it"] for t in suite["tests"]]
-    assert "as configured, keeps off GPU nodes" in names
-    with_gpu = next(t for t in suite["tests"] if t["it"].startswith("with a GPU"))
+    assert "InferenceService: as configured, keeps off GPU nodes" in names
+    assert all(t["template"] in suite["templates"] for t in suite["tests"])
+    with_gpu = next(t for t in suite["tests"] if t["it"].startswith("InferenceService: with a GPU"))
     assert with_gpu["set"]["resources.requestGPU"] == 1
     operators = [a["equal"]["value"] for a in with_gpu["asserts"] if "equal" in a and a["equal"]["path"].endswith("operator")]
     assert operators == ["In"]
@@ -162,6 +162,7 @@ def test_features_add_their_templates_and_suites(tree):
     _, files = rendered(tree, {"llm/qwen.yaml": text})
     for template in ("hpa", "poddisruptionbudget", "telemetry", "prometheusrule", "networkattachmentdefinition"):
         assert f"llm/qwen/chart/templates/{template}.yaml" in files
-        assert f"llm/qwen/chart/tests/{template}_test.yaml" in files
+        suite = _yaml.load(files["llm/qwen/chart/tests/chart_test.yaml"])
+        assert any(t["template"] == f"templates/{template}.yaml" for t in suite["tests"]), template
     _, plain = rendered(tree, {"demo/iris.yaml": CPU})
     assert not [f for f in plain if f.startswith("demo/") and ("hpa" in f or "prometheusrule" in f or "telemetry" in f)]
