@@ -330,7 +330,6 @@ MODEL_SELECTOR_PATH = "spec.selector.matchLabels"
 
 
 def peerauthentication_suite(p: ModelPlan) -> dict[str, Any]:
-    v = p.chart_values
     return {"suite": f"{p.name} PeerAuthentication", "templates": ["templates/peerauthentication.yaml"],
             "release": _release(p), "tests": [
         _case("requires mutual TLS for every pod of the model (primary, canary, shadow)", [
@@ -351,7 +350,6 @@ def peerauthentication_suite(p: ModelPlan) -> dict[str, Any]:
 
 
 def authorizationpolicy_suite(p: ModelPlan) -> dict[str, Any]:
-    v = p.chart_values
     same_ns = {"from": [{"source": {"namespaces": [p.namespace]}}]}
     jwt_rule = {"from": [{"source": {"requestPrincipals": ["*"]}}]}
     metrics_rule = {"to": [{"operation": {"methods": ["GET"], "paths": ["/metrics"], "ports": ["9000"]}}]}
