@@ -14,6 +14,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from .resources import chart_values_schema
+
 FORMAT = b"modelplat-render-cache-v2"  # v2: identities carry the request limits
 CHART_SCHEMA = "@chart-values-schema"  # the one large file every chart shares: stored once, by reference
 
@@ -66,13 +68,6 @@ def _dependency_versions() -> list[str]:
     return sorted(names)
 
 
-@lru_cache(maxsize=1)
-def chart_schema() -> bytes:
-    from .resources import schemas_dir
-
-    return (schemas_dir() / "chart-values.schema.json").read_bytes()
-
-
 class RenderCache:
     def __init__(self, platform_bytes: bytes, root: Path | None = None):
         self.root = root or cache_dir()
@@ -91,7 +86,7 @@ class RenderCache:
     def get(self, key: str) -> dict | None:
         try:
             entry = json.loads(self._path(key).read_bytes())
-            files = {rel: chart_schema() if text == CHART_SCHEMA else text.encode() for rel, text in entry["files"].items()}
+            files = {rel: chart_values_schema() if text == CHART_SCHEMA else text.encode() for rel, text in entry["files"].items()}
             return {"identity": tuple(entry["identity"]), "files": files}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -108,7 +103,7 @@ class RenderCache:
             list(pool.map(lambda entry: self.put(*entry), entries))
 
     def put(self, key: str, identity: tuple | None, files: dict[str, bytes]) -> None:
-        schema = chart_schema()
+        schema = chart_values_schema()
         entry = {
             "identity": list(identity) if identity else [],
             "files": {rel: CHART_SCHEMA if data == schema else data.decode() for rel, data in files.items()},

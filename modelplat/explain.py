@@ -208,13 +208,13 @@ def _factory_default(parts: list[str]) -> Any:
     """
     from pydantic import BaseModel
 
-    from .validate import _unwrap
+    from .validate import unwrap
     from .values import ModelValues
 
     current: Any = ModelValues
     field = None
     for part in parts:
-        current = _unwrap(current)
+        current = unwrap(current)
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
             return None

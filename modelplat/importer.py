@@ -59,7 +59,7 @@ def _load(text: str, source: str) -> list[Any]:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-    from .loader import LoadError, _refuse_shared_nodes
+    from .loader import LoadError, refuse_shared_nodes
 
     yaml = YAML(typ="safe")
     yaml.allow_duplicate_keys = False
@@ -75,7 +75,7 @@ def _load(text: str, source: str) -> list[Any]:
     for document in documents:
         # An alias bomb would otherwise explode while the mapping is walked below.
         try:
-            _refuse_shared_nodes(document, source)
+            refuse_shared_nodes(document, source)
         except LoadError as exc:
             raise InvalidInput(f"cannot import {source}", [exc.diagnostic]) from None
     return documents
@@ -313,9 +313,9 @@ _INT = re.compile(r"^[+-]?[0-9]+$")
 
 def _coerce(value: Any, annotation: Any) -> Any:
     """Seed charts often quote numbers and booleans; modelplat's types are strict, so unquote them."""
-    from .validate import _unwrap
+    from .validate import unwrap
 
-    target = _unwrap(annotation)
+    target = unwrap(annotation)
     if isinstance(value, str):
         if target is int and _INT.match(value.strip()):
             return int(value.strip())
@@ -328,7 +328,7 @@ def _filter(model: type, data: dict, prefix: str) -> tuple[dict, list[str]]:
     """Keep keys the model knows (recursing into sections and lists of sections); report the rest."""
     from pydantic import BaseModel
 
-    from .validate import _unwrap
+    from .validate import unwrap
 
     fields = model.model_fields
     kept: dict[str, Any] = {}
@@ -341,7 +341,7 @@ def _filter(model: type, data: dict, prefix: str) -> tuple[dict, list[str]]:
             hint = f" (did you mean '{_path(prefix, close[0])}'?)" if close else ""
             problems.append(f"{path}: no modelplat equivalent{hint}")
             continue
-        inner = _unwrap(fields[key].annotation)
+        inner = unwrap(fields[key].annotation)
         section = isinstance(inner, type) and issubclass(inner, BaseModel)
         if section and isinstance(value, dict):
             value, more = _filter(inner, value, path)

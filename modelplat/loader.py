@@ -112,11 +112,11 @@ def parse(text: str, display: str) -> Any:
         raise LoadError(Diagnostic(display, 0, 0, "yaml-syntax", str(exc).splitlines()[0])) from None
     except RecursionError:
         raise LoadError(Diagnostic(display, 0, 0, "too-deep", "YAML nesting is too deep")) from None
-    _refuse_shared_nodes(data, display)
+    refuse_shared_nodes(data, display)
     return data
 
 
-def _refuse_shared_nodes(data: Any, display: str) -> None:
+def refuse_shared_nodes(data: Any, display: str) -> None:
     """Refuse anchors/aliases of mappings and lists.
 
     They are never needed in a values file, and an alias bomb ("billion laughs") loads as a

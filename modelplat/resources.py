@@ -31,3 +31,9 @@ def schemas_dir() -> Path:
 
 def vendor_dir() -> Path:
     return data_dir("vendor")
+
+
+@lru_cache(maxsize=1)
+def chart_values_schema() -> bytes:
+    """The chart values JSON Schema every chart ships as values.schema.json (one read a process)."""
+    return (schemas_dir() / "chart-values.schema.json").read_bytes()

@@ -18,6 +18,10 @@ def _key(path: str, key: str) -> str:
     return f'{path}["{key}"]'
 
 
+def _release(p: ModelPlan) -> dict[str, str]:
+    return {"name": p.name, "namespace": p.namespace}
+
+
 def _case(it: str, asserts: list[dict], set_: dict | None = None) -> dict[str, Any]:
     """One helm-unittest test: a behaviour, its assertions, and the values it sets (if any)."""
     case: dict[str, Any] = {"it": it}
@@ -36,7 +40,7 @@ def inferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
     gpu_set = {"resources.requestGPU": gpu_count or 1, "resources.limitGPU": gpu_count or 1}
     cpu_set = {"resources.requestGPU": 0, "resources.limitGPU": 0}
     template = "templates/inferenceservice.yaml"
-    release = {"name": p.name, "namespace": p.namespace}
+    release = _release(p)
     scaling = v["autoscaling"]["enabled"]
     test = _case
 
@@ -203,7 +207,7 @@ def hpa_suite(p: ModelPlan, variant: str = "primary") -> dict[str, Any]:
         for key, name in (("targetCPUUtilizationPercentage", "cpu"), ("targetMemoryUtilizationPercentage", "memory"))
         if scaling.get(key) is not None]
     return {"suite": f"{p.name}{suffix} HorizontalPodAutoscaler", "templates": [f"templates/hpa{suffix}.yaml"],
-            "release": {"name": p.name, "namespace": p.namespace}, "tests": [
+            "release": _release(p), "tests": [
         _case("scales KServe's predictor Deployment between replicaCount and maxReplicaCount", [
             {"isKind": {"of": "HorizontalPodAutoscaler"}},
             {"isAPIVersion": {"of": "autoscaling/v2"}},
@@ -233,7 +237,7 @@ def _quantity(value: Any) -> str:
 def pdb_suite(p: ModelPlan) -> dict[str, Any]:
     v = p.chart_values
     return {"suite": f"{p.name} PodDisruptionBudget", "templates": ["templates/poddisruptionbudget.yaml"],
-            "release": {"name": p.name, "namespace": p.namespace}, "tests": [
+            "release": _release(p), "tests": [
         _case("keeps all but maxUnavailable of the model's pods during voluntary disruptions", [
             {"isKind": {"of": "PodDisruptionBudget"}},
             {"equal": {"path": "spec.maxUnavailable", "value": v["podDisruptionBudget"]["maxUnavailable"]}},
@@ -245,7 +249,7 @@ def pdb_suite(p: ModelPlan) -> dict[str, Any]:
 
 def telemetry_suite(p: ModelPlan) -> dict[str, Any]:
     return {"suite": f"{p.name} Telemetry", "templates": ["templates/telemetry.yaml"],
-            "release": {"name": p.name, "namespace": p.namespace}, "tests": [
+            "release": _release(p), "tests": [
         _case("turns on Envoy access logs for this model's pods only", [
             {"isKind": {"of": "Telemetry"}},
             {"equal": {"path": "spec.selector.matchLabels", "value": {"serving.kserve.io/inferenceservice": p.name}}},
@@ -266,7 +270,7 @@ def prometheusrule_suite(p: ModelPlan) -> dict[str, Any]:
         alerts.append("ModelReplicasAtMaximum")
     threshold = v["observability"]["alerts"]["p99LatencySeconds"] * 1000
     return {"suite": f"{p.name} PrometheusRule", "templates": ["templates/prometheusrule.yaml"],
-            "release": {"name": p.name, "namespace": p.namespace}, "tests": [
+            "release": _release(p), "tests": [
         _case("alerts on the signals this model has", [
             {"isKind": {"of": "PrometheusRule"}},
             {"lengthEqual": {"path": "spec.groups[0].rules", "count": len(alerts)}},
@@ -288,7 +292,7 @@ def prometheusrule_suite(p: ModelPlan) -> dict[str, Any]:
 def podmonitor_suite(p: ModelPlan) -> dict[str, Any]:
     v = p.chart_values
     return {"suite": f"{p.name} PodMonitor", "templates": ["templates/podmonitor.yaml"],
-            "release": {"name": p.name, "namespace": p.namespace}, "tests": [
+            "release": _release(p), "tests": [
         _case("scrapes the model's metrics port and path", [
             {"isKind": {"of": "PodMonitor"}},
             {"equal": {"path": "spec.podMetricsEndpoints[0]", "value": {
@@ -312,14 +316,10 @@ def nad_suite(p: ModelPlan) -> dict[str, Any]:
             asserts.append({"equal": {"path": _key("metadata.annotations", "k8s.v1.cni.cncf.io/resourceName"),
                                       "value": net.resourceName}, "documentIndex": index})
     return {"suite": f"{p.name} NetworkAttachmentDefinition", "templates": ["templates/networkattachmentdefinition.yaml"],
-            "release": {"name": p.name, "namespace": p.namespace}, "tests": [
+            "release": _release(p), "tests": [
         _case("declares one Multus network per owned RDMA network", asserts),
         _case("renders nothing when RDMA is off", [{"hasDocuments": {"count": 0}}], {"rdma.enabled": False}),
     ]}
-
-
-def _release(p: ModelPlan) -> dict[str, str]:
-    return {"name": p.name, "namespace": p.namespace}
 
 
 def _host(name: str, namespace: str) -> str:

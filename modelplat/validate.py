@@ -91,18 +91,18 @@ def _allowed_keys(model: type, loc: tuple) -> list[str]:
     """Field names of the section at `loc` (walking through lists and optionals)."""
     current: Any = model
     for part in loc:
-        current = _unwrap(current)
+        current = unwrap(current)
         if isinstance(part, int):
             continue  # list index: the item type is already unwrapped
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
             return []
         current = fields[part].annotation
-    current = _unwrap(current)
+    current = unwrap(current)
     return list(getattr(current, "model_fields", {}).keys())
 
 
-def _unwrap(tp: Any) -> Any:
+def unwrap(tp: Any) -> Any:
     """Optional[X] → X, list[X] → X, Annotated[X, ...] → X."""
     for _ in range(5):
         origin = typing.get_origin(tp)
