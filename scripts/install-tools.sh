@@ -17,6 +17,13 @@ KUBECONFORM_VERSION=v0.7.0
 HELM_UNITTEST_VERSION=v1.1.2
 # Prometheus publishes its Go module as v0.3xx (v0.316.0 is Prometheus 3.16).
 PROMTOOL_VERSION=v0.316.0
+# Istio tags are not Go semver: pin the pseudo-version of Istio master of 2026-08-27.
+ISTIOCTL_VERSION=v0.0.0-20260827124520-eed52ebb66ad
+KUSTOMIZE_VERSION=v5.8.0
+# envoyproxy/ratelimit publishes no semver tags; this is the commit the platform's image is built from.
+RATELIMIT_VERSION=v1.4.1-0.20260122083618-3fb702589d36
+KUBERNETES_VERSION=v1.36.3
+ETCD_VERSION=v3.6.8
 
 log() { printf '[install-tools] %s\n' "$*" >&2; }
 
@@ -75,14 +82,113 @@ install_promtool() {
   link promtool "$PROMTOOL_VERSION"
 }
 
+install_istioctl() {
+  installed istioctl "$ISTIOCTL_VERSION" || {
+    need_go; log "building istioctl $ISTIOCTL_VERSION (cold: ~5-8 min)"
+    GOBIN="$CACHE/istioctl-$ISTIOCTL_VERSION" go install "istio.io/istio/istioctl/cmd/istioctl@$ISTIOCTL_VERSION"
+  }
+  link istioctl "$ISTIOCTL_VERSION"
+}
+
+install_kustomize() {
+  installed kustomize "$KUSTOMIZE_VERSION" || {
+    need_go; log "building kustomize $KUSTOMIZE_VERSION"
+    GOBIN="$CACHE/kustomize-$KUSTOMIZE_VERSION" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+  }
+  link kustomize "$KUSTOMIZE_VERSION"
+}
+
+install_ratelimit() {
+  # The binary is called service_cmd upstream; it is linked as `ratelimit`.
+  [ -x "$CACHE/ratelimit-$RATELIMIT_VERSION/service_cmd" ] || {
+    need_go; log "building envoyproxy/ratelimit $RATELIMIT_VERSION (cold: ~1 min)"
+    GOBIN="$CACHE/ratelimit-$RATELIMIT_VERSION" go install \
+      "github.com/envoyproxy/ratelimit/src/service_cmd@$RATELIMIT_VERSION"
+  }
+  ln -sfn "$CACHE/ratelimit-$RATELIMIT_VERSION/service_cmd" "$BIN/ratelimit"
+}
+
+install_redis() {
+  # Redis is not a Go module: it comes from the distribution's package (Debian/Ubuntu).
+  local found
+  found=$(command -v redis-server || true)
+  if [ -z "$found" ]; then
+    command -v apt-get >/dev/null 2>&1 || { log "error: redis-server is missing and apt-get is not available"; exit 2; }
+    log "installing redis-server (Debian package)"
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get install -y --no-install-recommends redis-server >/dev/null 2>&1 ||
+      { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends redis-server >/dev/null; }
+    found=$(command -v redis-server)
+  fi
+  ln -sfn "$found" "$BIN/redis-server"
+}
+
+# kube-apiserver and kubectl: neither `go install` works (replace directives; the kubernetes
+# module zip lacks its staging modules), so build them from a throwaway wrapper module whose
+# replace block points every staging module at its published v0.X.Y.
+install_kubernetes() {
+  if installed kube-apiserver "$KUBERNETES_VERSION" && installed kubectl "$KUBERNETES_VERSION"; then
+    link kube-apiserver "$KUBERNETES_VERSION"; link kubectl "$KUBERNETES_VERSION"; return
+  fi
+  need_go; log "building kube-apiserver and kubectl $KUBERNETES_VERSION (cold: ~5 min, ~2 GB RAM)"
+  local tmp minor staging out ldf kv
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' RETURN
+  out="$CACHE/kube-apiserver-$KUBERNETES_VERSION"
+  minor="v0.${KUBERNETES_VERSION#v1.}"
+  staging=$(cd "$tmp" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  python3 - "$staging" "$minor" "$KUBERNETES_VERSION" "$tmp" <<'PY'
+import re, sys
+gomod, minor, version, tmp = sys.argv[1:]
+mods = sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/", open(gomod).read(), re.M)) - {"k8s.io/sample-cli-plugin"})
+with open(f"{tmp}/go.mod", "w") as f:
+    f.write(f"module k8swrap\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes {version}\n\nreplace (\n")
+    f.writelines(f"\t{m} => {m} {minor}\n" for m in mods)
+    f.write(")\n")
+with open(f"{tmp}/tools.go", "w") as f:
+    f.write('//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n)\n')
+PY
+  ldf="-s -w"
+  for kv in "gitVersion=$KUBERNETES_VERSION" "gitMajor=1" "gitMinor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)" "gitTreeState=clean"; do
+    ldf="$ldf -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
+  done
+  (cd "$tmp" && go mod tidy >/dev/null 2>&1 &&
+    go build -trimpath -ldflags "$ldf" -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver &&
+    mkdir -p "$CACHE/kubectl-$KUBERNETES_VERSION" &&
+    go build -trimpath -ldflags "$ldf" -o "$CACHE/kubectl-$KUBERNETES_VERSION/kubectl" k8s.io/kubernetes/cmd/kubectl)
+  link kube-apiserver "$KUBERNETES_VERSION"; link kubectl "$KUBERNETES_VERSION"
+}
+
+install_etcd() {
+  installed etcd "$ETCD_VERSION" || {
+    need_go; log "building etcd $ETCD_VERSION (cold: ~1.5 min)"
+    local tmp
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' RETURN
+    printf 'module etcdwrap\n\ngo 1.26.0\n' >"$tmp/go.mod"
+    printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' >"$tmp/tools.go"
+    (cd "$tmp" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 &&
+      go build -trimpath -o "$CACHE/etcd-$ETCD_VERSION/etcd" go.etcd.io/etcd/server/v3)
+  }
+  link etcd "$ETCD_VERSION"
+}
+
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(kubeconform helm-unittest helm promtool)
+[ ${#tools[@]} -gt 0 ] || tools=(kubeconform kustomize helm-unittest ratelimit redis helm etcd promtool istioctl kubernetes)
 for t in "${tools[@]}"; do
   case "$t" in
     helm) install_helm ;;
     kubeconform) install_kubeconform ;;
     helm-unittest) install_helm_unittest ;;
     promtool) install_promtool ;;
+    istioctl) install_istioctl ;;
+    kustomize) install_kustomize ;;
+    ratelimit) install_ratelimit ;;
+    redis) install_redis ;;
+    kubernetes | kube-apiserver | kubectl) install_kubernetes ;;
+    etcd) install_etcd ;;
     *) log "unknown tool: $t"; exit 2 ;;
   esac
 done
