@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field, StringConstraints
 
-from .values import DNSLabel, LabelKey, Quantity, Section, Url
+from .values import DEFAULT_TOKEN_PATHS, DNSLabel, HttpPath, LabelKey, Quantity, Section, TokenQuota, Url
 
 Duration = Annotated[str, StringConstraints(pattern=r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")]
 
@@ -114,6 +114,22 @@ class RateLimitSettings(Section):
     )
 
 
+class TokenLimitDefaults(Section):
+    """Cluster-wide defaults of every model's `tokenLimit` (a model's own setting wins)."""
+
+    saLimit: Optional[TokenQuota] = Field(default=None, description="Tokens per service account per day.")
+    ipLimit: Optional[TokenQuota] = Field(default=None, description="Tokens per client IP per day.")
+    saLimitPerMinute: Optional[TokenQuota] = Field(default=None)
+    ipLimitPerMinute: Optional[TokenQuota] = Field(default=None)
+    paths: list[HttpPath] = Field(
+        default_factory=lambda: list(DEFAULT_TOKEN_PATHS), description="Request paths whose responses are counted."
+    )
+    missingIdentity: Literal["refuse", "countByIP"] = Field(default="refuse")
+    failureMode: Literal["closed", "open"] = Field(
+        default="closed", description="When the rate limit service is down: refuse (closed) or allow (open)."
+    )
+
+
 class JWTSettings(Section):
     """The platform's identity provider; models may override issuer, JWKS and audiences."""
 
@@ -154,6 +170,11 @@ class PlatformSettings(Section):
         description="Host of an exposed model; {name}, {namespace}, {type} (exposeModel.type) and {domain} are "
         "filled in. Never a wildcard.",
     )
+    istioVersion: Annotated[str, StringConstraints(pattern=r"^1\.[0-9]{1,3}$")] = Field(
+        default="1.27",
+        description="Oldest Istio minor version in the cluster. Token quotas need 1.25 or newer (Envoy 1.33: "
+        "rate-limit hits taken from dynamic metadata, applied when the stream is done).",
+    )
     istioInjection: bool = Field(default=True, description="Label model namespaces for Istio sidecar injection.")
     scrape: Literal["annotations", "podMonitor", "both"] = Field(
         default="annotations", description="How Prometheus finds model metrics."
@@ -162,6 +183,7 @@ class PlatformSettings(Section):
     metricLabels: MetricLabels = Field(default_factory=MetricLabels)
     prometheusAdapter: PrometheusAdapterSettings = Field(default_factory=PrometheusAdapterSettings)
     rateLimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    tokenLimit: TokenLimitDefaults = Field(default_factory=TokenLimitDefaults)
     defaults: Defaults = Field(default_factory=Defaults)
     flux: FluxSettings = Field(default_factory=FluxSettings)
     jwt: JWTSettings = Field(default_factory=JWTSettings)

@@ -167,8 +167,9 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
         if not any(d.severity == "error" for d in problems):
             result.plans.append(planning.plan(values, platform, ident, model_file.relative, shown))
     result.diagnostics.extend(_shared_network_problems(result.plans))
-    if any(d.code == "network-owned-twice" for d in result.diagnostics):
-        bad = {d.file for d in result.diagnostics if d.code == "network-owned-twice"}
+    result.diagnostics.extend(_shared_quota_problems(result.plans))
+    if any(d.code in ("network-owned-twice", "token-quota-conflict") for d in result.diagnostics):
+        bad = {d.file for d in result.diagnostics if d.code in ("network-owned-twice", "token-quota-conflict")}
         result.plans = [p for p in result.plans if p.file not in bad]
     result.diagnostics.sort()
     return result
@@ -190,6 +191,38 @@ def _shared_network_problems(plans) -> list[Diagnostic]:
                     "let one model own it and reference it from the others with type: existing",
                     f"rdma.networks.{index}.name"))
             owners.setdefault(key, p.file)
+    return problems
+
+
+def _quota_conflicts(identities) -> bool:
+    """Two models sharing a tenant's quota that declare different limits (see _shared_quota_problems)."""
+    shared: dict[tuple[str, str], tuple] = {}
+    for identity in identities:
+        tokens = identity[4]
+        if tokens and shared.setdefault((tokens[0], tokens[1]), tokens[2]) != tokens[2]:
+            return True
+    return False
+
+
+def _shared_quota_problems(plans) -> list[Diagnostic]:
+    """Models sharing their tenant's token quota must agree on it: the rate limit service holds one
+    limit per tenant scope, and silently picking one model's numbers would change the others'."""
+    from .plan import token_quota
+
+    first: dict[tuple[str, str], tuple] = {}
+    problems = []
+    for p in plans:
+        quota = token_quota(p.chart_values)
+        if not quota:
+            continue
+        tenant, scope, windows = quota
+        other = first.setdefault((tenant, scope), (windows, p.file))
+        if other[0] != windows:
+            problems.append(Diagnostic(
+                p.file, 0, 0, "token-quota-conflict",
+                f"tenant {tenant}'s shared token quota is declared differently in {other[1]}",
+                "give every model sharing the tenant's quota the same limits (or set them once in the "
+                "platform file's tokenLimit defaults)", "tokenLimit"))
     return problems
 
 
@@ -271,8 +304,9 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
             misses.append((model_file, key))
         else:
             files.update(entry["files"])
-            name, project, namespace, limits = entry["identity"]
-            identities.append((name, project, namespace, tuple(limits) if limits else None))
+            name, project, namespace, limits, tokens = entry["identity"]
+            tokens = (tokens[0], tokens[1], tuple(tuple(w) for w in tokens[2])) if tokens else None
+            identities.append((name, project, namespace, tuple(limits) if limits else None, tokens))
     platform = None
     if misses:
         from .plan import wiring_identity
@@ -294,8 +328,8 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
             if keys.get(p.source) and not result.diagnostics:  # only clean renders are reused
                 fresh.append((keys[p.source], identity, rendered))
         cache.put_many(fresh)
-    if len({(name, namespace) for name, _, namespace, _ in identities}) != len(identities) or \
-            len({(project, name) for name, project, _, _ in identities}) != len(identities):
+    if len({(i[0], i[2]) for i in identities}) != len(identities) or \
+            len({(i[1], i[0]) for i in identities}) != len(identities) or _quota_conflicts(identities):
         return render_all(inputs, platform_file, use_cache=False)  # positioned duplicate errors
     wiring_key = cache.key("wiring", json.dumps(sorted(identities)))
     wiring = cache.get(wiring_key)

@@ -31,6 +31,8 @@ TEMPLATE_FOR_FEATURE = {
     "jwt": "requestauthentication.yaml",
     "custom authz": "authorizationpolicy-custom.yaml",
     "rate limits": "envoyfilter-ratelimit.yaml",
+    "identity headers": "envoyfilter-identity.yaml",
+    "token limits": "envoyfilter-tokenlimit.yaml",
 }
 
 # Output template → (jinja source, extra context). The canary and the shadow are the primary's
@@ -127,9 +129,11 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
     if values.auth.enabled:
         features += ["auth", "authorization"]
         if values.auth.jwt.enabled:
-            features.append("jwt")
+            features += ["jwt", "identity headers"]
         if values.auth.customAuthz.enabled:
             features.append("custom authz")
+    if values.tokenLimit.enabled:
+        features.append("token limits")
     doc = chart_values(values, platform, ident, shm)
     doc["podDisruptionBudget"]["enabled"] = pdb
     return ModelPlan(
@@ -184,6 +188,7 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
         for key in ("issuer", "jwksUri"):
             jwt.setdefault(key, getattr(platform.jwt, key))
         jwt["audiences"] = jwt["audiences"] or list(platform.jwt.audiences)
+    doc["tokenLimit"] = token_limit(values, platform)
     limits = platform.rateLimit
     host = f"ratelimit.{limits.namespace}.svc.cluster.local"
     doc["platform"] = {
@@ -357,9 +362,10 @@ def prometheus_adapter(platform: PlatformSettings) -> dict[str, list[dict[str, A
 
 
 def wiring_identity(p: "ModelPlan") -> tuple:
-    """What the Flux wiring and the platform services need of one model (cached with it)."""
+    """What the Flux wiring and the platform services need of one model (cached with it):
+    (name, project, namespace, request limits or None, token quota or None)."""
     limits = rate_limits(p.values)
-    return (p.name, p.identity.project, p.namespace, tuple(limits) if limits else None)
+    return (p.name, p.identity.project, p.namespace, tuple(limits) if limits else None, token_quota(p.chart_values))
 
 
 def rate_limits(values: ModelValues) -> list[int | None] | None:
@@ -437,3 +443,59 @@ def rate_limit_service(platform: PlatformSettings, configs: dict[str, str]) -> d
         "redis.yaml": redis,
         "redis-service.yaml": service("redis", 6379, "redis"),
     }
+
+
+# --- token quotas ---------------------------------------------------------------------------------
+# Counted by the platform's rate limit service: one domain per tenant, one `scope` per quota (the
+# tenant's shared one, or one model's), then one descriptor key per identity and window. The
+# descriptors the EnvoyFilter's actions send (envoyfilter-tokenlimit.yaml.j2) follow the same
+# names: `scope` from a generic_key action, the identity from the Lua filter's dynamic metadata.
+
+TOKEN_WINDOWS = (("saLimit", "sa_day", "day"), ("saLimitPerMinute", "sa_minute", "minute"),
+                 ("ipLimit", "ip_day", "day"), ("ipLimitPerMinute", "ip_minute", "minute"))
+SHARED_SCOPE = "tenant"
+
+
+def token_limit(values: ModelValues, platform: PlatformSettings) -> dict[str, Any]:
+    """The model's tokenLimit with the platform defaults filled in (what the chart receives)."""
+    own, defaults = values.tokenLimit, platform.tokenLimit
+    doc: dict[str, Any] = {"enabled": own.enabled}
+    if own.tenantId is not None:
+        doc["tenantId"] = own.tenantId
+    for key, _, _ in TOKEN_WINDOWS:
+        value = getattr(own, key) if getattr(own, key) is not None else getattr(defaults, key)
+        if value is not None:
+            doc[key] = value
+    doc["paths"] = list(own.paths if own.paths is not None else defaults.paths)
+    doc["missingIdentity"] = own.missingIdentity or defaults.missingIdentity
+    doc["failureMode"] = own.failureMode or defaults.failureMode
+    doc["shareTenantQuota"] = own.shareTenantQuota
+    return doc
+
+
+def token_domain(tenant: str) -> str:
+    return f"modelplat.tokens.{tenant}"
+
+
+def token_scope(namespace: str, name: str, shared: bool) -> str:
+    return SHARED_SCOPE if shared else f"{namespace}.{name}"
+
+
+def token_quota(chart_values: dict[str, Any]) -> tuple | None:
+    """(tenant, scope, ((descriptor key, unit, tokens), ...)) of a model with token limits."""
+    tokens = chart_values["tokenLimit"]
+    if not tokens["enabled"]:
+        return None
+    scope = token_scope(chart_values["namespace"], chart_values["name"], tokens["shareTenantQuota"])
+    windows = tuple((key, unit, tokens[field]) for field, key, unit in TOKEN_WINDOWS if field in tokens)
+    return (tokens["tenantId"], scope, windows)
+
+
+def token_quota_config(tenant: str, scopes: dict[str, tuple]) -> dict[str, Any]:
+    """The rate limit service's config for one tenant: each scope's quotas in tokens per unit."""
+    descriptors = []
+    for scope, windows in sorted(scopes.items()):
+        descriptors.append({"key": "scope", "value": scope, "descriptors": [
+            {"key": key, "rate_limit": {"unit": unit, "requests_per_unit": tokens}} for key, unit, tokens in windows
+        ]})
+    return {"domain": token_domain(tenant), "descriptors": descriptors}

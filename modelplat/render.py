@@ -45,6 +45,21 @@ def _environment():
 
 
 @lru_cache(maxsize=1)
+def lua_sources() -> dict[str, str]:
+    """The Lua filters shipped in EnvoyFilters, by file stem. They are static text: every setting
+    reaches them as route metadata, so no value can ever become code."""
+    from .resources import templates_dir
+
+    sources = {}
+    for path in sorted((templates_dir() / "lua").glob("*.lua")):
+        text = path.read_text()
+        if "{{" in text or "}}" in text:  # Helm would read them as template actions
+            raise ValueError(f"{path}: Lua source must not contain '{{{{' or '}}}}'")
+        sources[path.stem] = text
+    return sources
+
+
+@lru_cache(maxsize=1)
 def _helmignore() -> bytes:
     from .resources import templates_dir
 
@@ -58,7 +73,7 @@ def _yaml(data: Any) -> bytes:
 def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
     env = _environment()
     context = {"plan": p, "custom": p.values.model.format == "custom", "model": p.values.model,
-               "pod_metrics": metrics.POD_METRICS, "sa_key": planning.SA_KEY,
+               "pod_metrics": metrics.POD_METRICS, "sa_key": planning.SA_KEY, "lua": lua_sources(),
                "model_name_formats": rules.MODEL_NAME_FORMATS}
     chart = p.chart_dir
     values = yamlout.Block(p.chart_values)  # emitted once: values.yaml and the HelmRelease share it
@@ -97,15 +112,21 @@ def render_wiring(identities: Iterable[tuple], platform: PlatformSettings) -> Fi
     """The files that tie the models together for Flux: kustomizations, namespaces, the source,
     and the platform services the models use (prometheus-adapter, the rate limit service).
 
-    identities: (name, project, namespace, [ip, sa] request limits or None) per model.
+    identities: plan.wiring_identity of each model.
     """
     files: Files = {}
     projects: dict[str, list[tuple[str, str]]] = {}
     limit_configs: dict[str, str] = {}
-    for name, project, namespace, limits in identities:
+    tenants: dict[str, dict[str, tuple]] = {}
+    for name, project, namespace, limits, tokens in identities:
         projects.setdefault(project, []).append((name, namespace))
         if limits:
             limit_configs[f"{namespace}.{name}.yaml"] = yamlout.dump(planning.rate_limit_config(namespace, name, limits))
+        if tokens:
+            tenant, scope, windows = tokens
+            tenants.setdefault(tenant, {})[scope] = windows  # shared scopes agree (pipeline checks)
+    for tenant, scopes in tenants.items():
+        limit_configs[f"tokens.{tenant}.yaml"] = yamlout.dump(planning.token_quota_config(tenant, scopes))
     for project, members in sorted(projects.items()):
         namespaces = sorted({namespace for _, namespace in members})
         entries = [f"namespace-{ns}.yaml" for ns in namespaces]

@@ -52,7 +52,8 @@ MODEL_NAME_FORMATS = frozenset({"sklearn", "xgboost", "lightgbm", "huggingface"}
 # a value asking for any other is an error until its templates land, never silently ignored.
 
 RENDERED = frozenset({"serving", "gpu", "metrics", "logger", "scheduling", "autoscaling", "observability",
-                      "disruption budget", "RDMA", "exposure", "auth", "canary", "mirroring", "rate limits"})
+                      "disruption budget", "RDMA", "exposure", "auth", "canary", "mirroring", "rate limits",
+                      "token limits"})
 
 FeatureRequest = tuple[str, tuple, Callable[[ModelValues], bool]]
 
@@ -198,18 +199,55 @@ def env_vars(values: ModelValues, platform: PlatformSettings, src: Source, name:
             yield src.diagnostic(("env", index, "name"), "reserved-env", "STORAGE_URI is set by modelplat from model.storageUri")
 
 
+def _istio_minor(platform: PlatformSettings) -> int:
+    return int(platform.istioVersion.split(".")[1])
+
+
+def _token_limit_rules(values: ModelValues, platform: PlatformSettings, src: Source, openai: bool) -> Iterator[Diagnostic]:
+    own, defaults = values.tokenLimit, platform.tokenLimit
+
+    def resolved(key: str):
+        return getattr(own, key) if getattr(own, key) is not None else getattr(defaults, key)
+
+    if not openai:
+        yield src.diagnostic(("tokenLimit", "enabled"), "token-limit-needs-openai",
+                             "token limits count OpenAI-style usage; set model.protocol: openai")
+    if not own.tenantId:
+        yield src.diagnostic(("tokenLimit",), "token-limit-needs-tenant", "tokenLimit.tenantId is required",
+                             "name the tenant whose quota this model's calls count against, e.g. tenantId: team-search")
+    sa = resolved("saLimit") is not None or resolved("saLimitPerMinute") is not None
+    ip = resolved("ipLimit") is not None or resolved("ipLimitPerMinute") is not None
+    if not sa and not ip:
+        yield src.diagnostic(("tokenLimit",), "token-limit-empty",
+                             "no token quota is set here or in the platform file's tokenLimit defaults",
+                             "set tokenLimit.saLimit and/or tokenLimit.ipLimit (tokens a day)")
+    if sa and not values.auth.jwt.enabled:
+        yield src.diagnostic(("tokenLimit", "saLimit" if own.saLimit is not None else "enabled"),
+                             "token-limit-needs-jwt",
+                             "a per-service-account token quota needs the caller's identity from a verified JWT",
+                             "set auth.jwt.enabled: true (or use only ipLimit)")
+    if resolved("missingIdentity") == "countByIP" and not ip:
+        yield src.diagnostic(("tokenLimit", "missingIdentity"), "token-limit-uncounted",
+                             "missingIdentity: countByIP counts callers without an identity under their client IP, "
+                             "but no client-IP quota is set, so they would never be counted",
+                             "set tokenLimit.ipLimit, or missingIdentity: refuse")
+    if _istio_minor(platform) < 25:
+        yield src.diagnostic(("tokenLimit", "enabled"), "token-limit-needs-istio",
+                             f"token quotas need Istio 1.25 or newer (Envoy 1.33); the platform file says "
+                             f"istioVersion {platform.istioVersion}",
+                             "upgrade Istio and raise istioVersion in the platform file")
+    if not resolved("paths"):
+        yield src.diagnostic(("tokenLimit", "paths"), "token-limit-no-paths",
+                             "tokenLimit.paths is empty: no response would ever be counted",
+                             "list the OpenAI-style paths the model serves, or leave paths unset")
+
+
 def feature_consistency(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
     """Rules for the whole vocabulary, so a file is judged the same before and after a feature lands."""
     openai = values.model.protocol == "openai"
     gpu = bool(values.resources.requestGPU or values.resources.limitGPU)
     if values.tokenLimit.enabled:
-        if not openai:
-            yield src.diagnostic(("tokenLimit", "enabled"), "token-limit-needs-openai",
-                                 "token limits count OpenAI-style usage; set model.protocol: openai")
-        if not values.tokenLimit.tenantId:
-            yield src.diagnostic(("tokenLimit",), "token-limit-needs-tenant", "tokenLimit.tenantId is required")
-        if values.tokenLimit.saLimit is None and values.tokenLimit.ipLimit is None:
-            yield src.diagnostic(("tokenLimit",), "token-limit-empty", "set tokenLimit.saLimit and/or tokenLimit.ipLimit")
+        yield from _token_limit_rules(values, platform, src, openai)
     if values.ratelimitEachSAPerMinute is not None and not values.auth.jwt.enabled:
         yield src.diagnostic(("ratelimitEachSAPerMinute",), "sa-limit-needs-jwt",
                              "a per-service-account limit needs the caller's identity", "set auth.jwt.enabled: true")

@@ -517,6 +517,80 @@ def ratelimit_suite(p: ModelPlan) -> dict[str, Any]:
     ]}
 
 
+def tokenlimit_suite(p: ModelPlan) -> dict[str, Any]:
+    t = p.chart_values["tokenLimit"]
+    route = "spec.configPatches[-1].patch.value"
+    kinds = [k for k, fields in (("sa", ("saLimit", "saLimitPerMinute")), ("ip", ("ipLimit", "ipLimitPerMinute")))
+             if any(f in t for f in fields)]
+    first = kinds[0]
+    per_route = _key(f"{route}.typed_per_filter_config", f"modelplat.tokens.{first}")
+    lua_meta = _key(f"{route}.metadata.filter_metadata", "modelplat.tokens.lua")
+    lua_source = "spec.configPatches[0].patch.value.typed_config.default_source_code.inline_string"
+    tests = [
+        _case("inserts the Lua filter and a rate-limit filter per quota before the router, for this model only", [
+            {"isKind": {"of": "EnvoyFilter"}},
+            {"equal": {"path": "spec.workloadSelector.labels", "value": {"modelplat.io/model": p.name}}},
+            {"equal": {"path": "spec.configPatches[0].patch.value.name", "value": "modelplat.tokens.lua"}},
+            {"equal": {"path": "spec.configPatches[0].patch.operation", "value": "INSERT_BEFORE"}},
+            {"equal": {"path": "spec.configPatches[0].match.listener.filterChain.filter.subFilter.name",
+                       "value": "envoy.filters.http.router"}},
+            {"equal": {"path": "spec.configPatches[1].patch.value.name", "value": f"modelplat.tokens.{first}"}},
+            {"equal": {"path": "spec.configPatches[1].patch.value.typed_config.domain",
+                       "value": f"modelplat.tokens.{t['tenantId']}"}},
+            {"equal": {"path": "spec.configPatches[1].patch.value.typed_config.failure_mode_deny",
+                       "value": t["failureMode"] == "closed"}},
+            {"equal": {"path": "spec.configPatches[1].patch.value.typed_config.response_headers_to_add[0].header.value",
+                       "value": {"sa": "service-account", "ip": "client-ip"}[first]}},
+            {"lengthEqual": {"path": "spec.configPatches", "count": len(kinds) + 2}},
+        ]),
+        _case("checks with cost 0 at request time and adds the used tokens when the stream is done", [
+            {"equal": {"path": f"{per_route}.rate_limits[0].hits_addend.number", "value": 0}},
+            {"notExists": {"path": f"{per_route}.rate_limits[0].apply_on_stream_done"}},
+            {"equal": {"path": f"{per_route}.rate_limits[1].hits_addend.format",
+                       "value": "%DYNAMIC_METADATA(modelplat.tokens:used)%"}},
+            {"equal": {"path": f"{per_route}.rate_limits[1].apply_on_stream_done", "value": True}},
+            {"equal": {"path": f"{per_route}.rate_limits[1].actions[1].metadata.metadata_key.path[0].key",
+                       "value": first}},
+        ]),
+        _case("hands the Lua filter its settings as route metadata, never as code", [
+            {"equal": {"path": f"{lua_meta}.tenantId", "value": "zz-probe.tenant_9"}},
+            {"equal": {"path": f"{lua_meta}.paths", "value": t["paths"]}},
+            {"notMatchRegex": {"path": lua_source, "pattern": "zz-probe"}},
+        ], {"tokenLimit.tenantId": "zz-probe.tenant_9"}),
+        _case("lets requests through uncounted when the counter is down and failureMode is open", [
+            {"equal": {"path": "spec.configPatches[1].patch.value.typed_config.failure_mode_deny", "value": False}},
+        ], {"tokenLimit.failureMode": "open"}),
+        _case("renders nothing when token limits are off", [{"hasDocuments": {"count": 0}}],
+              {"tokenLimit.enabled": False}),
+    ]
+    scope = "tenant" if t["shareTenantQuota"] else f"{p.namespace}.{p.name}"
+    tests.append(_case("counts against the tenant's shared quota or the model's own", [
+        {"equal": {"path": f"{per_route}.rate_limits[0].actions[0].generic_key",
+                   "value": {"descriptor_key": "scope", "descriptor_value": scope}}},
+    ]))
+    return {"suite": f"{p.name} token-limit EnvoyFilter", "templates": ["templates/envoyfilter-tokenlimit.yaml"],
+            "release": _release(p), "tests": tests}
+
+
+def identity_suite(p: ModelPlan) -> dict[str, Any]:
+    v = p.chart_values
+    claims = v["platform"]["jwtClaims"]
+    headers = [claims["serviceAccountHeader"], claims["tenantHeader"]] + [
+        c["header"] for c in v["auth"]["jwt"]["claimsToHeaders"]]
+    meta = _key("spec.configPatches[1].patch.value.metadata.filter_metadata", "modelplat.identity.lua")
+    return {"suite": f"{p.name} identity EnvoyFilter", "templates": ["templates/envoyfilter-identity.yaml"],
+            "release": _release(p), "tests": [
+        _case("removes client-sent identity headers first, before the JWT filter sets them", [
+            {"isKind": {"of": "EnvoyFilter"}},
+            {"equal": {"path": "spec.configPatches[0].patch.operation", "value": "INSERT_FIRST"}},
+            {"equal": {"path": "spec.configPatches[0].patch.value.name", "value": "modelplat.identity.lua"}},
+            {"equal": {"path": f"{meta}.headers", "value": headers}},
+        ]),
+        _case("renders nothing without JWT authentication", [{"hasDocuments": {"count": 0}}],
+              {"auth.jwt.enabled": False}),
+    ]}
+
+
 SUITES = {
     "inferenceservice.yaml": ("inferenceservice_test.yaml", inferenceservice_suite),
     "hpa.yaml": ("hpa_test.yaml", hpa_suite),
@@ -532,6 +606,8 @@ SUITES = {
     "authorizationpolicy-custom.yaml": ("authorizationpolicy-custom_test.yaml", custom_authz_suite),
     "virtualservice.yaml": ("virtualservice_test.yaml", virtualservice_suite),
     "envoyfilter-ratelimit.yaml": ("envoyfilter-ratelimit_test.yaml", ratelimit_suite),
+    "envoyfilter-tokenlimit.yaml": ("envoyfilter-tokenlimit_test.yaml", tokenlimit_suite),
+    "envoyfilter-identity.yaml": ("envoyfilter-identity_test.yaml", identity_suite),
     "inferenceservice-canary.yaml": ("inferenceservice-canary_test.yaml", lambda p: variant_suite(p, "canary")),
     "inferenceservice-shadow.yaml": ("inferenceservice-shadow_test.yaml", lambda p: variant_suite(p, "shadow")),
 }

@@ -402,40 +402,60 @@ class Auth(Section):
     customAuthz: CustomAuthz = Field(default_factory=CustomAuthz)
 
 
-class TokenLimit(Section):
-    """Daily LLM token quotas per service account and per client IP (seed: tenant_id, sa_limit, ip_limit)."""
+DEFAULT_TOKEN_PATHS = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/openai/v1/chat/completions",
+    "/openai/v1/completions",
+    "/openai/v1/embeddings",
+)
 
-    enabled: StrictBool = Field(default=False)
+TokenQuota = Annotated[StrictInt, Field(ge=1, le=1_000_000_000_000)]
+
+
+class TokenLimit(Section):
+    """LLM token quotas per service account and per client IP, held across replicas and models by
+    the platform's rate limit service (seed: tenant_id, sa_limit, ip_limit). Unset fields take the
+    platform file's `tokenLimit` defaults."""
+
+    enabled: StrictBool = Field(default=False, description="Count the tokens of every response and refuse "
+                                "callers over their quota (429).")
     tenantId: Optional[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]] = Field(
-        default=None, description="Tenant the quotas belong to (seed: tenant_id).", examples=["team-search"]
+        default=None, description="Tenant the quotas belong to (seed: tenant_id). Lowercase letters, digits, "
+        "`_`, `.` and `-`.", examples=["team-search"]
     )
-    saLimit: Optional[Annotated[StrictInt, Field(ge=1)]] = Field(
+    saLimit: Optional[TokenQuota] = Field(
         default=None, description="Tokens per service account per day (seed: sa_limit).", examples=[12000]
     )
-    ipLimit: Optional[Annotated[StrictInt, Field(ge=1)]] = Field(
+    ipLimit: Optional[TokenQuota] = Field(
         default=None, description="Tokens per client IP per day (seed: ip_limit).", examples=[400]
     )
-    saLimitPerMinute: Optional[Annotated[StrictInt, Field(ge=1)]] = Field(default=None)
-    ipLimitPerMinute: Optional[Annotated[StrictInt, Field(ge=1)]] = Field(default=None)
-    paths: list[HttpPath] = Field(
-        default_factory=lambda: [
-            "/v1/chat/completions",
-            "/v1/completions",
-            "/v1/embeddings",
-            "/openai/v1/chat/completions",
-            "/openai/v1/completions",
-            "/openai/v1/embeddings",
-        ],
-        description="OpenAI-style paths whose responses are counted.",
+    saLimitPerMinute: Optional[TokenQuota] = Field(
+        default=None, description="Tokens per service account per minute (bursts), beside the daily quota.",
+        examples=[2000],
     )
-    missingIdentity: Literal["refuse", "countByIP"] = Field(
-        default="refuse", description="Without a service-account claim: refuse, or count under the client IP."
+    ipLimitPerMinute: Optional[TokenQuota] = Field(
+        default=None, description="Tokens per client IP per minute, beside the daily quota.", examples=[200]
     )
-    failureMode: Literal["closed", "open"] = Field(
-        default="closed", description="When the counter backend is down: refuse (closed) or allow (open)."
+    paths: Optional[list[HttpPath]] = Field(
+        default=None,
+        description="Exact request paths whose responses are counted (query strings ignored); unset: the "
+        "platform's list (default: the OpenAI chat, completions and embeddings paths, with and without "
+        "KServe's /openai prefix).",
+        examples=[list(DEFAULT_TOKEN_PATHS[:2])],
+    )
+    missingIdentity: Optional[Literal["refuse", "countByIP"]] = Field(
+        default=None, description="A counted request without a service-account claim: `refuse` (401) or "
+        "`countByIP` (only the client-IP quota applies). Unset: the platform's (default refuse)."
+    )
+    failureMode: Optional[Literal["closed", "open"]] = Field(
+        default=None, description="When the rate limit service cannot be reached: `closed` refuses (503), "
+        "`open` lets requests through uncounted. Unset: the platform's (default closed)."
     )
     shareTenantQuota: StrictBool = Field(
-        default=False, description="Share the quota with the tenant's other models instead of per model."
+        default=False, description="Count against the tenant's quota shared by every model of the tenant that "
+        "sets this (they must declare the same limits), instead of a quota of this model's own."
     )
 
 

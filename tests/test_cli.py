@@ -71,12 +71,12 @@ def test_lint_without_tools_reports_table_and_exit_codes(tree):
     result = modelplat("lint", str(good), "--no-tools")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "schema+rules" in result.stdout and "pass" in result.stdout
-    (good / "demo/limited.yaml").write_text(CPU_FILE + "tokenLimit:\n  enabled: true\n  tenantId: t\n  saLimit: 10\n")
+    (good / "demo/limited.yaml").write_text(CPU_FILE + "tokenLimit:\n  enabled: true\n  tenantId: t\n  saLimit: 10\n")  # not an LLM
     result = modelplat("lint", str(good), "--no-tools", "--format", "json")
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert report["ok"] is False
-    assert "not-yet-supported" in {d["code"] for d in report["diagnostics"]}
+    assert "token-limit-needs-openai" in {d["code"] for d in report["diagnostics"]}
     failing = [m for m in report["models"] if not m["ok"]]
     assert len(failing) == 1 and failing[0]["file"].endswith("limited.yaml")
 

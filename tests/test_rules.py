@@ -6,6 +6,8 @@ import pytest
 
 from modelplat import pipeline, rules
 
+from conftest import PLATFORM
+
 BASE = "model:\n  format: sklearn\n  storageUri: s3://m/x\n"
 LLM = "model:\n  format: custom\n  protocol: openai\n  image: vllm/vllm-openai:v0.8.5\n"
 
@@ -59,25 +61,77 @@ def test_env_needs_exactly_one_source_and_no_duplicates(tree):
     assert "reserved-env" in codes(tree, BASE + "env:\n  - name: STORAGE_URI\n    value: x\n")
 
 
-@pytest.mark.parametrize("snippet,key", [
-    ("tokenLimit:\n  enabled: true\n  tenantId: search\n  saLimit: 1000\n", "tokenLimit.enabled"),
-])
-def test_features_not_rendered_yet_are_refused_not_ignored(tree, snippet, key):
+def test_a_feature_not_rendered_is_refused_not_ignored(tree, monkeypatch):
+    # Every feature of the vocabulary renders today; the guard stays for the next one.
+    monkeypatch.setattr(rules, "RENDERED", rules.RENDERED - {"token limits"})
+    snippet = "tokenLimit:\n  enabled: true\n  tenantId: search\n  saLimit: 1000\n"
     found = [d for d in pipeline.run([tree({"demo/m.yaml": BASE + snippet})]).diagnostics if d.code == "not-yet-supported"]
-    assert key in {d.key for d in found}
+    assert {d.key for d in found} == {"tokenLimit.enabled"}
     assert all(d.severity == "error" and d.line > 0 for d in found)
+
+
+def test_every_feature_of_the_vocabulary_is_rendered():
+    features = {feature for feature, _, _ in rules.FEATURE_REQUESTS}
+    assert features <= rules.RENDERED
+    assert all(isinstance(key, tuple) and key for _, key, _ in rules.FEATURE_REQUESTS)
 
 
 def test_token_limit_and_rdma_are_refused_with_their_own_rules(tree):
     found = codes(tree, BASE + "tokenLimit:\n  enabled: true\nrdma:\n  enabled: true\n")
-    assert {"not-yet-supported", "token-limit-needs-openai", "token-limit-needs-tenant", "rdma-needs-gpu",
+    assert {"token-limit-needs-openai", "token-limit-needs-tenant", "token-limit-empty", "rdma-needs-gpu",
             "rdma-needs-network", "rdma-needs-resources"} <= set(found)
 
 
-def test_every_feature_request_is_either_rendered_or_refused():
-    features = {feature for feature, _, _ in rules.FEATURE_REQUESTS}
-    assert features - rules.RENDERED, "the guard must cover at least one feature not rendered yet"
-    assert all(isinstance(key, tuple) and key for _, key, _ in rules.FEATURE_REQUESTS)
+JWT_LLM = """\
+model:
+  format: custom
+  protocol: openai
+  image: vllm/vllm-openai:v0.8.5
+  storageUri: hf://Qwen/Qwen2.5-7B-Instruct
+auth:
+  jwt:
+    enabled: true
+    issuer: https://idp.example.com
+    jwksUri: https://idp.example.com/jwks.json
+"""
+
+
+def test_token_limit_rules(tree):
+    ok = JWT_LLM + "tokenLimit:\n  enabled: true\n  tenantId: search\n  saLimit: 1000\n"
+    assert not [c for c in codes(tree, ok) if c.startswith("token")]
+    no_jwt = ok.replace("auth:\n  jwt:\n    enabled: true\n    issuer: https://idp.example.com\n    jwksUri: https://idp.example.com/jwks.json\n", "")
+    assert "token-limit-needs-jwt" in codes(tree, no_jwt)
+    assert "token-limit-uncounted" in codes(tree, ok + "  missingIdentity: countByIP\n")
+    assert "token-limit-uncounted" not in codes(tree, ok + "  missingIdentity: countByIP\n  ipLimit: 5\n")
+    assert "token-limit-no-paths" in codes(tree, ok + "  paths: []\n")
+    old_istio = PLATFORM + "istioVersion: '1.24'\n"
+    root = tree({"demo/m.yaml": ok}, platform=old_istio)
+    assert "token-limit-needs-istio" in {d.code for d in pipeline.run([root]).diagnostics}
+
+
+def test_platform_token_defaults_fill_in_and_count(tree):
+    platform = PLATFORM + "tokenLimit:\n  ipLimit: 500\n  failureMode: open\n"
+    root = tree({"demo/m.yaml": JWT_LLM + "tokenLimit:\n  enabled: true\n  tenantId: search\n"}, platform=platform)
+    result = pipeline.run([root])
+    assert not result.errors, result.diagnostics
+    (p,) = result.plans
+    tokens = p.chart_values["tokenLimit"]
+    assert tokens["ipLimit"] == 500 and tokens["failureMode"] == "open" and "saLimit" not in tokens
+    assert tokens["paths"][0] == "/v1/chat/completions" and tokens["missingIdentity"] == "refuse"
+
+
+def test_models_sharing_a_tenant_quota_must_agree(tree):
+    shared = "tokenLimit:\n  enabled: true\n  tenantId: search\n  shareTenantQuota: true\n  saLimit: %d\n"
+    root = tree({"demo/a.yaml": JWT_LLM + shared % 1000, "demo/b.yaml": JWT_LLM + shared % 2000})
+    problems = [d for d in pipeline.run([root]).diagnostics if d.code == "token-quota-conflict"]
+    assert len(problems) == 1 and problems[0].file.endswith("b.yaml") and "a.yaml" in problems[0].message
+    # from the render cache too: both models cached, then one changes
+    from modelplat.pipeline import render_all
+
+    same = tree({"demo/a.yaml": JWT_LLM + shared % 1000, "demo/b.yaml": JWT_LLM + shared % 1000})
+    assert not render_all([same]).diagnostics
+    (same / "demo/b.yaml").write_text(JWT_LLM + shared % 2000)
+    assert "token-quota-conflict" in {d.code for d in render_all([same]).diagnostics}
 
 
 def test_feature_rules_across_the_vocabulary(tree):
