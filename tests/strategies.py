@@ -149,4 +149,25 @@ def model_values(draw):
         values["labels"] = {"cost-center": draw(DNS), "on": draw(DNS)}
     if draw(st.booleans()):
         values["serviceAccountName"] = draw(DNS)
+    jwt = draw(st.booleans())
+    if jwt:
+        values["auth"] = {"jwt": {"enabled": True, "issuer": "https://idp.example.com",
+                                  "jwksUri": "https://idp.example.com/jwks.json"}}
+        if draw(st.booleans()):
+            values["ratelimitEachSAPerMinute"] = draw(st.integers(1, 10_000))
+    if draw(st.booleans()):
+        values["ratelimitIPPerMinute"] = draw(st.integers(1, 10_000))
+    if llm and draw(st.booleans()):
+        tokens: dict = {"enabled": True, "tenantId": draw(DNS), "ipLimit": draw(st.integers(1, 10**9)),
+                        "shareTenantQuota": draw(st.booleans())}
+        if jwt:
+            tokens["saLimit"] = draw(st.integers(1, 10**12))
+            if draw(st.booleans()):
+                tokens["saLimitPerMinute"] = draw(st.integers(1, 10**6))
+        if draw(st.booleans()):
+            tokens["paths"] = draw(st.lists(st.sampled_from(["/v1/chat/completions", "/generate", "/v1/x%2Fy"]),
+                                            min_size=1, max_size=3, unique=True))
+        tokens["missingIdentity"] = draw(st.sampled_from(["refuse", "countByIP"]))
+        tokens["failureMode"] = draw(st.sampled_from(["closed", "open"]))
+        values["tokenLimit"] = tokens
     return values

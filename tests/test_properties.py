@@ -23,12 +23,15 @@ FILE_LEVEL_CODES = {"not-a-mapping", "not-utf8", "file-too-large", "yaml-alias",
 
 
 def write_tree(root: Path, models: dict[str, dict | str]) -> Path:
-    # A namespace holds one owner per RDMA network: generated models get networks of their own.
+    # A namespace holds one owner per RDMA network: generated models get networks of their own,
     for index, values in enumerate(models.values()):
         if isinstance(values, dict):
             for net in values.get("rdma", {}).get("networks", []):
                 if net.get("type") != "existing":
                     net["name"] = f"{net['name'][:40]}-m{index}"
+            # and a tenant of their own: models sharing a tenant's quota must agree on it
+            if "tenantId" in values.get("tokenLimit", {}):
+                values["tokenLimit"]["tenantId"] = f"{values['tokenLimit']['tenantId'][:50]}-m{index}"
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
