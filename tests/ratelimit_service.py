@@ -179,7 +179,9 @@ class RateLimitService:
         redis_binary = shutil.which(redis_binary) or redis_binary
         redis = Redis.start(redis_binary, workdir / "redis", timeout)
         try:
-            env = {k: v for k, v in (settings or {}).items() if k not in _OWNED}
+            # Without settings, the one the ConfigMap layout needs (the rendered Deployment sets it).
+            settings = {"RUNTIME_IGNOREDOTFILES": "true"} if settings is None else settings
+            env = {k: v for k, v in settings.items() if k not in _OWNED}
             root = workdir / "runtime"
             env.setdefault("RUNTIME_SUBDIRECTORY", "ratelimit")
             write_configmap_volume(configs, root / env["RUNTIME_SUBDIRECTORY"] / env.get("RUNTIME_APPDIRECTORY", "config"))
@@ -420,6 +422,26 @@ def envoy_descriptors(rate_limits: list[dict[str, Any]], request: Request, stage
             descriptor["hits_addend"] = addend
         descriptors.append(descriptor)
     return descriptors
+
+
+def applied_rate_limits(vhost: list[dict[str, Any]], route: list[dict[str, Any]] | None = None,
+                        per_route: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The rate limit configurations Envoy applies to a request on one route, from the virtual
+    host's `rate_limits`, the route's own (`RouteAction.rate_limits`) and the filter's per-route
+    config (`typed_per_filter_config` RateLimitPerRoute):
+
+    - per-route `rate_limits`, when set, replace all the others (the virtual host's too);
+    - otherwise the route's own limits, if any, hide the virtual host's unless `vh_rate_limits`
+      is INCLUDE (or the route's deprecated `include_vh_rate_limits`); IGNORE drops them always.
+    """
+    per_route = per_route or {}
+    if per_route.get("rate_limits"):
+        return list(per_route["rate_limits"])
+    route = route or []
+    option = per_route.get("vh_rate_limits", "OVERRIDE")
+    if option == "IGNORE" or (route and option != "INCLUDE"):
+        return list(route)
+    return list(route) + list(vhost)
 
 
 def ratelimit_filter(envoyfilter: dict[str, Any]) -> dict[str, Any]:

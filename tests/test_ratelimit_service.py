@@ -23,6 +23,7 @@ from ratelimit_service import (
     Request,
     ServiceError,
     UnsupportedAction,
+    applied_rate_limits,
     deployment_settings,
     envoy_descriptors,
     ratelimit_filter,
@@ -243,6 +244,17 @@ def test_envoy_descriptors_follow_the_action_semantics():
         envoy_descriptors([{"actions": [{"destination_cluster": {}}]}], request)
 
 
+def test_per_route_limits_hide_the_virtual_hosts():
+    ip = [{"actions": [{"remote_address": {}}]}]
+    quota = [{"actions": [{"generic_key": {"descriptor_value": "tokens"}}], "hits_addend": {"number": 0}}]
+    assert applied_rate_limits(ip) == ip
+    # A per-route RateLimitPerRoute with rate_limits: the virtual host's limits no longer apply.
+    assert applied_rate_limits(ip, per_route={"rate_limits": quota}) == quota
+    assert applied_rate_limits(ip, route=quota) == quota
+    assert applied_rate_limits(ip, route=quota, per_route={"vh_rate_limits": "INCLUDE"}) == quota + ip
+    assert applied_rate_limits(ip, per_route={"vh_rate_limits": "IGNORE"}) == []
+
+
 def test_rendered_actions_send_one_descriptor_per_limit(rendered):
     for model in rendered.models.values():
         values = model.values
@@ -382,3 +394,20 @@ def test_the_service_stops_with_its_redis(rendered, tmp_path):
         assert process.poll() is not None
         with pytest.raises(ProcessLookupError):  # nothing left in its process group either
             os.killpg(process.pid, 0)
+
+
+def test_hits_addend_travels_per_descriptor(tmp_path):
+    """The client's hits_addend reaches the service per descriptor, the shape a token quota
+    needs: 0 when the request arrives (only checks), the tokens used when it ends (spends)."""
+    need_tool("redis-server")
+    quota = "domain: harness\ndescriptors:\n  - key: service_account\n    rate_limit:\n      unit: day\n      requests_per_unit: 1000\n"
+    with RateLimitService.start({"harness.yaml": quota}, tmp_path, binary=need_tool("ratelimit")) as running:
+        account = {"service_account": "team-a"}
+        burst_window("day")
+        assert running.check("harness", account, hits_addend=0)["statuses"][0]["limitRemaining"] == 1000
+        assert running.check("harness", account, hits_addend=999)["statuses"][0]["limitRemaining"] == 1
+        assert running.check("harness", account, hits_addend=0)["overallCode"] == "OK"
+        assert running.check("harness", account, hits_addend=2)["overallCode"] == "OVER_LIMIT"
+        refused = running.check("harness", account, hits_addend=0)
+        assert refused["overallCode"] == "OVER_LIMIT"
+        assert refused["statuses"][0]["currentLimit"] == {"requestsPerUnit": 1000, "unit": "DAY"}
