@@ -45,7 +45,8 @@ Quantity = Annotated[
 ]
 
 
-def Number(*, gt: float | None = None, ge: float | None = None, le: float | None = None) -> object:
+def Number(*, gt: float | None = None, ge: float | None = None, le: float | None = None,
+           lt: float | None = None) -> object:
     """An int or a float (kept as written, so 10 stays 10 in the output) within bounds."""
 
     def check(value: object) -> object:
@@ -57,6 +58,8 @@ def Number(*, gt: float | None = None, ge: float | None = None, le: float | None
             raise PydanticCustomError("number_range", "must be at least {ge}", {"ge": ge})
         if le is not None and not value <= le:
             raise PydanticCustomError("number_range", "must be at most {le}", {"le": le})
+        if lt is not None and not value < lt:
+            raise PydanticCustomError("number_range", "must be less than {lt}", {"lt": lt})
         return value
 
     schema: dict = {"type": "number"}
@@ -66,6 +69,8 @@ def Number(*, gt: float | None = None, ge: float | None = None, le: float | None
         schema["minimum"] = ge
     if le is not None:
         schema["maximum"] = le
+    if lt is not None:
+        schema["exclusiveMaximum"] = lt
     return Annotated[object, PlainValidator(check), WithJsonSchema(schema)]
 
 # Storage schemes KServe's storage initializer understands.
@@ -314,10 +319,12 @@ class Alerts(Section):
 
     enabled: StrictBool = Field(default=False)
     p99LatencySeconds: Number(gt=0) = Field(default=10)
-    errorRatePercent: Number(gt=0, le=100) = Field(default=5)
+    # Alerts fire above the threshold: at 100 % they never could, so 100 is refused.
+    errorRatePercent: Number(gt=0, lt=100) = Field(default=5, description="Percent of failing requests (5xx) "
+                                                    "above which the alert fires; below 100.")
     queueSize: Annotated[StrictInt, Field(ge=1)] = Field(default=50)
-    kvCacheUtilizationPercent: Percent = Field(default=90)
-    gpuUtilizationPercent: Percent = Field(default=95)
+    kvCacheUtilizationPercent: Annotated[StrictInt, Field(ge=1, le=99)] = Field(default=90)
+    gpuUtilizationPercent: Annotated[StrictInt, Field(ge=1, le=99)] = Field(default=95)
     forMinutes: Annotated[StrictInt, Field(ge=1, le=1440)] = Field(default=5)
 
 

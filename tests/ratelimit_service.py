@@ -352,6 +352,21 @@ def _entry(action: dict[str, Any], request: Request) -> tuple[str, str] | None |
         return (spec["descriptor_key"], value)
     if kind == "generic_key":
         return (spec.get("descriptor_key") or "generic_key", spec["descriptor_value"])
+    if kind == "metadata":
+        # Dynamic metadata set by an earlier filter (modelplat's token Lua filter): the value at
+        # metadata_key.key / path; absent → default_value, else skipped or no descriptor.
+        if spec.get("source", "DYNAMIC") != "DYNAMIC":
+            raise UnsupportedAction(f"metadata source {spec.get('source')!r} is not modelled")
+        value: Any = request.dynamic_metadata.get(spec["metadata_key"]["key"])
+        for step in spec["metadata_key"].get("path", []):
+            value = value.get(step["key"]) if isinstance(value, Mapping) else None
+        if value is None or value == "":
+            if spec.get("default_value"):
+                return (spec["descriptor_key"], spec["default_value"])
+            return True if spec.get("skip_if_absent") else None
+        if not isinstance(value, str):
+            raise UnsupportedAction("only string metadata values are modelled")
+        return (spec["descriptor_key"], value)
     if kind == "header_value_match":
         matched = all(_header_matches(m, request) for m in spec.get("headers", []))
         if matched == spec.get("expect_match", True):
@@ -376,7 +391,12 @@ def _header_matches(matcher: dict[str, Any], request: Request) -> bool:
 _DYNAMIC_METADATA = re.compile(r"^%DYNAMIC_METADATA\(([^:)]+):([^:)]+)\)%$")
 
 
-def _hits_addend(limit: dict[str, Any], request: Request) -> int | None:
+_SKIP = object()
+
+
+def _hits_addend(limit: dict[str, Any], request: Request) -> int | None | object:
+    """The descriptor's hits_addend; _SKIP when its format yields no number (Envoy then sends no
+    descriptor for the configuration, with a warning)."""
     addend = limit.get("hits_addend")
     if addend is None:
         return None
@@ -385,7 +405,12 @@ def _hits_addend(limit: dict[str, Any], request: Request) -> int | None:
     match = _DYNAMIC_METADATA.match(addend.get("format", ""))
     if not match:
         raise UnsupportedAction(f"hits_addend {addend} is not modelled")
-    return int(request.dynamic_metadata[match.group(1)][match.group(2)])
+    value = request.dynamic_metadata.get(match.group(1), {}).get(match.group(2))
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return _SKIP
+    return int(number) if 0 <= number <= 1e9 else _SKIP
 
 
 def envoy_descriptors(rate_limits: list[dict[str, Any]], request: Request, stage: int = 0,
@@ -418,6 +443,8 @@ def envoy_descriptors(rate_limits: list[dict[str, Any]], request: Request, stage
             continue
         descriptor: dict[str, Any] = {"entries": entries}
         addend = _hits_addend(limit, request)
+        if addend is _SKIP:
+            continue
         if addend is not None:
             descriptor["hits_addend"] = addend
         descriptors.append(descriptor)

@@ -118,7 +118,7 @@ def model_values(draw):
         if llm:
             alerts["queueSize"] = draw(st.integers(1, 500))
         if gpu:
-            alerts["gpuUtilizationPercent"] = draw(st.integers(50, 100))
+            alerts["gpuUtilizationPercent"] = draw(st.integers(50, 99))
         values["observability"] = {"accessLog": draw(st.booleans()), "alerts": alerts}
     if draw(st.booleans()):
         values["podDisruptionBudget"] = {"enabled": draw(st.booleans())}

@@ -169,3 +169,15 @@ def test_a_threshold_no_series_can_cross_is_reported(all_alerts_model):
     capped["observability"]["alerts"]["errorRatePercent"] = 100
     with pytest.raises(Unsatisfiable, match="error rate"):
         promtool_tests(rule, capped, ["rules.yaml"])
+
+
+@pytest.mark.parametrize("key, value", [("errorRatePercent", 100), ("kvCacheUtilizationPercent", 100),
+                                        ("gpuUtilizationPercent", 100)])
+def test_the_schema_refuses_thresholds_no_series_can_cross(key, value):
+    from pydantic import ValidationError
+
+    from modelplat.values import Alerts
+
+    with pytest.raises(ValidationError):
+        Alerts(enabled=True, **{key: value})
+    Alerts(enabled=True, **{key: 99})

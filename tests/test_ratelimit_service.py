@@ -155,15 +155,24 @@ def burst_window(config_unit: str = "minute", seconds: float = 3) -> None:
 def test_the_service_loads_every_rendered_limit(rendered, service):
     loaded = service.loaded_limits()
     expected = {}
+
+    def walk(prefix: str, descriptors: list[dict[str, Any]]) -> None:
+        for descriptor in descriptors:
+            name = f"{prefix}.{descriptor['key']}" + (f"_{descriptor['value']}" if "value" in descriptor else "")
+            if "rate_limit" in descriptor:
+                limit = descriptor["rate_limit"]
+                expected[name] = f"unit={limit['unit'].upper()} requests_per_unit={limit['requests_per_unit']}"
+            walk(name, descriptor.get("descriptors", []))
+
     for text in rendered.configs.values():
         config = _yaml.load(text)
-        for descriptor in config["descriptors"]:
-            limit = descriptor["rate_limit"]
-            expected[f"{config['domain']}.{descriptor['key']}"] = \
-                f"unit={limit['unit'].upper()} requests_per_unit={limit['requests_per_unit']}"
+        walk(config["domain"], config["descriptors"])
     assert loaded == expected
-    assert {m.domain for m in rendered.models.values()} == {_yaml.load(t)["domain"] for t in rendered.configs.values()}
+    request_domains = {_yaml.load(t)["domain"] for t in rendered.configs.values()} - {
+        d for d in (_yaml.load(t)["domain"] for t in rendered.configs.values()) if d.startswith("modelplat.tokens.")}
+    assert {m.domain for m in rendered.models.values()} == request_domains
     assert len(rendered.models) == 2
+    assert any(key.startswith("modelplat.tokens.team-search.scope_tenant.") for key in loaded)
 
 
 def test_the_deployment_mounts_the_configmap_where_the_service_reads(rendered):
