@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .resources import chart_values_schema
 
-FORMAT = b"modelplat-render-cache-v2"  # v2: identities carry the request limits
+FORMAT = b"modelplat-render-cache-v3"  # v2: identities carry the request limits; v3: and token quotas
 CHART_SCHEMA = "@chart-values-schema"  # the one large file every chart shares: stored once, by reference
 
 

@@ -30,6 +30,7 @@ def _environment():
 
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
+        bytecode_cache=_bytecode_cache(),
         block_start_string="<%",
         block_end_string="%>",
         variable_start_string="<<",
@@ -42,6 +43,21 @@ def _environment():
         keep_trailing_newline=True,
         autoescape=False,
     )
+
+
+def _bytecode_cache():
+    """Compiled templates kept in the user's cache (jinja checks each against its source), so a
+    cold process does not compile every template again. None when the folder is unusable."""
+    import jinja2
+
+    from .cache import cache_dir
+
+    folder = cache_dir() / "jinja-bytecode"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder))
 
 
 @lru_cache(maxsize=1)
