@@ -380,6 +380,11 @@ IP_KEY = "remote_address"
 SA_KEY = "service_account"
 
 
+def rate_limit_config_file(namespace: str, name: str) -> str:
+    """The model's file in the rate limit service's config folder (its key in the ConfigMap)."""
+    return f"{namespace}.{name}.yaml"
+
+
 def rate_limit_config(namespace: str, name: str, limits: list[int | None]) -> dict[str, Any]:
     """The ratelimit service's config for one model: per-minute limits, keyed as the actions send."""
     descriptors = []

@@ -105,7 +105,7 @@ def render_wiring(identities: Iterable[tuple], platform: PlatformSettings) -> Fi
     for name, project, namespace, limits in identities:
         projects.setdefault(project, []).append((name, namespace))
         if limits:
-            limit_configs[f"{namespace}.{name}.yaml"] = yamlout.dump(planning.rate_limit_config(namespace, name, limits))
+            limit_configs[planning.rate_limit_config_file(namespace, name)] = yamlout.dump(planning.rate_limit_config(namespace, name, limits))
     for project, members in sorted(projects.items()):
         namespaces = sorted({namespace for _, namespace in members})
         entries = [f"namespace-{ns}.yaml" for ns in namespaces]
