@@ -14,7 +14,6 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-_yaml = YAML(typ="safe", pure=True)
 
 KUSTOMIZATION = "kustomization.yaml"
 RATELIMIT_CONFIGMAP = "_platform/ratelimit/configmap.yaml"
@@ -40,19 +39,21 @@ def kustomization_findings(files: Mapping[str, bytes]) -> list[Finding]:
     own kustomization.yaml, down to (not into) those folders and Helm charts (a folder with a
     Chart.yaml: helm-controller reads it from Git, kustomize must not).
     """
+    reader = YAML(typ="safe")
     paths = set(files)
-    folders = {posixpath.dirname(p) for p in paths}
-    for folder in list(folders):
-        while folder:
-            folder = posixpath.dirname(folder)
+    folders: set[str] = set()
+    for folder in {_parent(p) for p in paths}:
+        while folder not in folders:
             folders.add(folder)
-    kustomized = {posixpath.dirname(p) for p in paths if posixpath.basename(p) == KUSTOMIZATION}
-    charts = {posixpath.dirname(p) for p in paths if posixpath.basename(p) == "Chart.yaml"}
+            folder = _parent(folder)
+    kustomized = {_parent(p) for p in paths if p.rpartition("/")[2] == KUSTOMIZATION}
+    charts = {_parent(p) for p in paths if p.rpartition("/")[2] == "Chart.yaml"}
+    expected_in = _expected_entries(paths, kustomized, charts)
     findings: list[Finding] = []
     for folder in sorted(kustomized):
         own = _join(folder, KUSTOMIZATION)
         try:
-            document = _yaml.load(files[own])
+            document = reader.load(files[own])
         except YAMLError as exc:
             findings.append(Finding(own, f"{own}: not valid YAML: {exc}"))
             continue
@@ -73,10 +74,14 @@ def kustomization_findings(files: Mapping[str, bytes]) -> list[Finding]:
                 findings.append(Finding(target, f"{own}: lists '{entry}', a folder without a {KUSTOMIZATION}"))
             else:
                 findings.append(Finding(target, f"{own}: lists '{entry}', which does not exist (a stale entry)"))
-        for expected in _expected_entries(folder, paths, kustomized, charts):
+        for expected in sorted(expected_in[folder]):
             if expected not in listed:
                 findings.append(Finding(expected, f"{expected}: not listed in {own}, so Flux never applies it"))
     return findings
+
+
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0]
 
 
 def _join(folder: str, name: str) -> str:
@@ -92,23 +97,20 @@ def _entries(document: dict) -> list[str]:
     return entries
 
 
-def _expected_entries(folder: str, paths: set[str], kustomized: set[str], charts: set[str]) -> list[str]:
-    prefix = f"{folder}/" if folder else ""
-    expected: set[str] = set()
-    for path in paths:
-        if not path.startswith(prefix) or path == _join(folder, KUSTOMIZATION):
-            continue
-        between = []  # the folders between this kustomization's and the file, outermost last
-        parent = posixpath.dirname(path)
-        while parent != folder:
-            between.append(parent)
-            parent = posixpath.dirname(parent)
-        outermost = next((d for d in reversed(between) if d in kustomized or d in charts), None)
-        if outermost in kustomized:
-            expected.add(outermost)
-        elif outermost is None and path.endswith((".yaml", ".yml")):
-            expected.add(path)
-    return sorted(expected)
+def _expected_entries(paths: set[str], kustomized: set[str], charts: set[str]) -> dict[str, set[str]]:
+    """Folder of each kustomization.yaml → the paths it must list. One pass over the paths:
+    each YAML file (and each nested kustomization's folder) belongs to the nearest
+    kustomization above it, unless a Helm chart's folder lies between."""
+    expected: dict[str, set[str]] = {folder: set() for folder in kustomized}
+    items = [p for p in paths if p.endswith((".yaml", ".yml")) and p.rpartition("/")[2] != KUSTOMIZATION]
+    items += [folder for folder in kustomized if folder]
+    for item in items:
+        parent = _parent(item)
+        while parent not in kustomized and parent not in charts and parent:
+            parent = _parent(parent)
+        if parent in kustomized:
+            expected[parent].add(item)
+    return expected
 
 
 # --- the rate limit service's config -------------------------------------------------------------
@@ -134,8 +136,9 @@ def ratelimit_findings(files: Mapping[str, bytes]) -> list[Finding]:
     raw = files.get(RATELIMIT_CONFIGMAP)
     if raw is None:
         return []
+    reader = YAML(typ="safe")
     try:
-        configmap = _yaml.load(raw)
+        configmap = reader.load(raw)
     except YAMLError as exc:
         return [Finding(RATELIMIT_CONFIGMAP, f"{RATELIMIT_CONFIGMAP}: not valid YAML: {exc}")]
     data = (configmap or {}).get("data") or {}
@@ -146,7 +149,7 @@ def ratelimit_findings(files: Mapping[str, bytes]) -> list[Finding]:
         path = f"{RATELIMIT_CONFIGMAP}#{key}"
         problems: list[str] = []
         try:
-            config = _yaml.load(data[key]) if isinstance(data[key], str) else None
+            config = reader.load(data[key]) if isinstance(data[key], str) else None
         except YAMLError as exc:
             findings.append(Finding(path, f"{where}: not valid YAML: {exc}"))
             continue
