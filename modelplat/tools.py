@@ -24,7 +24,7 @@ PINNED = {"helm": "v3.21.4", "kubeconform": "v0.7.0", "helm-unittest": "v1.1.2",
 _VERSION_ARGS = {
     "helm": (["version", "--short"], None),
     "kubeconform": (["-v"], None),
-    "istioctl": (["version", "--remote=false", "--short"], None),
+    "istioctl": (["version", "--remote=false", "--short"], re.compile(r"version: (\S+)")),
     "kustomize": (["version"], None),
     "promtool": (["--version"], re.compile(r"version (\d\S*)")),
 }
