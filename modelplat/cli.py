@@ -172,7 +172,7 @@ def render(
 def lint(
     inputs: List[Path] = typer.Argument(..., help="Model values files or folders (searched recursively)."),
     platform: Optional[Path] = typer.Option(None, "--platform", "-p", help="Platform settings file."),
-    tools_: bool = typer.Option(True, "--tools/--no-tools", help="Run the real tools (helm, kubeconform, helm-unittest)."),
+    tools_: bool = typer.Option(True, "--tools/--no-tools", help="Run the real tools (helm, kubeconform, helm-unittest, istioctl, promtool, kustomize)."),
     require_tools: bool = typer.Option(
         False, "--require-tools", envvar="MODELPLAT_REQUIRE_TOOLS",
         help="Fail when a tool is missing instead of skipping its checks (set this in CI)."),

@@ -1,23 +1,36 @@
 """Lint: schema and rules for every values file, then the real tools on every rendered chart.
 
 Renders into a temporary folder (never the user's output), runs helm lint/template and
-helm-unittest per chart in parallel, and one kubeconform over everything. Prints nothing.
+helm-unittest per chart in parallel, then one kubeconform, one istioctl and one promtool run over
+every chart's manifests, kustomize build over the whole tree, and the rate limit config parse.
+Prints nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import tools, yamlout
+from . import outputchecks, tools, yamlout
 from .errors import Diagnostic
 
-CHECKS = ("schema+rules", "helm lint", "helm template", "kubeconform", "helm unittest")
-TOOL_OF = {"helm lint": "helm", "helm template": "helm", "kubeconform": "kubeconform", "helm unittest": "helm-unittest"}
+CHECKS = ("schema+rules", "helm lint", "helm template", "kubeconform", "helm unittest", "istioctl validate",
+          "promtool", "kustomize build", "ratelimit config")
+TOOL_OF = {"helm lint": "helm", "helm template": "helm", "kubeconform": "kubeconform", "helm unittest": "helm-unittest",
+           "istioctl validate": "istioctl", "promtool": "promtool", "kustomize build": "kustomize"}
+TOOLS = ("helm", "kubeconform", "helm-unittest", "istioctl", "kustomize", "promtool")
+# Checks of a chart's `helm template` output: without it there is nothing to check.
+FROM_MANIFESTS = ("kubeconform", "istioctl validate", "promtool")
+WIRING = "(flux wiring)"  # the row of problems that belong to no model (kustomizations, _platform/)
+_SCRATCH = ".lint"  # per model folder: the files lint writes for the tools (never part of the output)
+# The one warning every EnvoyFilter gets; any other istioctl warning (an unknown or misspelt
+# field inside a typed_config, a deprecated type) means Envoy would refuse or ignore the patch.
+_ENVOYFILTER_NOTICE = "EnvoyFilter exposes internal implementation details"
 
 
 @dataclass
@@ -69,6 +82,7 @@ class LintReport:
 def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bool = True,
          require_tools: bool = False, schema_locations: list[str] | None = None, jobs: int | None = None) -> LintReport:
     from . import pipeline, render
+    from . import plan as planning
 
     result = pipeline.run(inputs, platform_file)
     by_file: dict[str, ModelResult] = {}
@@ -82,28 +96,40 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
         model.name, model.namespace = p.name, p.namespace
         model.checks.setdefault("schema+rules", Check("pass"))
         planned.append(model)
-    missing = [t for t in ("helm", "kubeconform", "helm-unittest") if use_tools and not tools.find(t)]
-    versions = {t: tools.version(t) for t in ("helm", "kubeconform", "helm-unittest")} if use_tools else {}
-    if result.plans and use_tools:
-        files = render.render_tree(result.plans, result.platform)
-        with tempfile.TemporaryDirectory(prefix="modelplat-lint-") as tmp:
-            root = Path(tmp)
-            for rel, content in files.items():
-                (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                (root / rel).write_bytes(content)
-            wiring = _run_tools(root, result, planned, schema_locations or [], jobs)
-            if wiring:
-                by_file[wiring.file] = wiring
+    missing = [t for t in TOOLS if use_tools and not tools.find(t)]
+    versions = {t: tools.version(t) for t in TOOLS} if use_tools else {}
+    wiring = ModelResult(WIRING)
+    if result.plans:
+        pairs = list(zip(result.plans, planned))
+        if use_tools:
+            files = render.render_tree(result.plans, result.platform)
+        else:  # the rate limit parse needs no tool, and only the wiring files
+            files = render.render_wiring([planning.wiring_identity(p) for p in result.plans], result.platform)
+        by_config = {planning.rate_limit_config_file(p.namespace, p.name): model for p, model in pairs}
+        _record("ratelimit config", outputchecks.ratelimit_findings(files), pairs, wiring,
+                lambda path: by_config.get(path.partition("#")[2]))
+        if use_tools:
+            with tempfile.TemporaryDirectory(prefix="modelplat-lint-") as tmp:
+                root = Path(tmp)
+                for rel, content in files.items():
+                    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (root / rel).write_bytes(content)
+                _run_tools(root, files, result, pairs, wiring, schema_locations or [], jobs)
+    if wiring.checks:
+        by_file[WIRING] = wiring
     for model in by_file.values():
         for check in CHECKS:
             if check in model.checks:
                 continue
-            if check == "schema+rules":  # the Flux wiring row: not a values file
-                model.checks[check] = Check("skipped", "not a values file")
+            if model.file == WIRING:
+                model.checks[check] = Check("skipped", "not a values file" if check == "schema+rules" else "")
             elif model.checks.get("schema+rules", Check("pass")).status == "fail":
                 model.checks[check] = Check("skipped", "not rendered")
+            elif check in FROM_MANIFESTS and model.checks.get("helm template", Check("pass")).status == "fail":
+                model.checks[check] = Check("skipped", "helm template failed")
             else:
                 model.checks[check] = Check("skipped", f"{TOOL_OF[check]} not found" if use_tools else "tools not requested")
+        model.checks = {check: model.checks[check] for check in CHECKS}  # the table's order, in JSON too
     return LintReport(sorted(by_file.values(), key=lambda m: m.file), result.diagnostics, versions, missing, require_tools)
 
 
@@ -111,14 +137,85 @@ def _join(check: Check | None, text: str) -> str:
     return f"{check.detail}\n{text}" if check and check.detail else text
 
 
-def _run_tools(root: Path, result, planned: list[ModelResult], schema_locations: list[str],
-               jobs: int | None) -> ModelResult | None:
-    """Runs the tools; returns a result for problems in the Flux wiring (not any one model's)."""
+def _record(check: str, findings: list[outputchecks.Finding], pairs: list, wiring: ModelResult, owner) -> None:
+    """One tree-wide check's findings, each on the row of the model `owner` says it is about,
+    else on the Flux wiring row; models without findings pass."""
+    mine: dict[int, list[str]] = {id(model): [] for _, model in pairs}
+    unowned: list[str] = []
+    for finding in findings:
+        model = owner(finding.path)
+        (mine[id(model)] if model is not None else unowned).append(finding.message)
+    for _, model in pairs:
+        messages = mine[id(model)]
+        model.checks[check] = Check("fail" if messages else "pass", "\n".join(messages))
+    if unowned:
+        wiring.checks[check] = Check("fail", _join(wiring.checks.get(check), "\n".join(unowned)))
+
+
+def _owner_by_path(pairs: list):
+    """The model whose folder holds an output path, if any."""
+    folders = {p.model_dir: model for p, model in pairs}
+
+    def owner(path: str) -> ModelResult | None:
+        parts = path.split("/")
+        for depth in range(len(parts), 0, -1):
+            model = folders.get("/".join(parts[:depth]))
+            if model is not None:
+                return model
+        return None
+
+    return owner
+
+
+@dataclass
+class Manifest:
+    """One document of a chart's `helm template` output."""
+
+    source: str  # the template it came from, relative to the chart: "templates/virtualservice.yaml"
+    kind: str
+    name: str
+    namespace: str
+    group: str
+    body: dict
+    text: str
+
+
+_SOURCE = re.compile(r"^# Source: [^/\n]+/(\S+)", re.M)
+
+
+def split_manifests(output: str) -> list[Manifest]:
+    """helm template's output, one Manifest a document, each keeping its "# Source:" template."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    reader = YAML(typ="safe")  # one per call: a YAML instance is not thread-safe
+    manifests = []
+    for chunk in re.split(r"^---[ \t]*$", output, flags=re.M):
+        try:
+            body = reader.load(chunk)
+        except YAMLError:
+            continue  # kubeconform reports a document that is not YAML
+        if not isinstance(body, dict):
+            continue
+        source = _SOURCE.search(chunk)
+        metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        api_version = str(body.get("apiVersion", ""))
+        manifests.append(Manifest(source.group(1) if source else "?", str(body.get("kind", "")),
+                                  str(metadata.get("name", "")), str(metadata.get("namespace", "")),
+                                  api_version.rpartition("/")[0], body, chunk.strip() + "\n"))
+    return manifests
+
+
+def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring: ModelResult,
+               schema_locations: list[str], jobs: int | None) -> None:
+    """Runs the tools; problems that belong to no model go on the Flux wiring row."""
     from . import plan as planning
 
     helm = tools.find("helm")
     unittest = tools.find("helm-unittest")
     manifests: dict[str, Path] = {}
+    istio_files: dict[str, tuple] = {}  # scratch file → (plan, model, its Istio manifests)
+    rule_files: dict[str, tuple] = {}  # scratch file → (plan, model, the PrometheusRule)
 
     def per_chart(pair) -> None:
         p, model = pair
@@ -137,19 +234,168 @@ def _run_tools(root: Path, result, planned: list[ModelResult], schema_locations:
                 target = root / p.model_dir / "manifests.yaml"
                 target.write_text(out.output + "\n")
                 manifests[p.model_dir] = target
+                _write_scratch(root / p.model_dir / _SCRATCH, p, model, split_manifests(out.output),
+                               istio_files, rule_files)
         if unittest:
             out = tools.run([unittest, "--strict", "-f", "tests/*_test.yaml", str(chart)])
             model.checks["helm unittest"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)
 
-    pairs = list(zip(result.plans, planned))
-    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
+    workers = jobs or os.cpu_count() or 2
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(per_chart, pairs))
+    rendered = [model for p, model in pairs if p.model_dir in manifests]
+    # The whole-output tools, each one process over every chart, side by side.
+    steps = [lambda: _kubeconform(root, result, pairs, manifests, wiring, schema_locations),
+             lambda: _istioctl(root, istio_files, rendered, wiring),
+             lambda: _promtool(root, rule_files, rendered, wiring),
+             lambda: _kustomize(root, files, pairs, wiring)]
+    with ThreadPoolExecutor(max_workers=len(steps)) as pool:
+        for future in [pool.submit(step) for step in steps]:
+            future.result()
 
+
+def _write_scratch(folder: Path, p, model: ModelResult, docs: list[Manifest], istio_files: dict,
+                   rule_files: dict) -> None:
+    """The inputs of istioctl and promtool for one chart, kept apart from the rendered files."""
+    istio = [d for d in docs if d.group.endswith(".istio.io")]
+    rules = [d for d in docs if d.kind == "PrometheusRule" and d.group == "monitoring.coreos.com"]
+    if not istio and not rules:
+        return
+    folder.mkdir(exist_ok=True)
+    if istio:
+        target = folder / "istio.yaml"
+        target.write_text("---\n".join(d.text for d in istio))
+        istio_files[str(target)] = (p, model, istio)
+    for index, rule in enumerate(rules):
+        # What the Prometheus operator hands Prometheus: one rules file per PrometheusRule
+        # holding its spec.groups.
+        target = folder / f"prometheusrule-{index}.yaml"
+        spec = rule.body.get("spec") if isinstance(rule.body.get("spec"), dict) else {}
+        target.write_text(yamlout.dump({"groups": spec.get("groups") or []}))
+        rule_files[str(target)] = (p, model, rule)
+
+
+# istioctl's findings: "* Kind/namespace/name: message", after "Error: N errors occurred:" or
+# '"FILE" has warnings:'; a message may run over several lines.
+_ISTIO_ITEM = re.compile(r"^\s*\* ([A-Za-z]+)/([^/\s]*)/([^:\s]+): ?(.*)$")
+_ISTIO_FILE = re.compile(r'(?:^"(.+?)" has warnings:|failed to decode file (\S+?):)')
+
+
+def _istioctl(root: Path, istio_files: dict[str, tuple], rendered: list[ModelResult], wiring: ModelResult) -> None:
+    istioctl = tools.find("istioctl")
+    if not istioctl:
+        return
+    for model in rendered:
+        model.checks["istioctl validate"] = Check("pass")
+    if not istio_files:
+        return
+    args = [istioctl, "validate"]
+    for path in sorted(istio_files):
+        args += ["-f", path]
+    out = tools.run(args, timeout=600)
+    by_resource = {(d.kind, d.namespace, d.name): (p, model, d)
+                   for p, model, docs in istio_files.values() for d in docs}
+    problems: dict[int, list[str]] = {}
+    owners = {id(model): model for _, model, _ in istio_files.values()}
+    unowned: list[str] = []
+    for finding in _istio_findings(out.output):
+        if isinstance(finding, tuple):
+            kind, namespace, name, message = finding
+            if _ENVOYFILTER_NOTICE in message:
+                continue
+            hit = by_resource.get((kind, namespace, name)) or next(
+                (v for k, v in by_resource.items() if k[0] == kind and k[2] == name), None)
+            if hit is None:
+                unowned.append(f"{kind}/{namespace}/{name}: istioctl: {message}")
+                continue
+            p, model, doc = hit
+            problems.setdefault(id(model), []).append(
+                f"{p.chart_dir}/{doc.source}: {kind}/{name}: istioctl: {message}")
+        else:  # a file istioctl could not read: the whole chart's Istio resources
+            p, model, _ = istio_files.get(finding, (None, None, None))
+            text = f"{p.chart_dir}: istioctl could not read its Istio resources:\n{out.output}" if p else out.output
+            (problems.setdefault(id(model), []) if model else unowned).append(text)
+    if not out.ok and not problems and not unowned:
+        unowned.append(f"istioctl validate failed:\n{out.output}")
+    for key, messages in problems.items():
+        owners[key].checks["istioctl validate"] = Check("fail", "\n".join(messages))
+    if unowned:
+        wiring.checks["istioctl validate"] = Check("fail", "\n".join(unowned))
+
+
+def _istio_findings(output: str) -> list:
+    """(kind, namespace, name, message) per finding of `istioctl validate`, and the path of each
+    file it could not decode."""
+    findings: list = []
+    current: list | None = None
+    for line in output.splitlines():
+        item = _ISTIO_ITEM.match(line)
+        if item:
+            current = [*item.groups()]
+            findings.append(current)
+            continue
+        undecodable = _ISTIO_FILE.search(line)
+        if undecodable and undecodable.group(2):
+            findings.append(undecodable.group(2))
+            current = None
+        elif undecodable or line.startswith("Error:") or not line.strip():
+            current = None
+        elif current is not None:  # a message over several lines
+            current[3] += "\n" + line.strip()
+    return [tuple(f) if isinstance(f, list) else f for f in findings]
+
+
+def _promtool(root: Path, rule_files: dict[str, tuple], rendered: list[ModelResult], wiring: ModelResult) -> None:
+    promtool = tools.find("promtool")
+    if not promtool:
+        return
+    for model in rendered:
+        model.checks["promtool"] = Check("pass")
+    if not rule_files:
+        return
+    out = tools.run([promtool, "check", "rules", *sorted(rule_files)], timeout=600)
+    problems: dict[int, list[str]] = {}
+    owners = {id(model): model for _, model, _ in rule_files.values()}
+    for line in out.output.splitlines():
+        path, sep, message = line.partition(": ")
+        if sep and path in rule_files:
+            p, model, rule = rule_files[path]
+            text = f"{p.chart_dir}/{rule.source}: PrometheusRule/{rule.name}: promtool: {message}"
+            if text not in problems.get(id(model), []):  # promtool repeats some messages
+                problems.setdefault(id(model), []).append(text)
+    if not out.ok and not problems:
+        wiring.checks["promtool"] = Check("fail", f"promtool check rules failed:\n{out.output}")
+    for key, messages in problems.items():
+        owners[key].checks["promtool"] = Check("fail", "\n".join(messages))
+
+
+_QUOTED_PATH = re.compile(r"'(/[^']+)'")
+
+
+def _kustomize(root: Path, files: dict[str, bytes], pairs: list, wiring: ModelResult) -> None:
+    """kustomize build of the whole output, as Flux's kustomize-controller runs it, plus what
+    kustomize lets pass: a file beside a kustomization.yaml that it does not list."""
+    kustomize = tools.find("kustomize")
+    if not kustomize:
+        return
+    findings = outputchecks.kustomization_findings(files)
+    out = tools.run([kustomize, "build", str(root)], timeout=600)
+    if not out.ok:
+        # kustomize names the innermost path it failed on last; that decides whose problem it is.
+        paths = [Path(m).relative_to(root).as_posix() for m in _QUOTED_PATH.findall(out.output)
+                 if m.startswith(str(root) + "/")]
+        message = out.output.replace(str(root) + "/", "").replace(str(root), ".")
+        findings.append(outputchecks.Finding(paths[-1] if paths else "", f"kustomize build: {message}"))
+    _record("kustomize build", findings, pairs, wiring, _owner_by_path(pairs))
+
+
+def _kubeconform(root: Path, result, pairs: list, manifests: dict[str, Path], wiring: ModelResult,
+                 schema_locations: list[str]) -> None:
     kubeconform = tools.find("kubeconform")
     if not kubeconform:
-        return None
+        return
     flux_files = sorted(str(p) for p in root.rglob("*.yaml")
-                        if "/chart/" not in p.as_posix()
+                        if "/chart/" not in p.as_posix() and p.parent.name != _SCRATCH
                         and p.name not in ("kustomization.yaml", "manifests.yaml", "values-from-helmrelease.yaml"))
     targets = [str(manifests[k]) for k in sorted(manifests)] + flux_files
     try:
@@ -183,8 +429,7 @@ def _run_tools(root: Path, result, planned: list[ModelResult], schema_locations:
                 if rel.startswith(p.model_dir + "/") or rel == f"{p.identity.project}/namespace-{p.namespace}.yaml"]
         model.checks["kubeconform"] = Check("fail" if mine else "pass", "\n".join(mine))
     unowned = [m for rel, msgs in problems.items() for m in msgs
-               if not any(rel.startswith(p.model_dir + "/") for p in result.plans)
-               and not any(rel == f"{p.identity.project}/namespace-{p.namespace}.yaml" for p in result.plans)]
+               if not any(rel.startswith(p.model_dir + "/") for p, _ in pairs)
+               and not any(rel == f"{p.identity.project}/namespace-{p.namespace}.yaml" for p, _ in pairs)]
     if unowned:
-        return ModelResult("(flux wiring)", checks={"kubeconform": Check("fail", "\n".join(unowned))})
-    return None
+        wiring.checks["kubeconform"] = Check("fail", "\n".join(unowned))

@@ -386,6 +386,11 @@ IP_KEY = "remote_address"
 SA_KEY = "service_account"
 
 
+def rate_limit_config_file(namespace: str, name: str) -> str:
+    """The model's file in the rate limit service's config folder (its key in the ConfigMap)."""
+    return f"{namespace}.{name}.yaml"
+
+
 def rate_limit_config(namespace: str, name: str, limits: list[int | None]) -> dict[str, Any]:
     """The ratelimit service's config for one model: per-minute limits, keyed as the actions send."""
     descriptors = []
@@ -475,6 +480,11 @@ def token_limit(values: ModelValues, platform: PlatformSettings) -> dict[str, An
 
 def token_domain(tenant: str) -> str:
     return f"modelplat.tokens.{tenant}"
+
+
+def token_quota_config_file(tenant: str) -> str:
+    """The tenant's key in the rate limit service's ConfigMap."""
+    return f"tokens.{tenant}.yaml"
 
 
 def token_scope(namespace: str, name: str, shared: bool) -> str:

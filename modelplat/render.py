@@ -137,12 +137,13 @@ def render_wiring(identities: Iterable[tuple], platform: PlatformSettings) -> Fi
     for name, project, namespace, limits, tokens in identities:
         projects.setdefault(project, []).append((name, namespace))
         if limits:
-            limit_configs[f"{namespace}.{name}.yaml"] = yamlout.dump(planning.rate_limit_config(namespace, name, limits))
+            limit_configs[planning.rate_limit_config_file(namespace, name)] = yamlout.dump(
+                planning.rate_limit_config(namespace, name, limits))
         if tokens:
             tenant, scope, windows = tokens
             tenants.setdefault(tenant, {})[scope] = windows  # shared scopes agree (pipeline checks)
     for tenant, scopes in tenants.items():
-        limit_configs[f"tokens.{tenant}.yaml"] = yamlout.dump(planning.token_quota_config(tenant, scopes))
+        limit_configs[planning.token_quota_config_file(tenant)] = yamlout.dump(planning.token_quota_config(tenant, scopes))
     for project, members in sorted(projects.items()):
         namespaces = sorted({namespace for _, namespace in members})
         entries = [f"namespace-{ns}.yaml" for ns in namespaces]

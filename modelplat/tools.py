@@ -1,4 +1,5 @@
-"""The real tools (helm, kubeconform, helm-unittest): finding them and running them.
+"""The real tools (helm, kubeconform, helm-unittest, istioctl, kustomize, promtool): finding them
+and running them.
 
 Subprocess work lives only here; callers get structured results. Never on the render path.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -14,7 +16,18 @@ from functools import lru_cache
 from pathlib import Path
 
 # Built by scripts/install-tools.sh at these versions; any version on PATH is accepted too.
-PINNED = {"helm": "v3.21.4", "kubeconform": "v0.7.0", "helm-unittest": "v1.1.2"}
+PINNED = {"helm": "v3.21.4", "kubeconform": "v0.7.0", "helm-unittest": "v1.1.2",
+          "istioctl": "v0.0.0-20260827124520-eed52ebb66ad", "kustomize": "v5.8.0", "promtool": "v0.316.0"}
+
+# How each tool prints its version, and the pattern that picks the version out of that output
+# (the first line as is when there is none). --remote=false: istioctl must not ask a cluster.
+_VERSION_ARGS = {
+    "helm": (["version", "--short"], None),
+    "kubeconform": (["-v"], None),
+    "istioctl": (["version", "--remote=false", "--short"], re.compile(r"version: (\S+)")),
+    "kustomize": (["version"], None),
+    "promtool": (["--version"], re.compile(r"version (\d\S*)")),
+}
 
 
 def cache_root() -> Path:
@@ -48,14 +61,24 @@ def version(tool: str) -> str:
     folder = Path(os.path.realpath(path)).parent.name  # e.g. kubeconform-v0.7.0
     if folder.startswith(f"{tool}-v"):
         return folder[len(tool) + 1:]
-    args = {"helm": ["version", "--short"], "kubeconform": ["-v"]}.get(tool)
-    if args is None:
+    if tool not in _VERSION_ARGS:
         return "unknown"
+    args, pattern = _VERSION_ARGS[tool]
     try:
         out = subprocess.run([path, *args], capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
-    return out.splitlines()[0] if out else "unknown"
+    return parse_version(out, pattern)
+
+
+def parse_version(output: str, pattern: re.Pattern | None = None) -> str:
+    """The version in a tool's version output; "unknown" when it prints none (a Go module build
+    of promtool prints "version " with nothing after it)."""
+    line = output.strip().splitlines()[0].strip() if output.strip() else ""
+    if pattern is not None:
+        found = pattern.search(output)
+        line = found.group(1) if found else ""
+    return line or "unknown"
 
 
 @dataclass

@@ -47,6 +47,14 @@ def need_tool(tool: str) -> str:
     pytest.skip(f"{tool} not installed (scripts/install-tools.sh)")  # never reached when IN_CI: failed above
 
 
+@pytest.fixture(scope="session")
+def lint_tools() -> dict[str, str]:
+    """Every tool `modelplat lint` runs, which is what its --require-tools asks for."""
+    from modelplat.lint import TOOLS
+
+    return {tool: need_tool(tool) for tool in TOOLS}
+
+
 @pytest.fixture
 def tree(tmp_path: Path):
     """Build a model tree: tree({"proj/name.yaml": "...yaml..."}) → root folder (with platform.yaml)."""

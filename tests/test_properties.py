@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ruamel.yaml import YAML
 
 from modelplat import output, pipeline
+from modelplat.lint import TOOLS as LINT_TOOLS
 from modelplat.render import render_tree
 from modelplat.yamlout import dump
 
@@ -94,12 +95,12 @@ def test_arbitrary_text_never_crashes_the_loader(tmp_path, text):
 @settings(max_examples=1, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(samples=st.lists(model_values(), min_size=50, max_size=50))
 def test_sampled_values_pass_the_real_tools(tmp_path_factory, samples):
-    """50 generated models per run, rendered and checked by helm lint/template, kubeconform and
-    helm-unittest in one lint run (parallel, batched). A failure prints the models (and
-    hypothesis's seed) so it can be replayed."""
-    need_tool("helm")
-    need_tool("kubeconform")
-    need_tool("helm-unittest")
+    """50 generated models per run, rendered and checked by every tool lint runs (helm
+    lint/template, kubeconform, helm-unittest, istioctl, promtool, kustomize) in one lint run
+    (parallel, batched). A failure prints the models (and hypothesis's seed) so it can be
+    replayed."""
+    for tool in LINT_TOOLS:  # everything --require-tools asks for
+        need_tool(tool)
     models = {f"team-{i % 4}/model-{i:02d}.yaml": v for i, v in enumerate(samples)}
     root = write_tree(tmp_path_factory.mktemp("sampled") / "models", models)
     result = modelplat("lint", str(root), "--require-tools", "--format", "json")

@@ -37,7 +37,7 @@ def helm_unittest():
     return need_tool("helm-unittest")
 
 
-def test_lint_runs_every_real_tool_on_every_example(helm, kubeconform, helm_unittest):
+def test_lint_runs_every_real_tool_on_every_example(lint_tools):
     result = modelplat("lint", str(EXAMPLES), "--require-tools", "--format", "json")
     report = json.loads(result.stdout)
     assert result.returncode == 0, json.dumps(report, indent=2)
@@ -45,7 +45,8 @@ def test_lint_runs_every_real_tool_on_every_example(helm, kubeconform, helm_unit
     for model in report["models"]:
         assert {k: v["status"] for k, v in model["checks"].items()} == {
             "schema+rules": "pass", "helm lint": "pass", "helm template": "pass",
-            "kubeconform": "pass", "helm unittest": "pass"}
+            "kubeconform": "pass", "helm unittest": "pass", "istioctl validate": "pass",
+            "promtool": "pass", "kustomize build": "pass", "ratelimit config": "pass"}
     assert report["tools"]["helm"].startswith("v3.")
 
 
@@ -172,7 +173,7 @@ def test_lint_reports_a_broken_chart_as_failed(helm, kubeconform, helm_unittest,
     assert any("minReplicaz" in m["checks"]["kubeconform"]["detail"] for m in report["models"])
 
 
-def test_yaml_1_1_lookalikes_stay_strings(helm, kubeconform, tree, tmp_path):
+def test_yaml_1_1_lookalikes_stay_strings(helm, lint_tools, tree, tmp_path):
     """Names such as "no", "on", "null" are valid DNS labels; unquoted, a YAML 1.1 reader (Helm,
     Kubernetes) would turn them into booleans or null. Every value must reach the manifest as text."""
     root = tree({"no/on.yaml": (
@@ -378,7 +379,7 @@ def test_every_rate_limit_descriptor_has_a_limit_in_the_service_config(helm):
         {"remote_address": 10, "service_account": 100}
 
 
-def test_podmonitor_and_canary_autoscaling_pass_the_real_tools(helm, kubeconform, helm_unittest, tree):
+def test_podmonitor_and_canary_autoscaling_pass_the_real_tools(helm, lint_tools, tree):
     """Kinds the examples do not use (a PodMonitor; the canary's own HPA) still pass every tool."""
     root = tree({"demo/m.yaml": (
         "model:\n  format: sklearn\n  storageUri: s3://m/x\nreplicaCount: 2\nmetrics:\n  port: 8080\n"

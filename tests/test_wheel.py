@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from modelplat.lint import TOOLS as LINT_TOOLS
+
 from conftest import EXAMPLES, REPO, need_tool
 
 
@@ -38,9 +40,8 @@ def test_wheel_contains_the_data_folders(installed):
 
 @pytest.mark.slow
 def test_installed_wheel_renders_and_lints_outside_the_checkout(installed, tmp_path):
-    need_tool("helm")
-    need_tool("kubeconform")
-    need_tool("helm-unittest")
+    for tool in LINT_TOOLS:  # everything --require-tools asks for
+        need_tool(tool)
     exe = installed / "bin/modelplat"
     out = tmp_path / "charts-out"
     render = subprocess.run([str(exe), "render", str(EXAMPLES), "--out", str(out)], cwd=tmp_path,
