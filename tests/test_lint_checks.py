@@ -180,7 +180,7 @@ def tamper(files: dict[str, bytes]) -> dict[str, bytes]:
     files["llm-70b/llama-decode/extra.yaml"] = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n"
     # A rate limit config the service would refuse: a duplicate key and a unit it does not know.
     configmap = _yaml.load(files[outputchecks.RATELIMIT_CONFIGMAP])
-    (key,) = configmap["data"]
+    (key,) = [k for k in configmap["data"] if not k.startswith("tokens.")]  # the model's request limits
     config = _yaml.load(configmap["data"][key])
     config["descriptors"].append(dict(config["descriptors"][0]))
     config["descriptors"][1]["rate_limit"] = {"unit": "fortnight", "requests_per_unit": 100}
