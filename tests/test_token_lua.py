@@ -268,6 +268,13 @@ def test_streaming_requests_get_include_usage_and_keep_every_other_byte(tokens, 
     assert json.loads(expected)["stream_options"]["include_usage"] is True
 
 
+def test_a_chunked_streaming_request_gets_no_content_length(tokens):
+    body = b'{"stream":true}'
+    result = tokens.stream().request(CHAT, [body[:4], body[4:]])
+    assert result.body == b'{"stream_options":{"include_usage":true},"stream":true}'
+    assert result.header("content-length") is None
+
+
 @pytest.mark.parametrize("body", [
     b'{"stream":true,"stream_options":{"include_usage":true}}', b'{"stream":false}', b'{"messages":[]}',
     b'not json {"stream":true}', b'{"stream":true', b'["stream", true]',
@@ -284,7 +291,7 @@ def test_bodies_that_need_no_include_usage_are_untouched(tokens, body):
 def test_a_429_from_the_quota_filters_gets_an_openai_error_and_retry_after(tokens, quota, code):
     stream = tokens.stream()
     stream.request(CHAT, [b"{}"])
-    result = stream.response({":status": "429", "x-modelplat-quota": quota, "x-envoy-ratelimited": "true",
+    result = stream.response({":status": "429", "content-length": "0", "x-modelplat-quota": quota, "x-envoy-ratelimited": "true",
                               "x-ratelimit-limit": "12000, 12000;w=86400", "x-ratelimit-remaining": "0",
                               "x-ratelimit-reset": "3600"}, [])
     error = result.json()["error"]

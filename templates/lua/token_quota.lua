@@ -396,7 +396,8 @@ local function on_request(handle)
       local changed = with_include_usage(text)
       if changed then
         body:setBytes(changed)
-        handle:headers():replace("content-length", tostring(#changed))
+        -- a chunked request has no length to correct (and must not get one)
+        if headers:get("content-length") then headers:replace("content-length", tostring(#changed)) end
       end
     end
   end
@@ -417,7 +418,7 @@ local function on_response(handle)
     local body = error_body(message, "rate_limit_exceeded", quota:gsub("-", "_") .. "_token_quota_exceeded")
     handle:body(true):setBytes(body)
     headers:replace("content-type", "application/json")
-    headers:replace("content-length", tostring(#body))
+    if headers:get("content-length") then headers:replace("content-length", tostring(#body)) end
     return
   end
   local meta = handle:streamInfo():dynamicMetadata():get(NS)
