@@ -130,3 +130,20 @@ def test_diff_names_each_file(tmp_path):
     text = output.diff(out, new, changes)
     assert "--- a/kustomization.yaml" in text and "+resources: [b]" in text
     assert "+++ b/a/z.yaml" in text and "--- a/a/y.yaml" in text
+
+
+def test_identical_shared_files_are_written_once_and_linked(tmp_path):
+    from modelplat import output
+
+    schema = b"{" + b" " * 4096 + b"}"
+    small = b"x"
+    files = {"a/chart/values.schema.json": schema, "b/chart/values.schema.json": schema,
+             "a/.helmignore": small, "b/.helmignore": small, "c/own.json": bytes(bytearray(schema))}
+    out = tmp_path / "out"
+    result = output.write(out, files)
+    assert result.written == 5
+    stat = {rel: (out / rel).stat() for rel in files}
+    assert stat["a/chart/values.schema.json"].st_ino == stat["b/chart/values.schema.json"].st_ino
+    assert stat["c/own.json"].st_ino != stat["a/chart/values.schema.json"].st_ino  # equal bytes, other object
+    assert stat["a/.helmignore"].st_ino != stat["b/.helmignore"].st_ino  # too small to bother
+    assert all((out / rel).read_bytes() == content for rel, content in files.items())
