@@ -249,19 +249,19 @@ def test_lint_fails_a_model_the_clusters_own_admission_policy_refuses(cluster, t
     cluster.kubectl_run("create", "namespace", "policy-demo", check=False)
     cluster.kubectl_run("label", "--overwrite", "namespace", "policy-demo", "modelplat.io/policy-demo=true")
     root = tree({"policy-demo/iris.yaml": SKLEARN})
-    result, report = _lint(cluster, str(root))
-    assert result.returncode == 1, json.dumps(report, indent=2)
-    (model,) = report["models"]
-    check = model["checks"]["server dry-run"]
-    assert check["status"] == "fail"
-    assert check["detail"].startswith(
-        "policy-demo/iris/chart/templates/inferenceservice.yaml: InferenceService policy-demo/iris: ")
-    assert "every InferenceService needs a cost-center label" in check["detail"]
-    assert check["detail"].count("\n") == 0  # only that object: its HelmRelease and the rest passed
+    # The text report this time: the table gains the column, and the failure is printed in full.
     result = modelplat("lint", str(root), "--server-dry-run", "--kubeconfig", str(cluster.kubeconfig),
                        env={"KUBECACHEDIR": str(cluster.workdir / "kube-cache")})
-    assert result.returncode == 1
-    assert "server dry-run" in result.stdout and "policy-demo/iris.yaml: server dry-run failed" in result.stdout
+    assert result.returncode == 1, result.stdout + result.stderr
+    header = next(line for line in result.stdout.splitlines() if "values file" in line)
+    assert header.rstrip(" ┃").endswith("helm unittest ┃ server dry-run")
+    (row,) = [line for line in result.stdout.splitlines() if "policy-demo/iris.yaml " in line]
+    assert [cell.strip() for cell in row.split("│")[2:-1]] == ["pass"] * 5 + ["FAIL"]
+    failure = result.stdout[result.stdout.index("policy-demo/iris.yaml: server dry-run failed"):].splitlines()
+    assert failure[1].startswith(
+        "policy-demo/iris/chart/templates/inferenceservice.yaml: InferenceService policy-demo/iris: ")
+    assert "every InferenceService needs a cost-center label" in failure[1]
+    assert failure[2].startswith("tools: ")  # only that object: its HelmRelease and the rest passed
 
 
 def test_lint_without_kubectl_skips_the_dry_run_or_fails_with_require_tools(tree, tmp_path):
