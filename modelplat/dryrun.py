@@ -7,6 +7,7 @@ lint hands over the folder it rendered into and gets check results back.
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -15,12 +16,10 @@ from pathlib import Path
 
 from . import tools
 from .errors import Diagnostic, ToolError
+from .lint import WIRING
 
-WIRING = "(flux wiring)"
 # Files of the rendered tree that are not API objects, and lint's own scratch files.
 NOT_OBJECTS = ("kustomization.yaml", "manifests.yaml", "values-from-helmrelease.yaml")
-_DOCUMENT_SEPARATOR = re.compile(r"^---[ \t]*$", re.M)
-_HELM_SOURCE = re.compile(r"^# Source: [^/\n]+/(.+)$", re.M)
 _ERROR_STARTS = ("Error from server", "error:", "Error:", "error when", "unable to recognize")
 _KLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")
 
@@ -30,7 +29,7 @@ class Manifest:
     """One object as rendered (its YAML text is sent unchanged), where it came from, who owns it."""
 
     text: str
-    api_version: str
+    group: str  # of its apiVersion; "" for core kinds
     source: str  # relative to the output root, e.g. fraud/xgb-scorer/chart/templates/inferenceservice.yaml
     kind: str
     name: str
@@ -40,8 +39,7 @@ class Manifest:
     @property
     def printed_name(self) -> str:
         """How `kubectl -o name` names it once accepted: `inferenceservice.serving.kserve.io/iris`."""
-        group = self.api_version.rpartition("/")[0]
-        return f"{self.kind.lower()}{'.' + group if group else ''}/{self.name}"
+        return f"{self.kind.lower()}{'.' + self.group if self.group else ''}/{self.name}"
 
     @property
     def label(self) -> str:
@@ -52,24 +50,14 @@ class Manifest:
 def documents(text: str, source: str, *, owner: str = WIRING, namespace: str = "",
               chart_dir: str | None = None) -> list[Manifest]:
     """The objects of a YAML stream. For `helm template` output pass chart_dir: its
-    `# Source: <chart>/templates/x.yaml` comments then name each object's template."""
-    from ruamel.yaml import YAML
+    `# Source:` comments then name each object's template; namespace is the release's."""
+    from .lint import split_manifests
 
-    yaml = YAML(typ="safe")
     found = []
-    for chunk in _DOCUMENT_SEPARATOR.split(text):
-        obj = yaml.load(chunk)
-        if not isinstance(obj, dict):
-            continue  # empty document (helm emits them for templates gated off)
-        origin = source
-        if chart_dir is not None:
-            match = _HELM_SOURCE.search(chunk)
-            origin = f"{chart_dir}/{match.group(1)}" if match else source
-        metadata = obj.get("metadata") or {}
-        kind = str(obj.get("kind", "?"))
-        own_namespace = "" if kind == "Namespace" else str(metadata.get("namespace") or namespace)
-        found.append(Manifest(chunk.strip() + "\n", str(obj.get("apiVersion", "")), origin, kind,
-                              str(metadata.get("name", "?")), own_namespace, owner))
+    for doc in split_manifests(text):
+        origin = f"{chart_dir}/{doc.source}" if chart_dir is not None and doc.source != "?" else source
+        own_namespace = "" if doc.kind == "Namespace" else (doc.namespace or namespace)
+        found.append(Manifest(doc.text, doc.group, origin, doc.kind or "?", doc.name or "?", own_namespace, owner))
     return found
 
 
@@ -207,7 +195,7 @@ def check(root: Path, plans, models, *, kubeconfig: str | None = None,
         groups.setdefault(m.namespace, []).append(m)
     refused: dict[Manifest, str] = {}
     with tempfile.TemporaryDirectory(prefix="modelplat-dry-run-") as tmp, \
-            ThreadPoolExecutor(max_workers=max(1, jobs or 2)) as pool:
+            ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
         def one(item: tuple[int, tuple[str, list[Manifest]]]) -> None:
             n, (namespace, group) = item
             for i, why in refusals(kubectl, group, Path(tmp) / str(n), kubeconfig=kubeconfig,
