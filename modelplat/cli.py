@@ -180,13 +180,19 @@ def lint(
         [], "--schema-location", help="Extra kubeconform schema location, tried before the bundled ones (repeatable)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Charts checked in parallel (default: CPU count)."),
     fmt: Format = typer.Option(Format.text, "--format", help="Output format."),
+    server_dry_run: bool = typer.Option(
+        False, "--server-dry-run", help="Also send every rendered object to a cluster with kubectl, dry-run only."),
+    kubeconfig: Optional[Path] = typer.Option(
+        None, "--kubeconfig", exists=True, dir_okay=False,
+        help="Cluster for --server-dry-run (default: kubectl's own, KUBECONFIG or ~/.kube/config)."),
 ) -> None:
     """Validate every values file and check every rendered chart with the real tools."""
-    from .lint import CHECKS, lint as run_lint
+    from .lint import lint as run_lint
 
     try:
         report = run_lint(inputs, platform, use_tools=tools_, require_tools=require_tools,
-                          schema_locations=schema_location, jobs=jobs)
+                          schema_locations=schema_location, jobs=jobs, server_dry_run=server_dry_run,
+                          kubeconfig=str(kubeconfig) if kubeconfig else None)
     except ModelplatError as exc:
         _fail(exc, fmt)
         return
@@ -198,11 +204,11 @@ def lint(
         _print_diagnostics(report.diagnostics)
         table = Table(title="modelplat lint", show_lines=False)
         table.add_column("values file")
-        for check in CHECKS:
+        for check in report.checks:
             table.add_column(check)
         styles = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skipped": "[yellow]skipped[/]"}
         for model in report.models:
-            table.add_row(_escape(model.file), *(styles[model.checks[c].status] if c in model.checks else "" for c in CHECKS))
+            table.add_row(_escape(model.file), *(styles[model.checks[c].status] if c in model.checks else "" for c in report.checks))
         console = _console()
         console.print(table)
         for model in report.models:

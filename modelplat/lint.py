@@ -27,6 +27,7 @@ TOOLS = ("helm", "kubeconform", "helm-unittest", "istioctl", "kustomize", "promt
 # Checks of a chart's `helm template` output: without it there is nothing to check.
 FROM_MANIFESTS = ("kubeconform", "istioctl validate", "promtool")
 WIRING = "(flux wiring)"  # the row of problems that belong to no model (kustomizations, _platform/)
+SERVER_DRY_RUN = "server dry-run"  # only with lint(server_dry_run=True); see dryrun.py
 _SCRATCH = ".lint"  # per model folder: the files lint writes for the tools (never part of the output)
 # The one warning every EnvoyFilter gets; any other istioctl warning (an unknown or misspelt
 # field inside a typed_config, a deprecated type) means Envoy would refuse or ignore the patch.
@@ -58,6 +59,7 @@ class LintReport:
     tools: dict[str, str]
     missing_tools: list[str]
     require_tools: bool
+    checks: tuple[str, ...] = CHECKS
 
     @property
     def ok(self) -> bool:
@@ -80,7 +82,8 @@ class LintReport:
 
 
 def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bool = True,
-         require_tools: bool = False, schema_locations: list[str] | None = None, jobs: int | None = None) -> LintReport:
+         require_tools: bool = False, schema_locations: list[str] | None = None, jobs: int | None = None,
+         server_dry_run: bool = False, kubeconfig: str | None = None) -> LintReport:
     from . import pipeline, render
     from . import plan as planning
 
@@ -98,6 +101,12 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
         planned.append(model)
     missing = [t for t in TOOLS if use_tools and not tools.find(t)]
     versions = {t: tools.version(t) for t in TOOLS} if use_tools else {}
+    checks = CHECKS + (SERVER_DRY_RUN,) if server_dry_run else CHECKS
+    if server_dry_run and use_tools:
+        from . import dryrun
+
+        missing += [] if tools.find("kubectl") else ["kubectl"]
+        versions["kubectl"] = dryrun.kubectl_version()
     wiring = ModelResult(WIRING)
     if result.plans:
         pairs = list(zip(result.plans, planned))
@@ -115,10 +124,12 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
                     (root / rel).parent.mkdir(parents=True, exist_ok=True)
                     (root / rel).write_bytes(content)
                 _run_tools(root, files, result, pairs, wiring, schema_locations or [], jobs)
+                if server_dry_run:
+                    _server_dry_run(root, result, pairs, wiring, kubeconfig, jobs)
     if wiring.checks:
         by_file[WIRING] = wiring
     for model in by_file.values():
-        for check in CHECKS:
+        for check in checks:
             if check in model.checks:
                 continue
             if model.file == WIRING:
@@ -128,9 +139,25 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
             elif check in FROM_MANIFESTS and model.checks.get("helm template", Check("pass")).status == "fail":
                 model.checks[check] = Check("skipped", "helm template failed")
             else:
-                model.checks[check] = Check("skipped", f"{TOOL_OF[check]} not found" if use_tools else "tools not requested")
-        model.checks = {check: model.checks[check] for check in CHECKS}  # the table's order, in JSON too
-    return LintReport(sorted(by_file.values(), key=lambda m: m.file), result.diagnostics, versions, missing, require_tools)
+                tool = "kubectl" if check == SERVER_DRY_RUN else TOOL_OF[check]
+                model.checks[check] = Check("skipped", f"{tool} not found" if use_tools else "tools not requested")
+        model.checks = {check: model.checks[check] for check in checks}  # the table's order, in JSON too
+    return LintReport(sorted(by_file.values(), key=lambda m: m.file), result.diagnostics, versions, missing, require_tools,
+                      checks)
+
+
+def _server_dry_run(root: Path, result, pairs: list, wiring: ModelResult, kubeconfig: str | None,
+                    jobs: int | None) -> None:
+    from . import dryrun
+
+    outcomes, warnings = dryrun.check(root, result.plans, [model for _, model in pairs], kubeconfig=kubeconfig,
+                                      jobs=jobs)
+    result.diagnostics.extend(warnings)
+    for p, model in pairs:
+        if p.model_dir in outcomes:
+            model.checks[SERVER_DRY_RUN] = Check(*outcomes[p.model_dir])
+    if WIRING in outcomes:
+        wiring.checks[SERVER_DRY_RUN] = Check(*outcomes[WIRING])
 
 
 def _join(check: Check | None, text: str) -> str:

@@ -97,6 +97,19 @@ def run(args: list[str], cwd: Path | None = None, timeout: int = 300) -> Result:
     return Result(proc.returncode == 0, (proc.stdout + proc.stderr).strip())
 
 
+def run_apart(args: list[str], timeout: int = 300) -> tuple[Result, str]:
+    """Like run, for tools whose stdout must be read on its own: (result with stderr only, stdout).
+    kubectl interleaves the two with no line break between them, and may prompt."""
+    try:
+        # No stdin: kubectl asks for a username on a kubeconfig without credentials and would wait.
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return Result(False, f"{args[0]} timed out after {timeout}s"), ""
+    except OSError as exc:
+        return Result(False, f"cannot run {args[0]}: {exc}"), ""
+    return Result(proc.returncode == 0, proc.stderr.strip()), proc.stdout
+
+
 # --- kubeconform schemas ----------------------------------------------------------------------
 
 

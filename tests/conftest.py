@@ -86,3 +86,20 @@ def examples_copy(tmp_path: Path) -> Path:
     return target
 
 CPU_FILE = "model:\n  format: sklearn\n  storageUri: s3://m/iris\n"
+
+
+@pytest.fixture(scope="session")
+def kube_apiserver(tmp_path_factory):
+    """A real kube-apiserver (+ etcd) on loopback with the vendored CRDs installed; one a session.
+
+    Stopped in every case: the `finally` also runs when the start itself fails half-way.
+    """
+    from kube_apiserver import ApiServer
+
+    server = ApiServer(etcd=need_tool("etcd"), apiserver=need_tool("kube-apiserver"), kubectl=need_tool("kubectl"),
+                       openssl=need_tool("openssl"), workdir=tmp_path_factory.mktemp("kube-apiserver"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
