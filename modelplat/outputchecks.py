@@ -30,6 +30,19 @@ class Finding:
 # --- kustomization listings ----------------------------------------------------------------------
 
 
+
+def _mapping(reader, text, path: str, where: str, findings: list) -> dict | None:
+    """The YAML mapping in text, or None with a finding (invalid YAML, or not a mapping)."""
+    try:
+        document = reader.load(text)
+    except YAMLError as exc:
+        findings.append(Finding(path, f"{where}: not valid YAML: {exc}"))
+        return None
+    if not isinstance(document, dict):
+        findings.append(Finding(path, f"{where}: not a mapping"))
+        return None
+    return document
+
 def kustomization_findings(files: Mapping[str, bytes]) -> list[Finding]:
     """Every kustomization.yaml must list exactly what lies beside and below it.
 
@@ -52,13 +65,8 @@ def kustomization_findings(files: Mapping[str, bytes]) -> list[Finding]:
     findings: list[Finding] = []
     for folder in sorted(kustomized):
         own = _join(folder, KUSTOMIZATION)
-        try:
-            document = reader.load(files[own])
-        except YAMLError as exc:
-            findings.append(Finding(own, f"{own}: not valid YAML: {exc}"))
-            continue
-        if not isinstance(document, dict):
-            findings.append(Finding(own, f"{own}: not a mapping"))
+        document = _mapping(reader, files[own], own, own, findings)
+        if document is None:
             continue
         listed: set[str] = set()
         for entry in _entries(document):
@@ -148,13 +156,8 @@ def ratelimit_findings(files: Mapping[str, bytes]) -> list[Finding]:
         where = f"{RATELIMIT_CONFIGMAP}: data[{key}]"
         path = f"{RATELIMIT_CONFIGMAP}#{key}"
         problems: list[str] = []
-        try:
-            config = reader.load(data[key]) if isinstance(data[key], str) else None
-        except YAMLError as exc:
-            findings.append(Finding(path, f"{where}: not valid YAML: {exc}"))
-            continue
-        if not isinstance(config, dict):
-            findings.append(Finding(path, f"{where}: not a mapping"))
+        config = _mapping(reader, data[key] if isinstance(data[key], str) else "", path, where, findings)
+        if config is None:
             continue
         _check_keys(config, "", problems)
         domain = config.get("domain")

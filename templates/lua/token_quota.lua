@@ -89,6 +89,33 @@ end
 
 local parse_value
 
+local function always() return true end
+local function never() return false end
+
+-- Walks the object at s[i] ("{"): each member's value is built when wanted(key) says so, and
+-- visit(key, value, vstart, vend) is called with it (vstart..vend: the value's bytes). Keys are
+-- decoded only when keys is true. Returns the index after the closing "}".
+local function walk_object(s, i, depth, keys, wanted, visit)
+  i = skip_ws(s, i + 1)
+  if byte(s, i) == 125 then return i + 1 end
+  while true do
+    if byte(s, i) ~= 34 then fail(i, "expected a key") end
+    local key
+    key, i = parse_string(s, i, keys)
+    i = skip_ws(s, i)
+    if byte(s, i) ~= 58 then fail(i, "expected ':'") end
+    local vstart = skip_ws(s, i + 1)
+    local value
+    value, i = parse_value(s, vstart, wanted(key), depth + 1)
+    if visit then visit(key, value, vstart, i - 1) end
+    i = skip_ws(s, i)
+    local c = byte(s, i)
+    if c == 125 then return i + 1 end
+    if c ~= 44 then fail(i, "expected ',' or '}'") end
+    i = skip_ws(s, i + 1)
+  end
+end
+
 local function parse_number(s, i)
   local _, e = find(s, "^-?%d+", i)
   if not e then fail(i, "unexpected character") end
@@ -110,24 +137,9 @@ parse_value = function(s, i, want, depth)
   i = skip_ws(s, i)
   local c = byte(s, i)
   if c == 123 then -- {
-    local obj = want and {} or nil
-    i = skip_ws(s, i + 1)
-    if byte(s, i) == 125 then return obj, i + 1 end
-    while true do
-      if byte(s, i) ~= 34 then fail(i, "expected a key") end
-      local key
-      key, i = parse_string(s, i, want)
-      i = skip_ws(s, i)
-      if byte(s, i) ~= 58 then fail(i, "expected ':'") end
-      local value
-      value, i = parse_value(s, i + 1, want, depth + 1)
-      if want then obj[key] = value end
-      i = skip_ws(s, i)
-      c = byte(s, i)
-      if c == 125 then return obj, i + 1 end
-      if c ~= 44 then fail(i, "expected ',' or '}'") end
-      i = skip_ws(s, i + 1)
-    end
+    if not want then return nil, walk_object(s, i, depth, false, never, nil) end
+    local obj = {}
+    return obj, walk_object(s, i, depth, true, always, function(key, value) obj[key] = value end)
   elseif c == 91 then -- [
     local arr, n = want and {} or nil, 0
     i = skip_ws(s, i + 1)
@@ -180,25 +192,12 @@ local function members(s, i, keep)
   i = skip_ws(s, i)
   if byte(s, i) ~= 123 then fail(i, "not an object") end
   local out, n = {}, 0
-  i = skip_ws(s, i + 1)
-  if byte(s, i) == 125 then return out, i + 1 end
-  while true do
-    if byte(s, i) ~= 34 then fail(i, "expected a key") end
-    local key
-    key, i = parse_string(s, i, true)
-    i = skip_ws(s, i)
-    if byte(s, i) ~= 58 then fail(i, "expected ':'") end
-    local vstart = skip_ws(s, i + 1)
-    local value
-    value, i = parse_value(s, vstart, keep[key] or false, 1)
-    n = n + 1
-    out[n] = { key = key, value = value, vstart = vstart, vend = i - 1 }
-    i = skip_ws(s, i)
-    local c = byte(s, i)
-    if c == 125 then return out, i + 1 end
-    if c ~= 44 then fail(i, "expected ',' or '}'") end
-    i = skip_ws(s, i + 1)
-  end
+  local after = walk_object(s, i, 0, true, function(key) return keep[key] or false end,
+    function(key, value, vstart, vend)
+      n = n + 1
+      out[n] = { key = key, value = value, vstart = vstart, vend = vend }
+    end)
+  return out, after
 end
 
 local function last_member(list, key)
