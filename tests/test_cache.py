@@ -75,10 +75,39 @@ def test_code_fingerprint_covers_templates(tree, fresh_cache, tmp_path, monkeypa
 def test_corrupt_entries_are_ignored(tree, fresh_cache):
     root = tree({"demo/iris.yaml": CPU_FILE})
     expected = pipeline.render_all([root]).files
-    for entry in fresh_cache.rglob("*.json"):
-        entry.write_text(json.dumps({"identity": "x"}) if "0" in entry.name else "{not json")
+    import sqlite3
+
+    db = sqlite3.connect(fresh_cache / "render.sqlite3")
+    rows = db.execute("SELECT key, data FROM entries ORDER BY key").fetchall()
+    assert rows
+    with db:
+        for index, (key, raw) in enumerate(rows):
+            # a truncated entry, a header that lies about its size, and plain junk
+            bad = [raw[:-1], (10**6).to_bytes(8, "little") + raw[8:], b"{not an entry"][index % 3]
+            db.execute("UPDATE entries SET data = ? WHERE key = ?", (bad, key))
+    db.close()
     result = pipeline.render_all([root])
     assert result.files == expected
+
+
+def test_a_damaged_cache_is_started_again(tree, fresh_cache):
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    fresh_cache.mkdir(parents=True)
+    (fresh_cache / "render.sqlite3").write_bytes(b"not a database at all" * 100)
+    first = pipeline.render_all([root])
+    assert not first.errors and first.cached == 0
+    second = pipeline.render_all([root])
+    assert second.cached == 1 and second.files == first.files
+
+
+def test_a_cache_that_is_a_file_only_costs_speed(tree, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("MODELPLAT_CACHE_DIR", str(blocker))
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    first = pipeline.render_all([root])
+    assert not first.errors and first.cached == 0
+    assert pipeline.render_all([root]).files == first.files
 
 
 def test_errors_are_never_cached_and_duplicates_still_reported(tree, fresh_cache):
