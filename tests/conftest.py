@@ -86,6 +86,19 @@ def examples_copy(tmp_path: Path) -> Path:
     return target
 
 CPU_FILE = "model:\n  format: sklearn\n  storageUri: s3://m/iris\n"
+# An OpenAI-style LLM in a custom vLLM container, with JWT from an explicit identity provider.
+JWT_LLM_FILE = """\
+model:
+  format: custom
+  protocol: openai
+  image: vllm/vllm-openai:v0.8.5
+  storageUri: hf://Qwen/Qwen2.5-0.5B-Instruct
+auth:
+  jwt:
+    enabled: true
+    issuer: https://idp.example.com
+    jwksUri: https://idp.example.com/jwks.json
+"""
 
 
 @pytest.fixture(scope="session")

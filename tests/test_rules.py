@@ -6,7 +6,7 @@ import pytest
 
 from modelplat import pipeline, rules
 
-from conftest import PLATFORM
+from conftest import JWT_LLM_FILE, PLATFORM
 
 BASE = "model:\n  format: sklearn\n  storageUri: s3://m/x\n"
 LLM = "model:\n  format: custom\n  protocol: openai\n  image: vllm/vllm-openai:v0.8.5\n"
@@ -82,18 +82,7 @@ def test_token_limit_and_rdma_are_refused_with_their_own_rules(tree):
             "rdma-needs-network", "rdma-needs-resources"} <= set(found)
 
 
-JWT_LLM = """\
-model:
-  format: custom
-  protocol: openai
-  image: vllm/vllm-openai:v0.8.5
-  storageUri: hf://Qwen/Qwen2.5-7B-Instruct
-auth:
-  jwt:
-    enabled: true
-    issuer: https://idp.example.com
-    jwksUri: https://idp.example.com/jwks.json
-"""
+JWT_LLM = JWT_LLM_FILE
 
 
 def test_token_limit_rules(tree):

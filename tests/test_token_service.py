@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import EXAMPLES, modelplat, need_tool
+from conftest import EXAMPLES, JWT_LLM_FILE, modelplat, need_tool
 from ratelimit_service import RateLimitService, Request, deployment_settings, envoy_descriptors, start_of_fresh_window
 from test_real_tools import helmrelease_values, template
 
@@ -24,15 +24,7 @@ NS = "modelplat.tokens"
 DAY = 86400
 
 # A model of the same tenant with a quota of its own (not shared), and small limits.
-SOLO = """\
-model:
-  format: custom
-  protocol: openai
-  image: vllm/vllm-openai:v0.8.5
-  storageUri: hf://Qwen/Qwen2.5-0.5B-Instruct
-auth:
-  jwt:
-    enabled: true
+SOLO = JWT_LLM_FILE + """\
 tokenLimit:
   enabled: true
   tenantId: team-search

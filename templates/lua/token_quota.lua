@@ -174,16 +174,21 @@ local function finish(s, i)
   if i <= #s then fail(i, "trailing characters") end
 end
 
+-- Runs fn: a JSON syntax error becomes nil, message; any other error is raised again.
+local function parsing(fn)
+  local ok, result = pcall(fn)
+  if ok then return result end
+  if type(result) == "table" and result.json then return nil, result.msg end
+  error(result, 0)
+end
+
 -- decode(text) -> value | nil, error
 function json.decode(s)
-  local ok, value = pcall(function()
+  return parsing(function()
     local v, i = parse_value(s, 1, true, 0)
     finish(s, i)
     return v
   end)
-  if ok then return value end
-  if type(value) == "table" and value.json then return nil, value.msg end
-  error(value, 0)
 end
 
 -- The members of the top-level object: {key, value (only for keys in `keep`), vstart, vend}.
@@ -232,15 +237,12 @@ end
 
 -- usage_tokens(json_text) -> tokens | nil, error
 local function usage_tokens(s)
-  local ok, list = pcall(function()
+  local list, err = parsing(function()
     local found, i = members(s, 1, { usage = true })
     finish(s, i)
     return found
   end)
-  if not ok then
-    if type(list) == "table" and list.json then return nil, list.msg end
-    error(list, 0)
-  end
+  if not list then return nil, err end
   local m = last_member(list, "usage")
   return m and tokens_of(m.value) or nil
 end
@@ -304,7 +306,7 @@ end
 -- needs no change (not streaming, already asked for, or not a JSON object). Everything else is
 -- kept byte for byte.
 local function with_include_usage(s)
-  local ok, result = pcall(function()
+  return (parsing(function()
     local top, i = members(s, 1, { stream = true })
     finish(s, i)
     local stream = last_member(top, "stream")
@@ -325,10 +327,7 @@ local function with_include_usage(s)
     end
     local sep = #inner > 0 and "," or ""
     return sub(s, 1, opts.vstart) .. '"include_usage":true' .. sep .. sub(s, opts.vstart + 1)
-  end)
-  if ok then return result end
-  if type(result) == "table" and result.json then return nil end
-  error(result, 0)
+  end))
 end
 
 -- Envoy glue ------------------------------------------------------------------------------------
