@@ -60,19 +60,16 @@ def _bytecode_cache():
     return jinja2.FileSystemBytecodeCache(str(folder))
 
 
+LUA_FILES = (("token limits", "token_quota"), ("identity headers", "strip_identity"))
+
+
 @lru_cache(maxsize=1)
-def lua_sources() -> dict[str, str]:
-    """The Lua filters shipped in EnvoyFilters, by file stem. They are static text: every setting
+def lua_sources() -> dict[str, bytes]:
+    """The Lua filters shipped in EnvoyFilters, by file stem. They are static: every setting
     reaches them as route metadata, so no value can ever become code."""
     from .resources import templates_dir
 
-    sources = {}
-    for path in sorted((templates_dir() / "lua").glob("*.lua")):
-        text = path.read_text()
-        if "{{" in text or "}}" in text:  # Helm would read them as template actions
-            raise ValueError(f"{path}: Lua source must not contain '{{{{' or '}}}}'")
-        sources[path.stem] = text
-    return sources
+    return {path.stem: path.read_bytes() for path in sorted((templates_dir() / "lua").glob("*.lua"))}
 
 
 @lru_cache(maxsize=1)
@@ -89,7 +86,7 @@ def _yaml(data: Any) -> bytes:
 def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
     env = _environment()
     context = {"plan": p, "custom": p.values.model.format == "custom", "model": p.values.model,
-               "pod_metrics": metrics.POD_METRICS, "sa_key": planning.SA_KEY, "lua": lua_sources(),
+               "pod_metrics": metrics.POD_METRICS, "sa_key": planning.SA_KEY,
                "model_name_formats": rules.MODEL_NAME_FORMATS}
     chart = p.chart_dir
     values = yamlout.Block(p.chart_values)  # emitted once: values.yaml and the HelmRelease share it
@@ -107,6 +104,11 @@ def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
         source_name, extra = planning.TEMPLATE_SOURCES.get(template, (template, {}))
         source = env.get_template(f"chart/templates/{source_name}.j2")
         files[f"{chart}/templates/{template}"] = source.render(context | {"variant": "primary"} | extra).encode()
+    # The Lua filters ship as chart files, read by their EnvoyFilters with .Files.Get: one bytes
+    # object for every chart, so the output writes it once and links the other copies.
+    for feature, stem in LUA_FILES:
+        if feature in p.features:
+            files[f"{chart}/files/{stem}.lua"] = lua_sources()[stem]
     for name, suite in suites.suites(p).items():
         files[f"{chart}/tests/{name}"] = _yaml(suite)
     chart_files = {rel: data for rel, data in files.items() if rel.startswith(f"{chart}/")}

@@ -96,9 +96,9 @@ def test_the_lua_is_static_and_settings_are_route_metadata(tokens_source, envoyf
     # the shipped file, byte for byte: no value was templated into it
     from modelplat.render import lua_sources
 
-    assert source == lua_sources()["token_quota"]
+    assert source.encode() == lua_sources()["token_quota"]
     strip = lua_filter(envoyfilters["qwen-chat-identity"])
-    assert strip[1] == lua_sources()["strip_identity"]
+    assert strip[1].encode() == lua_sources()["strip_identity"]
 
 
 def test_no_json_library_is_preloaded(tokens):
