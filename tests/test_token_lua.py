@@ -8,13 +8,13 @@ import random
 import time
 
 import pytest
-import yaml
 from hypothesis import given, settings, strategies as st
 
-from envoy_lua import Filter, text
-from conftest import EXAMPLES, need_tool
+import lupa  # noqa: F401  (a test dependency: missing it is an error, never a skip)
+from ruamel.yaml import YAML
 
-pytest.importorskip("lupa")
+from conftest import EXAMPLES, need_tool
+from envoy_lua import Filter, text
 
 NS = "modelplat.tokens"
 CHAT = {":method": "POST", ":path": "/v1/chat/completions", "content-type": "application/json",
@@ -40,7 +40,7 @@ def envoyfilters(tmp_path_factory) -> dict[str, dict]:
     values.write_text(yamlout.dump(planning.helm_release(p, result.platform)["spec"]["values"]))
     out = subprocess.run([helm, "template", p.name, str(root / p.chart_dir), "-f", str(values), "-n", p.namespace],
                          capture_output=True, text=True, check=True, timeout=120).stdout
-    docs = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "EnvoyFilter"]
+    docs = [d for d in YAML(typ="safe").load_all(out) if d and d["kind"] == "EnvoyFilter"]
     return {d["metadata"]["name"]: d for d in docs}
 
 
