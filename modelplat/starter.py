@@ -58,6 +58,16 @@ metrics:
   enabled: true
   port: 8080  # vLLM serves /metrics on its API port
 replicaCount: 1
+# LLM token quotas, counted from every response (JSON or streamed) across replicas; uncomment
+# to use (docs/features/token-quotas.md). A per-service-account quota needs a verified JWT.
+# auth:
+#   jwt:
+#     enabled: true
+# tokenLimit:
+#   enabled: true
+#   tenantId: my-team
+#   saLimit: 100000   # tokens a day per calling service account
+#   ipLimit: 10000    # tokens a day per client IP
 """
     if gpu:
         return head + """model:

@@ -6,7 +6,7 @@ import json
 
 from ruamel.yaml import YAML
 
-from conftest import CPU_FILE, modelplat, need_tool
+from conftest import CPU_FILE, PLATFORM, modelplat, need_tool
 
 
 def test_render_writes_then_check_passes_then_detects_staleness(tree, tmp_path):
@@ -114,6 +114,21 @@ def test_init_writes_a_starter_that_lints_and_renders(tmp_path):
     again = modelplat("init", "team-a/qwen", "--dir", str(tmp_path / "models"))
     assert again.returncode == 2 and "already exists" in again.stderr
     assert modelplat("init", "../etc/passwd", "--dir", str(tmp_path / "models")).returncode == 2
+
+
+def test_the_llm_starters_token_quota_block_works_when_uncommented(tree):
+    from modelplat import pipeline
+    from modelplat.starter import starter_text
+
+    text = starter_text("team-a", "qwen", gpu=False, llm=True, schema_ref=None)
+    head, marker, block = text.partition("# auth:")
+    assert marker, "the LLM starter offers token quotas"
+    enabled = head + "\n".join(line[2:] for line in (marker + block).splitlines()) + "\n"
+    root = tree({"team-a/qwen.yaml": enabled}, platform=PLATFORM + "jwt:\n  issuer: https://idp.example.com\n"
+                "  jwksUri: https://idp.example.com/jwks.json\n")
+    result = pipeline.run([root])
+    assert not result.errors, [d.format() for d in result.errors]
+    assert "token limits" in result.plans[0].features
 
 
 def test_schema_check(tmp_path):
