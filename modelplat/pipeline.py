@@ -194,14 +194,21 @@ def _shared_network_problems(plans) -> list[Diagnostic]:
     return problems
 
 
+def _quota_disagreements(quotas):
+    """(index, tenant, index of the first) for each token quota that shares a tenant scope with an
+    earlier one but declares other limits. quotas: plan.token_quota of each model, or None."""
+    first: dict[tuple[str, str], tuple[tuple, int]] = {}
+    for index, quota in enumerate(quotas):
+        if quota:
+            tenant, scope, windows = quota
+            windows_first, index_first = first.setdefault((tenant, scope), (windows, index))
+            if windows_first != windows:
+                yield index, tenant, index_first
+
+
 def _quota_conflicts(identities) -> bool:
-    """Two models sharing a tenant's quota that declare different limits (see _shared_quota_problems)."""
-    shared: dict[tuple[str, str], tuple] = {}
-    for identity in identities:
-        tokens = identity[4]
-        if tokens and shared.setdefault((tokens[0], tokens[1]), tokens[2]) != tokens[2]:
-            return True
-    return False
+    """Models sharing a tenant's quota that declare different limits (cached identities)."""
+    return any(True for _ in _quota_disagreements(identity[4] for identity in identities))
 
 
 def _shared_quota_problems(plans) -> list[Diagnostic]:
@@ -209,21 +216,12 @@ def _shared_quota_problems(plans) -> list[Diagnostic]:
     limit per tenant scope, and silently picking one model's numbers would change the others'."""
     from .plan import token_quota
 
-    first: dict[tuple[str, str], tuple] = {}
-    problems = []
-    for p in plans:
-        quota = token_quota(p.chart_values)
-        if not quota:
-            continue
-        tenant, scope, windows = quota
-        other = first.setdefault((tenant, scope), (windows, p.file))
-        if other[0] != windows:
-            problems.append(Diagnostic(
-                p.file, 0, 0, "token-quota-conflict",
-                f"tenant {tenant}'s shared token quota is declared differently in {other[1]}",
-                "give every model sharing the tenant's quota the same limits (or set them once in the "
-                "platform file's tokenLimit defaults)", "tokenLimit"))
-    return problems
+    return [Diagnostic(
+        plans[index].file, 0, 0, "token-quota-conflict",
+        f"tenant {tenant}'s shared token quota is declared differently in {plans[first].file}",
+        "give every model sharing the tenant's quota the same limits (or set them once in the "
+        "platform file's tokenLimit defaults)", "tokenLimit")
+        for index, tenant, first in _quota_disagreements([token_quota(p.chart_values) for p in plans])]
 
 
 def _identity_problems(source: Source, values, ident, model_file: ModelFile) -> list[Diagnostic]:

@@ -204,10 +204,10 @@ def _istio_minor(platform: PlatformSettings) -> int:
 
 
 def _token_limit_rules(values: ModelValues, platform: PlatformSettings, src: Source, openai: bool) -> Iterator[Diagnostic]:
-    own, defaults = values.tokenLimit, platform.tokenLimit
+    from .plan import token_limit
 
-    def resolved(key: str):
-        return getattr(own, key) if getattr(own, key) is not None else getattr(defaults, key)
+    own = values.tokenLimit
+    resolved = token_limit(values, platform)  # exactly what the chart receives: platform defaults filled in
 
     if not openai:
         yield src.diagnostic(("tokenLimit", "enabled"), "token-limit-needs-openai",
@@ -215,8 +215,8 @@ def _token_limit_rules(values: ModelValues, platform: PlatformSettings, src: Sou
     if not own.tenantId:
         yield src.diagnostic(("tokenLimit",), "token-limit-needs-tenant", "tokenLimit.tenantId is required",
                              "name the tenant whose quota this model's calls count against, e.g. tenantId: team-search")
-    sa = resolved("saLimit") is not None or resolved("saLimitPerMinute") is not None
-    ip = resolved("ipLimit") is not None or resolved("ipLimitPerMinute") is not None
+    sa = "saLimit" in resolved or "saLimitPerMinute" in resolved
+    ip = "ipLimit" in resolved or "ipLimitPerMinute" in resolved
     if not sa and not ip:
         yield src.diagnostic(("tokenLimit",), "token-limit-empty",
                              "no token quota is set here or in the platform file's tokenLimit defaults",
@@ -226,7 +226,7 @@ def _token_limit_rules(values: ModelValues, platform: PlatformSettings, src: Sou
                              "token-limit-needs-jwt",
                              "a per-service-account token quota needs the caller's identity from a verified JWT",
                              "set auth.jwt.enabled: true (or use only ipLimit)")
-    if resolved("missingIdentity") == "countByIP" and not ip:
+    if resolved["missingIdentity"] == "countByIP" and not ip:
         yield src.diagnostic(("tokenLimit", "missingIdentity"), "token-limit-uncounted",
                              "missingIdentity: countByIP counts callers without an identity under their client IP, "
                              "but no client-IP quota is set, so they would never be counted",
@@ -236,7 +236,7 @@ def _token_limit_rules(values: ModelValues, platform: PlatformSettings, src: Sou
                              f"token quotas need Istio 1.25 or newer (Envoy 1.33); the platform file says "
                              f"istioVersion {platform.istioVersion}",
                              "upgrade Istio and raise istioVersion in the platform file")
-    if not resolved("paths"):
+    if not resolved["paths"]:
         yield src.diagnostic(("tokenLimit", "paths"), "token-limit-no-paths",
                              "tokenLimit.paths is empty: no response would ever be counted",
                              "list the OpenAI-style paths the model serves, or leave paths unset")
