@@ -67,7 +67,7 @@ def discover(inputs: list[Path]) -> tuple[list[ModelFile], list[Diagnostic]]:
             continue
         root = given.resolve()
         for folder, dirs, names in os.walk(root):  # does not follow symlinked folders
-            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")) and not _rendered_tree(Path(folder, d)))
             for name in sorted(names):
                 if not name.endswith(YAML_SUFFIXES) or name.startswith(".") or name in PLATFORM_NAMES:
                     continue
@@ -82,6 +82,18 @@ def discover(inputs: list[Path]) -> tuple[list[ModelFile], list[Diagnostic]]:
                         continue
                 found.append(ModelFile(path, root))
     return found, problems
+
+
+def _rendered_tree(folder: Path) -> bool:
+    """A folder modelplat rendered into (`--out` inside the models' tree): its charts, values and
+    HelmReleases are output, never model values files."""
+    from .output import MARKER, OWNED_BY
+
+    try:
+        with open(folder / OWNED_BY, "rb") as handle:
+            return handle.read(len(MARKER)) == MARKER
+    except OSError:
+        return False
 
 
 def find_platform(inputs: list[Path], explicit: Path | None) -> Path:

@@ -26,6 +26,24 @@ def test_render_writes_then_check_passes_then_detects_staleness(tree, tmp_path):
     assert "replicaCount: 1" in (out / "demo/iris/chart/values.yaml").read_text(), "--check wrote nothing"
 
 
+def test_an_output_folder_inside_the_models_tree_is_not_read_as_models(tree):
+    # `modelplat render . --out charts-out` from a repository root: the second run must not take
+    # the first run's HelmReleases and values.yaml files for model values files.
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    for _ in range(2):
+        result = modelplat("render", str(root), "--out", str(root / "charts-out"))
+        assert result.returncode == 0, result.stderr
+        assert "rendered 1 model(s)" in result.stderr
+    assert modelplat("lint", str(root), "--no-tools").returncode == 0
+    # Only a folder modelplat rendered is skipped: another folder's YAML is still read (and here
+    # refused, as it is no model), never silently ignored.
+    (root / "other").mkdir()
+    (root / "other/kustomization.yaml").write_text("resources: []\n")
+    result = modelplat("render", str(root), "--out", str(root / "charts-out"))
+    assert result.returncode == 1
+    assert "other/kustomization.yaml:1:1: error[missing-key]" in result.stderr
+
+
 def test_bad_input_exits_1_with_positions_and_writes_nothing(tree, tmp_path):
     root = tree({"demo/iris.yaml": CPU_FILE, "demo/bad.yaml": CPU_FILE + "resources:\n  requestGpu: 1\n"})
     out = tmp_path / "charts-out"
