@@ -1,7 +1,12 @@
 """Reads YAML files into plain data and maps dotted keys back to file:line:column.
 
-Parsing uses ruamel's C-accelerated safe loader; positions are computed only when a diagnostic
-needs them (a second, round-trip parse), so valid files pay for one fast parse. No validation here.
+Parsing uses ruamel's C parser. A plain document (mappings, lists and untagged scalars: every
+values file seen in practice) is built straight from the parser's events, with each plain
+scalar resolved by ruamel's own YAML 1.2 resolver and constructor (memoised: keys and common
+values repeat across thousands of files); anything else (tags, anchors, merge keys, directives,
+duplicate keys, syntax errors) goes through ruamel's full safe loader, so both paths give the same
+data and the same errors (tests/test_loader.py). Positions are computed only when a diagnostic
+needs them (a second, round-trip parse). No validation here.
 """
 
 from __future__ import annotations
@@ -25,6 +30,117 @@ def _yaml():
         _safe_yaml = YAML(typ="safe")  # uses the C parser when ruamel.yaml.clib is present
         _safe_yaml.allow_duplicate_keys = False
     return _safe_yaml
+
+
+_resolver_yaml = None
+
+
+def _resolving_yaml():
+    """A safe YAML instance that never loads a document, so no %YAML directive read earlier can
+    leave its resolver on YAML 1.1: it always resolves as YAML 1.2, like a fresh load."""
+    global _resolver_yaml
+    if _resolver_yaml is None:
+        from ruamel.yaml import YAML
+
+        _resolver_yaml = YAML(typ="safe")
+    return _resolver_yaml
+
+
+class _NotPlain(Exception):
+    """The document needs ruamel's full loader."""
+
+
+_SCALARS: dict[str, Any] = {}  # plain scalar text → value, as ruamel's safe loader builds it
+_PLAIN_TAGS = frozenset({"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null")})
+
+
+def _plain_scalar(text: str) -> Any:
+    try:
+        return _SCALARS[text]
+    except KeyError:
+        pass
+    from ruamel.yaml.nodes import ScalarNode
+
+    yaml = _resolving_yaml()
+    tag = yaml.resolver.resolve(ScalarNode, text, (True, False))
+    if str(tag) not in _PLAIN_TAGS:  # timestamps, merge keys, '=': rare, left to the full loader
+        raise _NotPlain
+    value = yaml.constructor.construct_non_recursive_object(ScalarNode(tag, text))
+    if len(_SCALARS) < 50_000:
+        _SCALARS[text] = value
+    return value
+
+
+def _load_plain(text: str) -> Any:
+    """The document built from parser events, or _NotPlain (also for any parser error)."""
+    from ruamel.yaml.cyaml import CParser
+    from ruamel.yaml import events
+
+    parser = CParser(text)
+    try:
+        parser.get_event()  # stream start
+        event = parser.get_event()
+        if event.__class__ is events.StreamEndEvent:
+            return None
+        if getattr(event, "version", None) or getattr(event, "tags", None):
+            raise _NotPlain  # %YAML / %TAG directives
+        scalar, mapping_start, sequence_start = events.ScalarEvent, events.MappingStartEvent, events.SequenceStartEvent
+        root: list = []
+        stack: list = [root]  # containers being filled; a dict's pending key is kept beside it
+        keys: list = [None]
+        while True:
+            event = parser.get_event()
+            cls = event.__class__
+            if cls is scalar:
+                if event.anchor is not None or event.tag is not None:
+                    raise _NotPlain
+                value = _plain_scalar(event.value) if event.implicit[0] else event.value
+            elif cls is mapping_start or cls is sequence_start:
+                if event.anchor is not None or event.tag is not None:
+                    raise _NotPlain
+                container = {} if cls is mapping_start else []
+                _add(stack[-1], keys, container)
+                stack.append(container)
+                keys.append(_NO_KEY)
+                continue
+            elif cls is events.MappingEndEvent or cls is events.SequenceEndEvent:
+                stack.pop()
+                keys.pop()
+                if len(stack) == 1:
+                    break
+                continue
+            else:  # an alias (or anything unexpected)
+                raise _NotPlain
+            _add(stack[-1], keys, value)
+            if len(stack) == 1:
+                break
+        if parser.get_event().__class__ is not events.DocumentEndEvent or \
+                parser.get_event().__class__ is not events.StreamEndEvent:
+            raise _NotPlain  # a second document: the full loader says so
+    except _NotPlain:
+        raise
+    except Exception:  # a syntax error: the full loader reports it, with its position
+        raise _NotPlain from None
+    return root[0] if root else None
+
+
+_NO_KEY = object()
+
+
+def _add(container: Any, keys: list, value: Any) -> None:
+    if container.__class__ is dict:
+        key = keys[-1]
+        if key is _NO_KEY:
+            if value.__class__ is dict or value.__class__ is list:
+                raise _NotPlain  # a complex key
+            keys[-1] = value
+        else:
+            if key in container:
+                raise _NotPlain  # a duplicate key: the full loader reports it with its position
+            container[key] = value
+            keys[-1] = _NO_KEY
+    else:
+        container.append(value)
 
 
 @dataclass
@@ -91,7 +207,10 @@ def parse(text: str, display: str) -> Any:
     from ruamel.yaml.reader import ReaderError
 
     try:
-        data = _yaml().load(text)
+        try:
+            data = _load_plain(text)
+        except _NotPlain:
+            data = _yaml().load(text)
     except ReaderError as exc:  # a character YAML forbids; it carries an offset, not a mark
         offset = max(0, min(exc.position, len(text)))
         line = text.count("\n", 0, offset) + 1
