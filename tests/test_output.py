@@ -57,17 +57,17 @@ def test_refuses_a_folder_modelplat_did_not_write(tmp_path):
 def test_failure_while_building_leaves_old_output_intact(tmp_path, monkeypatch):
     out = tmp_path / "out"
     output.write(out, tree_v1())
-    real_open = open
+    real_open = os.open
     calls = {"n": 0}
 
-    def failing_open(path, mode="r", *args, **kwargs):
-        if "w" in mode:
+    def failing_open(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
             calls["n"] += 1
             if calls["n"] == 2:
                 raise OSError(28, "No space left on device")
-        return real_open(path, mode, *args, **kwargs)
+        return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", failing_open)
+    monkeypatch.setattr(os, "open", failing_open)
     changed = {rel: content + b"# v2\n" for rel, content in tree_v1().items()}
     with pytest.raises(OSError):
         output.write(out, changed)
@@ -147,3 +147,25 @@ def test_identical_shared_files_are_written_once_and_linked(tmp_path):
     assert stat["c/own.json"].st_ino != stat["a/chart/values.schema.json"].st_ino  # equal bytes, other object
     assert stat["a/.helmignore"].st_ino != stat["b/.helmignore"].st_ino  # too small to bother
     assert all((out / rel).read_bytes() == content for rel, content in files.items())
+
+
+@pytest.mark.parametrize("slow", [False, True])
+def test_a_slow_file_system_gets_threads_and_the_same_tree(tmp_path, monkeypatch, slow):
+    # Files are created one by one until they prove slow, then by threads; either way the tree,
+    # the links and the count are the same.
+    monkeypatch.setattr(output, "PROBE_FILES", 3)
+    monkeypatch.setattr(output, "SLOW_CREATE", -1.0 if slow else 1e9)
+    used = []
+    real = output.os.makedirs
+    monkeypatch.setattr(output.os, "makedirs", lambda *a, **k: (used.append(threading.current_thread().name), real(*a, **k))[1])
+    shared = b"s" * 2048
+    files = {f"m{i:02d}/chart/templates/t{j}.yaml": f"{i}-{j}\n".encode() for i in range(20) for j in range(3)}
+    files.update({f"m{i:02d}/chart/values.schema.json": shared for i in range(20)})
+    files["kustomization.yaml"] = MARK
+    out = tmp_path / "out"
+    result = output.write(out, files)
+    assert result.written == len(files)
+    assert snapshot(out) == files
+    assert len({(out / f"m{i:02d}/chart/values.schema.json").stat().st_ino for i in range(20)}) == 1
+    threaded = any(name != threading.main_thread().name for name in used)
+    assert threaded is slow
