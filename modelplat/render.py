@@ -200,12 +200,22 @@ def chart_readme(p: ModelPlan) -> str:
         "| key | value | description |",
         "| --- | --- | --- |",
     ]
-    descriptions = _descriptions()
     for key, value in _flatten(v):
-        text = descriptions.get(_generic(key), "").replace("|", "\\|").replace("\n", " ")
-        shown = json.dumps(value, ensure_ascii=False).replace("|", "\\|")
-        lines.append(f"| `{key}` | `{shown}` | {text} |")
+        shown = _SHOWN.get(value) if value.__class__ is str else None
+        if shown is None:
+            shown = json.dumps(value, ensure_ascii=False).replace("|", "\\|")
+            if value.__class__ is str and len(_SHOWN) < 50_000:
+                _SHOWN[value] = shown
+        lines.append(f"| `{key}` | `{shown}` | {_described(key)} |")
     return "\n".join(lines) + "\n"
+
+
+_SHOWN: dict[str, str] = {}  # README cells of string values; names and images repeat across models
+
+
+@lru_cache(maxsize=4096)
+def _described(key: str) -> str:
+    return _descriptions().get(_generic(key), "").replace("|", "\\|").replace("\n", " ")
 
 
 # Values that are free-form maps are shown whole, not key by key.
