@@ -2,8 +2,9 @@
 """Benchmark modelplat as users run it (whole processes) and print a table of figures.
 
 Generates N model files from the bundled examples (names, projects and features varied), then
-times: a cold render of one full-featured model (median of 5), a render of N models, a no-op
-re-render of the same N (and how many files it wrote), `lint --no-tools` of N, and peak RSS.
+times: a cold render of one full-featured model (median of 5), a render of N models (with its CPU
+time and the file system's cost of creating a file just before it), a no-op re-render of the same N
+(and how many files it wrote), `lint --no-tools` of N, and peak RSS.
 Figures are printed, never asserted: timing tests flake, a table in a PR does not.
 
 Usage: scripts/bench.py [--models 1000] [--modelplat PATH]
@@ -44,17 +45,36 @@ def generate(root: Path, count: int) -> None:
         (project / f"{source.stem}-{i:05d}.yaml").write_text(text)
 
 
+LAST_CPU = {"user": 0.0, "sys": 0.0}  # CPU seconds of the last run()'s child
+
+
 def run(args: list[str], cwd: Path, cache: Path) -> tuple[float, int, str]:
     """Wall seconds, peak RSS in MB of the child, stdout. `cache` is the render cache it uses."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = usage.ru_maxrss
     env = dict(os.environ, MODELPLAT_CACHE_DIR=str(cache))
     start = time.perf_counter()
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_CPU.update(user=after.ru_utime - usage.ru_utime, sys=after.ru_stime - usage.ru_stime)
+    peak = after.ru_maxrss
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(args)}\n{proc.stdout}\n{proc.stderr}")
     return elapsed, max(peak, before) // 1024, proc.stdout
+
+
+def create_cost(folder: Path, count: int = 2000) -> float:
+    """Milliseconds to create one small file here, now. On this project's CI VMs (ext4 without a
+    journal) it swings from ~0.08 ms to over 1 ms for minutes after many files were deleted (the
+    kernel then skips recently freed inodes one by one), so the render row is read beside it."""
+    folder.mkdir()
+    start = time.perf_counter()
+    for i in range(count):
+        with open(folder / f"f{i}", "wb") as handle:
+            handle.write(b"x" * 2048)
+    elapsed = time.perf_counter() - start
+    return elapsed / count * 1000
 
 
 def main() -> None:
@@ -106,10 +126,15 @@ def main() -> None:
         generate(many, args.models)
         out = work / "charts-out"
         cache = work / "cache-many"
+        create_ms = create_cost(work / "create-probe")
         elapsed, peak, _ = run([exe, "render", str(many), "--out", str(out)], work, cache)
         peak_mb = max(peak_mb, peak)
         files = sum(1 for p in out.rglob("*") if p.is_file())
-        rows.append(("render N models", f"{elapsed:.2f} s", f"{args.models} models, {files} files, empty cache"))
+        rows.append(("render N models", f"{elapsed:.2f} s",
+                     f"{args.models} models, {files} files, empty cache; CPU user {LAST_CPU['user']:.2f} s, "
+                     f"system {LAST_CPU['sys']:.2f} s"))
+        rows.append(("(file system: create 1 file)", f"{create_ms:.2f} ms",
+                     "measured just before the render; see docs/performance.md"))
 
         elapsed, peak, stdout = run([exe, "render", str(many), "--out", str(out), "--format", "json"], work, cache)
         peak_mb = max(peak_mb, peak)
