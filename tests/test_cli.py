@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from ruamel.yaml import YAML
 
@@ -162,6 +164,8 @@ def test_version_and_help():
 
     assert modelplat("version").stdout.strip() == __version__
     assert "render" in modelplat("--help").stdout
+    as_module = subprocess.run([sys.executable, "-m", "modelplat", "version"], capture_output=True, text=True)
+    assert as_module.returncode == 0 and as_module.stdout.strip() == __version__
 
 
 def test_lint_with_an_unknown_kubernetes_version_is_a_clear_error(tree):
