@@ -7,8 +7,6 @@ leaves the old output or the new, never a mix. A lock file refuses a second conc
 
 from __future__ import annotations
 
-import ctypes
-import difflib
 import errno
 import os
 import shutil
@@ -82,6 +80,8 @@ def compare(root: Path, files: dict[str, bytes]) -> Changes:
 
 def diff(root: Path, files: dict[str, bytes], changes: Changes, max_lines: int = 40) -> str:
     """A unified diff of what a render would change, each file's hunk cut at max_lines."""
+    import difflib
+
     parts: list[str] = []
     for rel in changes.changed + changes.added + changes.removed:
         old = (root / rel).read_bytes().decode(errors="replace").splitlines(keepends=True) if rel not in changes.added else []
@@ -194,6 +194,8 @@ def _lock(out: Path) -> Iterator[None]:
 
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes  # only when there is an old tree to swap out (~3 ms to import)
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2
