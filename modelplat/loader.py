@@ -17,6 +17,7 @@ from typing import Any
 
 from .errors import Diagnostic
 
+MAX_DEPTH = 64  # nesting levels below the top: far beyond any values file, far below trouble
 MAX_FILE_BYTES = 1 << 20  # a model values file is a few KiB; 1 MiB leaves room and stops abuse
 
 _safe_yaml = None
@@ -71,7 +72,39 @@ def _plain_scalar(text: str) -> Any:
     return value
 
 
-def _load_plain(text: str) -> Any:
+def _too_deep(display: str) -> "LoadError":
+    return LoadError(Diagnostic(display, 0, 0, "too-deep", f"YAML nesting is deeper than {MAX_DEPTH} levels"))
+
+
+def _depth_guard(text: str, display: str) -> None:
+    """Refuse deep nesting before the full loader sees it. libyaml's scanner is quadratic in the
+    flow nesting depth ('[[[[…' of 100,000 levels, 200 KB, takes ~45 s), so the events are
+    counted and the parse stopped as soon as the limit is passed."""
+    from ruamel.yaml import events
+    from ruamel.yaml.cyaml import CParser
+
+    starts = (events.MappingStartEvent, events.SequenceStartEvent)
+    ends = (events.MappingEndEvent, events.SequenceEndEvent)
+    parser = CParser(text)
+    depth = 0
+    try:
+        while True:
+            cls = parser.get_event().__class__
+            if cls in starts:
+                depth += 1
+                if depth > MAX_DEPTH + 1:
+                    raise _too_deep(display)
+            elif cls in ends:
+                depth -= 1
+            elif cls is events.StreamEndEvent:
+                return
+    except LoadError:
+        raise
+    except Exception:  # a syntax error: the full loader reports it, with its position
+        return
+
+
+def _load_plain(text: str, display: str = "") -> Any:
     """The document built from parser events, or _NotPlain (also for any parser error)."""
     from ruamel.yaml.cyaml import CParser
     from ruamel.yaml import events
@@ -101,6 +134,8 @@ def _load_plain(text: str) -> Any:
                 container = {} if cls is mapping_start else []
                 _add(stack[-1], keys, container)
                 stack.append(container)
+                if len(stack) > MAX_DEPTH + 2:  # the top-level container is stack[1]
+                    raise _too_deep(display)
                 keys.append(_NO_KEY)
                 continue
             elif cls is events.MappingEndEvent or cls is events.SequenceEndEvent:
@@ -117,7 +152,7 @@ def _load_plain(text: str) -> Any:
         if parser.get_event().__class__ is not events.DocumentEndEvent or \
                 parser.get_event().__class__ is not events.StreamEndEvent:
             raise _NotPlain  # a second document: the full loader says so
-    except _NotPlain:
+    except (_NotPlain, LoadError):
         raise
     except Exception:  # a syntax error: the full loader reports it, with its position
         raise _NotPlain from None
@@ -208,8 +243,9 @@ def parse(text: str, display: str) -> Any:
 
     try:
         try:
-            data = _load_plain(text)
+            data = _load_plain(text, display)
         except _NotPlain:
+            _depth_guard(text, display)
             data = _yaml().load(text)
     except ReaderError as exc:  # a character YAML forbids; it carries an offset, not a mark
         offset = max(0, min(exc.position, len(text)))
@@ -247,8 +283,8 @@ def refuse_shared_nodes(data: Any, display: str) -> None:
         node, depth = stack.pop()
         if not isinstance(node, (dict, list)):
             continue
-        if depth > 64:
-            raise LoadError(Diagnostic(display, 0, 0, "too-deep", "YAML nesting is deeper than 64 levels"))
+        if depth > MAX_DEPTH:
+            raise _too_deep(display)
         if id(node) in seen:
             raise LoadError(
                 Diagnostic(

@@ -140,3 +140,22 @@ def test_dumped_data_agrees(data, flow):
 @given(model_values())
 def test_model_values_take_the_fast_path(values):
     assert check(dump(values)) == "fast"
+
+
+@pytest.mark.parametrize("prefix", ["a: ", "a: &x ", "a: !!seq "])
+def test_deep_nesting_is_refused_before_it_is_parsed(prefix):
+    # libyaml's scanner is quadratic in flow nesting (100,000 levels took ~45 s to reach the
+    # depth check); both paths now stop counting at the limit. A regression shows as minutes.
+    deep = prefix + "[" * 200_000 + "]" * 200_000
+    with pytest.raises(loader.LoadError) as refused:
+        loader.parse(deep, "deep.yaml")
+    assert refused.value.diagnostic.code == "too-deep"
+
+
+@pytest.mark.parametrize("prefix", ["a: ", "a: &x "])
+def test_the_depth_limit_is_the_same_on_both_paths(prefix):
+    limit = loader.MAX_DEPTH
+    assert loader.parse(prefix + "[" * limit + "]" * limit, "ok.yaml")["a"] is not None
+    with pytest.raises(loader.LoadError) as refused:
+        loader.parse(prefix + "[" * (limit + 1) + "]" * (limit + 1), "deep.yaml")
+    assert refused.value.diagnostic.code == "too-deep"
