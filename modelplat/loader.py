@@ -155,7 +155,7 @@ def _load_plain(text: str, display: str = "") -> Any:
     except (_NotPlain, LoadError):
         raise
     except Exception:  # a syntax error: the full loader reports it, with its position
-        raise _NotPlain from None
+        raise _NotPlain("syntax") from None  # (the depth was checked up to the error)
     return root[0] if root else None
 
 
@@ -244,8 +244,9 @@ def parse(text: str, display: str) -> Any:
     try:
         try:
             data = _load_plain(text, display)
-        except _NotPlain:
-            _depth_guard(text, display)
+        except _NotPlain as why:
+            if not why.args:
+                _depth_guard(text, display)
             data = _yaml().load(text)
     except ReaderError as exc:  # a character YAML forbids; it carries an offset, not a mark
         offset = max(0, min(exc.position, len(text)))
