@@ -169,3 +169,13 @@ def test_a_slow_file_system_gets_threads_and_the_same_tree(tmp_path, monkeypatch
     assert len({(out / f"m{i:02d}/chart/values.schema.json").stat().st_ino for i in range(20)}) == 1
     threaded = any(name != threading.main_thread().name for name in used)
     assert threaded is slow
+
+
+def test_changes_are_listed_in_path_order_whatever_order_files_come_in(tmp_path):
+    out = tmp_path / "out"
+    output.write(out, tree_v1())
+    files = dict(reversed(list({**tree_v1(), "b/new.yaml": b"n\n", "a/new.yaml": b"n\n",
+                                "a/y.yaml": b"y: 2\n", "a/x.yaml": b"x: 2\n"}.items())))
+    changes = output.compare(out, files)
+    assert changes.added == ["a/new.yaml", "b/new.yaml"]
+    assert changes.changed == ["a/x.yaml", "a/y.yaml"]
