@@ -14,9 +14,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .resources import chart_values_schema
+from .resources import shared_files
 
-FORMAT = b"modelplat-render-cache-v4"  # v2: request limits; v3: token quotas; v4: binary entries
+FORMAT = b"modelplat-render-cache-v5"  # v2: request limits; v3: token quotas; v4: binary entries; v5: shared files by reference
 
 
 def cache_dir() -> Path:
@@ -102,8 +102,9 @@ class RenderCache:
         return self._db
 
     # An entry: 8 bytes (little-endian length of the header), a JSON header {"identity", "files":
-    # [[rel, size], ...]} and the files' bytes one after another (size -1: the shared chart
-    # schema, stored by reference). Raw bytes, no text encoding: a 100 KB model is one copy.
+    # [[rel, size], ...]} and the files' bytes one after another (size -k: resources.shared_files()
+    # [k - 1], stored by reference, so a hit hands back the one shared object). Raw bytes, no text
+    # encoding: a 100 KB model is one copy.
 
     def get(self, key: str) -> dict | None:
         import sqlite3
@@ -151,11 +152,12 @@ def _open(path: Path):
 
 
 def _encode(identity: tuple | None, files: dict[str, bytes]) -> bytes:
-    schema = chart_values_schema()
+    shared = {len(blob): index for index, blob in enumerate(shared_files())}
     listing, payload = [], []
     for rel, data in files.items():
-        if data is schema or data == schema:
-            listing.append([rel, -1])
+        index = shared.get(len(data))
+        if index is not None and data == shared_files()[index]:
+            listing.append([rel, -1 - index])
         else:
             listing.append([rel, len(data)])
             payload.append(data)
@@ -171,12 +173,12 @@ def _decode(raw: bytes) -> dict | None:
         files, at = {}, 8 + size
         for rel, length in header["files"]:
             if length < 0:
-                files[rel] = chart_values_schema()
+                files[rel] = shared_files()[-1 - length]
                 continue
             files[rel] = raw[at:at + length]
             at += length
         if at != len(raw):
             return None  # truncated or padded: not an entry this code wrote
         return {"identity": tuple(header["identity"]), "files": files}
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
         return None

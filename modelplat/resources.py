@@ -37,3 +37,23 @@ def vendor_dir() -> Path:
 def chart_values_schema() -> bytes:
     """The chart values JSON Schema every chart ships as values.schema.json (one read a process)."""
     return (schemas_dir() / "chart-values.schema.json").read_bytes()
+
+
+@lru_cache(maxsize=1)
+def lua_sources() -> dict[str, bytes]:
+    """The Lua filters shipped in EnvoyFilters, by file stem. They are static: every setting
+    reaches them as route metadata, so no value can ever become code."""
+    return {path.stem: path.read_bytes() for path in sorted((templates_dir() / "lua").glob("*.lua"))}
+
+
+@lru_cache(maxsize=1)
+def helmignore() -> bytes:
+    return (templates_dir() / "chart" / ".helmignore").read_bytes()
+
+
+@lru_cache(maxsize=1)
+def shared_files() -> tuple[bytes, ...]:
+    """The files every chart (or every chart of a feature) carries byte for byte: one object each
+    a process, so the output writes each once and hard-links the copies, and the render cache
+    stores them by reference."""
+    return (chart_values_schema(), helmignore(), *lua_sources().values())

@@ -8,7 +8,7 @@ import pytest
 
 from modelplat import cache, pipeline
 
-from conftest import CPU_FILE
+from conftest import CPU_FILE, JWT_LLM_FILE
 
 GPU = "model:\n  format: custom\n  image: vllm/vllm-openai:v0.8.5\nresources:\n  requestGPU: 1\n"
 
@@ -26,6 +26,26 @@ def test_second_render_is_served_from_cache_and_identical(tree, fresh_cache):
     second = pipeline.render_all([root])
     assert second.cached == 2
     assert second.files == first.files == pipeline.render_all([root], use_cache=False).files
+
+
+def test_hits_hand_back_the_shared_files_so_the_output_links_them(tree, fresh_cache, tmp_path):
+    from modelplat import output
+    from modelplat.resources import shared_files
+
+    quota = JWT_LLM_FILE + "tokenLimit:\n  enabled: true\n  tenantId: team-a\n  saLimit: 100\n"
+    root = tree({"llm/a.yaml": quota, "llm/b.yaml": quota, "demo/iris.yaml": CPU_FILE})
+    pipeline.render_all([root])
+    hit = pipeline.render_all([root])
+    assert hit.cached == 3
+    for rel in ("chart/files/token_quota.lua", "chart/files/strip_identity.lua", "chart/values.schema.json",
+                "chart/.helmignore"):
+        a, b = hit.files[f"llm/a/{rel}"], hit.files[f"llm/b/{rel}"]
+        assert a is b and any(a is blob for blob in shared_files()), rel
+    out = tmp_path / "out"
+    output.write(out, hit.files)
+    assert (out / "llm/a/chart/files/token_quota.lua").stat().st_ino == \
+        (out / "llm/b/chart/files/token_quota.lua").stat().st_ino
+    assert hit.files == pipeline.render_all([root], use_cache=False).files
 
 
 def test_only_changed_models_are_rendered_again(tree, fresh_cache):

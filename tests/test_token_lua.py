@@ -94,7 +94,7 @@ def test_the_lua_is_static_and_settings_are_route_metadata(tokens_source, envoyf
     assert settings_["tenantId"] == "team-search" and settings_["paths"][0] == "/v1/chat/completions"
     assert "team-search" not in source and "x-modelplat-sa" not in source
     # the shipped file, byte for byte: no value was templated into it
-    from modelplat.render import lua_sources
+    from modelplat.resources import lua_sources
 
     assert source.encode() == lua_sources()["token_quota"]
     strip = lua_filter(envoyfilters["qwen-chat-identity"])
