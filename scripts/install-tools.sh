@@ -8,6 +8,7 @@
 # Prints the bin directory on its last line; put it on PATH or pass MODELPLAT_TOOLS_DIR.
 set -euo pipefail
 
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${MODELPLAT_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelplat-tools}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
@@ -24,6 +25,12 @@ KUSTOMIZE_VERSION=v5.8.0
 RATELIMIT_VERSION=v1.4.1-0.20260122083618-3fb702589d36
 KUBERNETES_VERSION=v1.36.3
 ETCD_VERSION=v3.6.8
+# The engines the output is reconciled by in the tests (`lint --engines`).
+KSERVE_VERSION=v0.20.0
+SOURCE_CONTROLLER_VERSION=v1.9.5   # Flux 2.9.5
+KUSTOMIZE_CONTROLLER_VERSION=v1.9.5
+HELM_CONTROLLER_VERSION=v1.6.4
+# sidecar-config (tools/sidecar-config) is built against the same Istio as istioctl.
 
 log() { printf '[install-tools] %s\n' "$*" >&2; }
 
@@ -65,7 +72,7 @@ install_helm_unittest() {
     src=$(go mod download -json "github.com/helm-unittest/helm-unittest@$HELM_UNITTEST_VERSION" |
       python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
     tmp=$(mktemp -d)
-    trap 'rm -rf "$tmp"' RETURN
+    trap 'rm -rf "${tmp:-}"' RETURN
     cp -r "$src/." "$tmp/"
     chmod -R u+w "$tmp"
     (cd "$tmp" && go build -o "$CACHE/helm-unittest-$HELM_UNITTEST_VERSION/helm-unittest" ./cmd/helm-unittest)
@@ -128,14 +135,15 @@ install_redis() {
 # module zip lacks its staging modules), so build them from a throwaway wrapper module whose
 # replace block points every staging module at its published v0.X.Y.
 install_kubernetes() {
-  if installed kube-apiserver "$KUBERNETES_VERSION" && installed kubectl "$KUBERNETES_VERSION"; then
-    link kube-apiserver "$KUBERNETES_VERSION"; link kubectl "$KUBERNETES_VERSION"; return
+  local k8s_bins="kube-apiserver kubectl kube-controller-manager" b
+  if installed kube-apiserver "$KUBERNETES_VERSION" && installed kubectl "$KUBERNETES_VERSION" &&
+    installed kube-controller-manager "$KUBERNETES_VERSION"; then
+    for b in $k8s_bins; do link "$b" "$KUBERNETES_VERSION"; done; return
   fi
-  need_go; log "building kube-apiserver and kubectl $KUBERNETES_VERSION (cold: ~5 min, ~2 GB RAM)"
-  local tmp minor staging out ldf kv
+  need_go; log "building kube-apiserver, kube-controller-manager and kubectl $KUBERNETES_VERSION (cold: ~7 min, ~2 GB RAM)"
+  local tmp minor staging ldf kv
   tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' RETURN
-  out="$CACHE/kube-apiserver-$KUBERNETES_VERSION"
+  trap 'rm -rf "${tmp:-}"' RETURN
   minor="v0.${KUBERNETES_VERSION#v1.}"
   staging=$(cd "$tmp" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
@@ -148,17 +156,20 @@ with open(f"{tmp}/go.mod", "w") as f:
     f.writelines(f"\t{m} => {m} {minor}\n" for m in mods)
     f.write(")\n")
 with open(f"{tmp}/tools.go", "w") as f:
-    f.write('//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n)\n')
+    f.write('//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n)\n')
 PY
   ldf="-s -w"
   for kv in "gitVersion=$KUBERNETES_VERSION" "gitMajor=1" "gitMinor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)" "gitTreeState=clean"; do
     ldf="$ldf -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
   done
   (cd "$tmp" && go mod tidy >/dev/null 2>&1 &&
-    go build -trimpath -ldflags "$ldf" -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver &&
-    mkdir -p "$CACHE/kubectl-$KUBERNETES_VERSION" &&
-    go build -trimpath -ldflags "$ldf" -o "$CACHE/kubectl-$KUBERNETES_VERSION/kubectl" k8s.io/kubernetes/cmd/kubectl)
-  link kube-apiserver "$KUBERNETES_VERSION"; link kubectl "$KUBERNETES_VERSION"
+    for b in $k8s_bins; do
+      installed "$b" "$KUBERNETES_VERSION" && continue
+      mkdir -p "$CACHE/$b-$KUBERNETES_VERSION" &&
+        go build -trimpath -ldflags "$ldf" -o "$CACHE/$b-$KUBERNETES_VERSION/$b.tmp" "k8s.io/kubernetes/cmd/$b" &&
+        mv "$CACHE/$b-$KUBERNETES_VERSION/$b.tmp" "$CACHE/$b-$KUBERNETES_VERSION/$b" || exit 1
+    done)
+  for b in $k8s_bins; do link "$b" "$KUBERNETES_VERSION"; done
 }
 
 install_etcd() {
@@ -166,7 +177,7 @@ install_etcd() {
     need_go; log "building etcd $ETCD_VERSION (cold: ~1.5 min)"
     local tmp
     tmp=$(mktemp -d)
-    trap 'rm -rf "$tmp"' RETURN
+    trap 'rm -rf "${tmp:-}"' RETURN
     printf 'module etcdwrap\n\ngo 1.26.0\n' >"$tmp/go.mod"
     printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' >"$tmp/tools.go"
     (cd "$tmp" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 &&
@@ -175,10 +186,85 @@ install_etcd() {
   link etcd "$ETCD_VERSION"
 }
 
-tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(kubeconform kustomize helm-unittest ratelimit redis helm etcd promtool istioctl kubernetes)
-for t in "${tools[@]}"; do
-  case "$t" in
+# A writable copy of a downloaded Go module, for modules that must be built as the main module
+# (their go.mod has replace directives, so `go install` refuses them). Prints the copy's path.
+module_copy() {
+  local src tmp
+  src=$(go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  tmp=$(mktemp -d)
+  cp -r "$src/." "$tmp/"
+  chmod -R u+w "$tmp"
+  echo "$tmp"
+}
+
+# KServe's controller manager, with the module's own config/ (CRDs, the inferenceservice-config
+# ConfigMap, serving runtimes, webhook configurations) kept beside it: the engines harness
+# installs exactly what this version ships.
+install_kserve() {
+  local dir="$CACHE/kserve-$KSERVE_VERSION"
+  [ -x "$dir/manager" ] && [ -d "$dir/config" ] && return
+  need_go; log "building the KServe $KSERVE_VERSION controller manager (cold: ~7 min)"
+  local tmp
+  tmp=$(module_copy "github.com/kserve/kserve@$KSERVE_VERSION")
+  trap 'rm -rf "${tmp:-}"' RETURN
+  mkdir -p "$dir"
+  (cd "$tmp" && go build -trimpath -o "$dir/manager.tmp" ./cmd/manager)
+  rm -rf "$dir/config" && cp -r "$tmp/config" "$dir/config"
+  mv "$dir/manager.tmp" "$dir/manager"
+}
+
+link_kserve() { ln -sfn "$CACHE/kserve-$KSERVE_VERSION/manager" "$BIN/kserve-manager"; }
+
+# Flux's controllers. The `api` nested module is not in the module zip: drop the replace that
+# points at it so the published api module of the same version is used.
+flux_controller() {
+  local name=$1 version=$2 dir="$CACHE/$1-$2"
+  [ -x "$dir/$name" ] && [ -d "$dir/crds" ] && return
+  need_go; log "building Flux $name $version (cold: ~3-4 min)"
+  local tmp
+  tmp=$(module_copy "github.com/fluxcd/$name@$version")
+  trap 'rm -rf "${tmp:-}"' RETURN
+  mkdir -p "$dir"
+  (cd "$tmp" && go mod edit -dropreplace "github.com/fluxcd/$name/api" &&
+    if [ "$name" = source-controller ]; then
+      # The proxy refuses the zips of fluxcd/pkg/artifact v0.18.2 and v0.18.3.
+      go mod edit -require=github.com/fluxcd/pkg/artifact@v0.18.1
+    fi &&
+    GOFLAGS=-mod=mod go build -trimpath -o "$dir/$name.tmp" .)
+  rm -rf "$dir/crds" && cp -r "$tmp/config/crd/bases" "$dir/crds"
+  mv "$dir/$name.tmp" "$dir/$name"
+}
+
+install_flux() {
+  flux_controller source-controller "$SOURCE_CONTROLLER_VERSION"
+  flux_controller kustomize-controller "$KUSTOMIZE_CONTROLLER_VERSION"
+  flux_controller helm-controller "$HELM_CONTROLLER_VERSION"
+  local c v
+  for c in source-controller:$SOURCE_CONTROLLER_VERSION kustomize-controller:$KUSTOMIZE_CONTROLLER_VERSION \
+    helm-controller:$HELM_CONTROLLER_VERSION; do
+    v=${c#*:}; c=${c%%:*}; link "$c" "$v"
+  done
+}
+
+# Istio's own config generation (tools/sidecar-config in this repository), at istioctl's Istio.
+install_sidecar_config() {
+  local src="$ROOT/tools/sidecar-config" dir sum
+  sum=$(cat "$src"/*.go "$src/go.mod" "$src/go.sum" | sha256sum | cut -c1-12)
+  dir="$CACHE/sidecar-config-$ISTIOCTL_VERSION-$sum"
+  installed sidecar-config "$ISTIOCTL_VERSION-$sum" || {
+    need_go; log "building sidecar-config against Istio $ISTIOCTL_VERSION (cold: ~3 min after istioctl)"
+    local tmp
+    tmp=$(mktemp -d)
+    trap 'rm -rf "${tmp:-}"' RETURN
+    cp -r "$src/." "$tmp/"
+    (cd "$tmp" && go build -trimpath -o "$dir/sidecar-config.tmp" .)
+    mv "$dir/sidecar-config.tmp" "$dir/sidecar-config"
+  }
+  link sidecar-config "$ISTIOCTL_VERSION-$sum"
+}
+
+install_one() {
+  case "$1" in
     helm) install_helm ;;
     kubeconform) install_kubeconform ;;
     helm-unittest) install_helm_unittest ;;
@@ -187,9 +273,29 @@ for t in "${tools[@]}"; do
     kustomize) install_kustomize ;;
     ratelimit) install_ratelimit ;;
     redis) install_redis ;;
-    kubernetes | kube-apiserver | kubectl) install_kubernetes ;;
+    kubernetes | kube-apiserver | kubectl | kube-controller-manager) install_kubernetes ;;
     etcd) install_etcd ;;
-    *) log "unknown tool: $t"; exit 2 ;;
+    kserve) install_kserve; link_kserve ;;
+    flux) install_flux ;;
+    sidecar-config) install_sidecar_config ;;
+    *) log "unknown tool: $1"; exit 2 ;;
   esac
-done
+}
+
+if [ $# -gt 0 ]; then
+  for t in "$@"; do install_one "$t"; done
+else
+  # Every tool, as two queues built side by side: on 2 cores one queue compiles while the other
+  # downloads modules or links a large binary (figures: docs/performance.md). Each queue
+  # keeps the order its tools depend on: sidecar-config reuses istioctl's module and build cache.
+  # Peak memory of the pair stays under ~4 GB (kube-apiserver's link is the largest).
+  ( for t in kubernetes etcd helm helm-unittest kubeconform kustomize ratelimit redis promtool; do install_one "$t"; done ) &
+  queue_a=$!
+  ( for t in kserve flux istioctl sidecar-config; do install_one "$t"; done ) &
+  queue_b=$!
+  status=0
+  wait "$queue_a" || status=$?
+  wait "$queue_b" || status=$?
+  [ "$status" = 0 ] || { log "error: a tool build failed (see above)"; exit "$status"; }
+fi
 echo "$BIN"
