@@ -31,7 +31,7 @@ class GPUSettings(Section):
 
 class ResourceDefaults(Section):
     requestCPU: Quantity = Field(default="500m")
-    limitCPU: Optional[Quantity] = Field(default=None, description="Unset: no CPU limit (avoids throttling).")
+    limitCPU: Optional[Quantity] = Field(default=None, description="Unset: a model's CPU limit is its request (KServe would otherwise impose its own default).")
     requestMemory: Quantity = Field(default="1Gi")
     limitMemory: Optional[Quantity] = Field(default="2Gi")
 
@@ -46,8 +46,10 @@ class Defaults(Section):
 class GitRepositorySettings(Section):
     name: DNSLabel = Field(default="modelplat", description="Flux GitRepository holding the rendered output.")
     namespace: DNSLabel = Field(default="flux-system")
-    url: Annotated[str, StringConstraints(pattern=r"^(https|ssh)://[^\s]+$")] = Field(
-        default="ssh://git@git.example.com/platform/models.git", description="Repository URL."
+    # Plain http is Flux's too: a Git server on a trusted network, or the engines' loopback one.
+    url: Annotated[str, StringConstraints(pattern=r"^(https?|ssh)://[^\s]+$")] = Field(
+        default="ssh://git@git.example.com/platform/models.git",
+        description="Repository URL (ssh://, https://, or http:// on a trusted network).",
     )
     branch: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/-]+$")] = Field(default="main")
     secretRef: Optional[DNSLabel] = Field(default=None, description="Secret with the Git credentials.")

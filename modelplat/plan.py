@@ -163,6 +163,12 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
     doc = {k: doc[k] for k in ("name", "project", "namespace")} | {
         k: v for k, v in doc.items() if k not in ("name", "project", "namespace")
     }
+    if values.model.runtime is None and not values.model.protocol:
+        from .rules import default_protocol
+
+        protocol = default_protocol(values.model.format)
+        if protocol:
+            doc["model"]["protocol"] = protocol
     defaults = platform.defaults.resources
     resources = doc["resources"]
     for key in ("requestCPU", "limitCPU", "requestMemory", "limitMemory"):

@@ -47,6 +47,24 @@ def quantity(value: object) -> Decimal:
 # KServe's Python model servers take --model_name; TorchServe, Triton and TF Serving do not.
 MODEL_NAME_FORMATS = frozenset({"sklearn", "xgboost", "lightgbm", "huggingface"})
 
+# The protocols KServe v0.20's default ClusterServingRuntimes serve each format over (config/runtimes:
+# tensorflow-serving v1; Triton v2/grpc-v2 for onnx, tensorflow and triton; TorchServe v1/v2/grpc-v2;
+# the Python servers and MLServer v1/v2). Without protocolVersion KServe asks for v1, and a format
+# no runtime serves over that protocol gets no Deployment ("no runtime found"), which the engines
+# tests saw for onnx. An `openai` model sets no protocolVersion (v1 to KServe).
+RUNTIME_PROTOCOLS = {
+    "sklearn": ("v1", "v2"), "xgboost": ("v1", "v2"), "lightgbm": ("v1", "v2"), "huggingface": ("v1", "v2"),
+    "tensorflow": ("v1", "v2", "grpc-v2"), "pytorch": ("v1", "v2", "grpc-v2"),
+    "onnx": ("v2", "grpc-v2"), "triton": ("v2", "grpc-v2"),
+}
+
+
+def default_protocol(fmt: str) -> str | None:
+    """What modelplat sets when model.protocol is unset: nothing (KServe's v1) where a runtime
+    serves v1, else v2 (onnx and triton are served by Triton only)."""
+    served = RUNTIME_PROTOCOLS.get(fmt)
+    return None if served is None or "v1" in served else "v2"
+
 # --- features not rendered yet -------------------------------------------------------------------
 # Each entry: (feature, key that asks for it, predicate). Only features in RENDERED are accepted;
 # a value asking for any other is an error until its templates land, never silently ignored.
@@ -157,6 +175,13 @@ def model_spec(values: ModelValues, platform: PlatformSettings, src: Source, nam
         if not spec.storageUri:
             yield src.diagnostic(("model",), "missing-storage-uri", f"model.storageUri is required for format {spec.format}",
                                  "e.g. s3://bucket/path/to/model or hf://org/model")
+        served = RUNTIME_PROTOCOLS.get(spec.format, ())
+        protocol = "v1" if spec.protocol == "openai" else spec.protocol
+        if spec.runtime is None and protocol and protocol not in served:
+            yield src.diagnostic(("model", "protocol"), "no-runtime-for-protocol",
+                                 f"KServe's runtimes serve format {spec.format} over {', '.join(served)}, "
+                                 f"not {spec.protocol}: KServe would find no runtime and create no Deployment",
+                                 f"use protocol {served[0]}" if served else "pick a runtime with model.runtime")
     if spec.servedModelName and spec.format not in MODEL_NAME_FORMATS:
         yield src.diagnostic(("model", "servedModelName"), "served-model-name-unsupported",
                              f"model.servedModelName is passed as --model_name to KServe's Python runtimes "

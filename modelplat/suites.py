@@ -329,6 +329,12 @@ def _host(name: str, namespace: str) -> str:
 MODEL_SELECTOR_PATH = "spec.selector.matchLabels"
 
 
+def live_selector(name: str) -> dict[str, str]:
+    """Request limits and token quotas select the pods that serve clients (primary, canary), not
+    the shadow."""
+    return {"modelplat.io/model": name, "modelplat.io/traffic": "live"}
+
+
 def peerauthentication_suite(p: ModelPlan) -> dict[str, Any]:
     return {"suite": f"{p.name} PeerAuthentication", "templates": ["templates/peerauthentication.yaml"],
             "release": _release(p), "tests": [
@@ -464,6 +470,9 @@ def variant_suite(p: ModelPlan, variant: str) -> dict[str, Any]:
         {"equal": {"path": "metadata.name", "value": f"{p.name}-{variant}"}},
         {"equal": {"path": _key("spec.predictor.labels", "modelplat.io/model"), "value": p.name}},
         {"equal": {"path": _key("spec.predictor.labels", "modelplat.io/variant"), "value": variant}},
+        # The shadow's pods are out of the request-limit and token-quota filters' reach.
+        {"equal": {"path": _key("spec.predictor.labels", "modelplat.io/traffic"),
+                   "value": "mirrored" if variant == "shadow" else "live"}},
         {"equal": {"path": _key("metadata.annotations", "serving.kserve.io/autoscalerClass"),
                    "value": "external" if variant == "canary" and v["autoscaling"]["enabled"] else "none"}},
     ]
@@ -497,7 +506,7 @@ def ratelimit_suite(p: ModelPlan) -> dict[str, Any]:
             "release": _release(p), "tests": [
         _case("adds the global rate limit filter before the router, for this model's sidecars only", [
             {"isKind": {"of": "EnvoyFilter"}},
-            {"equal": {"path": "spec.workloadSelector.labels", "value": {"modelplat.io/model": p.name}}},
+            {"equal": {"path": "spec.workloadSelector.labels", "value": live_selector(p.name)}},
             {"equal": {"path": "spec.configPatches[0].patch.operation", "value": "INSERT_BEFORE"}},
             {"equal": {"path": "spec.configPatches[0].match.listener.filterChain.filter.subFilter.name",
                        "value": "envoy.filters.http.router"}},
@@ -529,7 +538,7 @@ def tokenlimit_suite(p: ModelPlan) -> dict[str, Any]:
     tests = [
         _case("inserts the Lua filter and a rate-limit filter per quota before the router, for this model only", [
             {"isKind": {"of": "EnvoyFilter"}},
-            {"equal": {"path": "spec.workloadSelector.labels", "value": {"modelplat.io/model": p.name}}},
+            {"equal": {"path": "spec.workloadSelector.labels", "value": live_selector(p.name)}},
             {"equal": {"path": "spec.configPatches[0].patch.value.name", "value": "modelplat.tokens.lua"}},
             {"equal": {"path": "spec.configPatches[0].patch.operation", "value": "INSERT_BEFORE"}},
             {"equal": {"path": "spec.configPatches[0].match.listener.filterChain.filter.subFilter.name",

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from ruamel.yaml import YAML
 
 from modelplat import pipeline
 from modelplat.render import render_tree
+
+from conftest import PLATFORM, modelplat, need_tool
 
 _yaml = YAML(typ="safe")
 
@@ -166,3 +169,21 @@ def test_features_add_their_templates_and_suites(tree):
         assert any(t["template"] == f"templates/{template}.yaml" for t in suite["tests"]), template
     _, plain = rendered(tree, {"demo/iris.yaml": CPU})
     assert not [f for f in plain if f.startswith("demo/") and ("hpa" in f or "prometheusrule" in f or "telemetry" in f)]
+
+
+def test_cpu_and_memory_limits_are_always_explicit(tree):
+    # KServe gives a container without a limit its own (1 CPU, 2Gi) and refuses a larger request:
+    # the engines saw qwen-embed (2 CPUs requested, no limit) get no Deployment.
+    from modelplat import tools
+
+    helm = need_tool("helm")
+    root = tree({"demo/m.yaml": "model:\n  format: sklearn\n  storageUri: s3://m/x\nresources:\n  requestCPU: '2'\n"},
+                platform=PLATFORM.replace("clusterName: ml-test", "clusterName: ml-test\ndefaults:\n  resources:\n"
+                                          "    limitMemory: null\n"))
+    out = root.parent / "out"
+    assert modelplat("render", str(root), "--out", str(out)).returncode == 0
+    chart = next(out.rglob("chart"))
+    rendered = tools.run([helm, "template", "m", str(chart)]).output
+    isvc = [d for d in YAML(typ="safe").load_all(rendered) if d and d["kind"] == "InferenceService"][0]
+    resources = isvc["spec"]["predictor"]["model"]["resources"]
+    assert resources["limits"]["cpu"] == "2" and resources["limits"]["memory"] == resources["requests"]["memory"]

@@ -240,3 +240,22 @@ def test_ignored_traffic_settings_are_refused(tree):
     warned = codes(tree, "model:\n  format: onnx\n  storageUri: s3://m/x\ncanary:\n  enabled: true\n"
                          "  storageUri: s3://m/v2\nprimaryLoad: 90\n")
     assert warned["variant-model-name"].severity == "warning"
+
+
+@pytest.mark.parametrize("fmt,protocol,refused", [
+    ("onnx", "v1", True), ("triton", "v1", True), ("sklearn", "grpc-v2", True), ("huggingface", "grpc-v2", True),
+    ("onnx", "v2", False), ("tensorflow", "grpc-v2", False), ("pytorch", "v1", False), ("sklearn", "v2", False),
+])
+def test_a_protocol_no_kserve_runtime_serves_the_format_over_is_refused(tree, fmt, protocol, refused):
+    # Found by the engines: KServe v0.20 made no Deployment for an onnx model without protocol v2.
+    text = f"model:\n  format: {fmt}\n  storageUri: s3://m/x\n  protocol: {protocol}\n"
+    assert ("no-runtime-for-protocol" in codes(tree, text)) is refused
+    # Naming a runtime of one's own is the way out.
+    assert "no-runtime-for-protocol" not in codes(tree, text + "  runtime: my-runtime\n")
+
+
+@pytest.mark.parametrize("fmt,expected", [("onnx", "v2"), ("triton", "v2"), ("sklearn", None), ("tensorflow", None)])
+def test_an_unset_protocol_is_one_a_kserve_runtime_serves(tree, fmt, expected):
+    root = tree({"demo/model.yaml": f"model:\n  format: {fmt}\n  storageUri: s3://m/x\n"})
+    (p,) = pipeline.run([root]).plans
+    assert p.chart_values["model"].get("protocol") == expected

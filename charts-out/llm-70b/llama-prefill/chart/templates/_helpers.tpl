@@ -85,12 +85,17 @@ resources:
     {{- with (include "modelplat.rdmaResources" . | trim) }}
     {{- . | nindent 4 }}
     {{- end }}
-  {{- if or $res.limitCPU $res.limitMemory (gt $gpu 0) .Values.rdma.enabled }}
+  {{- /* Always explicit: KServe's defaulting gives a container without a CPU or memory limit its
+  own (inferenceservice-config: 1 CPU, 2Gi), which silently caps the model, and refuses it
+  outright when the request is larger. Unset, a limit is the request. */}}
+  {{- $limitCPU := $res.limitCPU | default $res.requestCPU }}
+  {{- $limitMemory := $res.limitMemory | default $res.requestMemory }}
+  {{- if or $limitCPU $limitMemory (gt $gpu 0) .Values.rdma.enabled }}
   limits:
-    {{- with $res.limitCPU }}
+    {{- with $limitCPU }}
     cpu: {{ . | quote }}
     {{- end }}
-    {{- with $res.limitMemory }}
+    {{- with $limitMemory }}
     memory: {{ . | quote }}
     {{- end }}
     {{- if gt $gpu 0 }}
@@ -178,6 +183,15 @@ serving.kserve.io/inferenceservice: {{ include "modelplat.name" . | quote }}
 {{/* Selects every pod of this model: primary, canary and shadow (security policies apply to all). */}}
 {{- define "modelplat.modelSelector" -}}
 modelplat.io/model: {{ include "modelplat.name" . | quote }}
+{{- end -}}
+
+{{/*
+Selects the pods that serve clients: primary and canary, not the shadow. Request limits and token
+quotas count each client request once; the shadow's traffic is a copy of requests already counted.
+*/}}
+{{- define "modelplat.liveSelector" -}}
+{{ include "modelplat.modelSelector" . }}
+modelplat.io/traffic: live
 {{- end -}}
 
 {{/* The cluster-internal host of a KServe predictor Service (RawDeployment listens on port 80). */}}
