@@ -185,6 +185,9 @@ def lint(
     kubeconfig: Optional[Path] = typer.Option(
         None, "--kubeconfig", exists=True, dir_okay=False,
         help="Cluster for --server-dry-run (default: kubectl's own, KUBECONFIG or ~/.kube/config)."),
+    engines: bool = typer.Option(
+        False, "--engines", help="Also deliver the output through a local Flux, KServe and Istio config "
+        "generation on loopback, and check what they make of each model (minutes; needs the engines built)."),
 ) -> None:
     """Validate every values file and check every rendered chart with the real tools."""
     from .lint import lint as run_lint
@@ -192,7 +195,7 @@ def lint(
     try:
         report = run_lint(inputs, platform, use_tools=tools_, require_tools=require_tools,
                           schema_locations=schema_location, jobs=jobs, server_dry_run=server_dry_run,
-                          kubeconfig=str(kubeconfig) if kubeconfig else None)
+                          kubeconfig=str(kubeconfig) if kubeconfig else None, engines=engines)
     except ModelplatError as exc:
         _fail(exc, fmt)
         return

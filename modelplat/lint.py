@@ -28,6 +28,7 @@ TOOLS = ("helm", "kubeconform", "helm-unittest", "istioctl", "kustomize", "promt
 FROM_MANIFESTS = ("kubeconform", "istioctl validate", "promtool")
 WIRING = "(flux wiring)"  # the row of problems that belong to no model (kustomizations, _platform/)
 SERVER_DRY_RUN = "server dry-run"  # only with lint(server_dry_run=True); see dryrun.py
+ENGINE_CHECKS = ("flux", "kserve", "istio")  # only with lint(engines=True); see engines/
 _SCRATCH = ".lint"  # per model folder: the files lint writes for the tools (never part of the output)
 # The one warning every EnvoyFilter gets; any other istioctl warning (an unknown or misspelt
 # field inside a typed_config, a deprecated type) means Envoy would refuse or ignore the patch.
@@ -83,7 +84,7 @@ class LintReport:
 
 def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bool = True,
          require_tools: bool = False, schema_locations: list[str] | None = None, jobs: int | None = None,
-         server_dry_run: bool = False, kubeconfig: str | None = None) -> LintReport:
+         server_dry_run: bool = False, kubeconfig: str | None = None, engines: bool = False) -> LintReport:
     from . import pipeline, render
     from . import plan as planning
 
@@ -102,6 +103,16 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
     missing = [t for t in TOOLS if use_tools and not tools.find(t)]
     versions = {t: tools.version(t) for t in TOOLS} if use_tools else {}
     checks = CHECKS + (SERVER_DRY_RUN,) if server_dry_run else CHECKS
+    engines_missing: list[str] = []
+    if engines:
+        checks += ENGINE_CHECKS
+        from .engines.controlplane import Engines
+
+        found, engines_missing = Engines.find()
+        missing += [t for t in engines_missing if t not in missing]
+        if found is not None:
+            versions.update({t: tools.version(t) for t in ("kube-apiserver", "kserve-manager", "source-controller",
+                                                           "kustomize-controller", "helm-controller", "sidecar-config")})
     if server_dry_run and use_tools:
         from . import dryrun
 
@@ -126,6 +137,8 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
                 _run_tools(root, files, result, pairs, wiring, schema_locations or [], jobs)
                 if server_dry_run:
                     _server_dry_run(root, result, pairs, wiring, kubeconfig, jobs)
+                if engines and not engines_missing:
+                    _engines(root, result, pairs, wiring)
     if wiring.checks:
         by_file[WIRING] = wiring
     for model in by_file.values():
@@ -138,6 +151,9 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
                 model.checks[check] = Check("skipped", "not rendered")
             elif check in FROM_MANIFESTS and model.checks.get("helm template", Check("pass")).status == "fail":
                 model.checks[check] = Check("skipped", "helm template failed")
+            elif check in ENGINE_CHECKS:
+                model.checks[check] = Check("skipped", f"not found: {', '.join(engines_missing)}" if use_tools
+                                            else "tools not requested")
             else:
                 tool = "kubectl" if check == SERVER_DRY_RUN else TOOL_OF[check]
                 model.checks[check] = Check("skipped", f"{tool} not found" if use_tools else "tools not requested")
@@ -158,6 +174,39 @@ def _server_dry_run(root: Path, result, pairs: list, wiring: ModelResult, kubeco
             model.checks[SERVER_DRY_RUN] = Check(*outcomes[p.model_dir])
     if WIRING in outcomes:
         wiring.checks[SERVER_DRY_RUN] = Check(*outcomes[WIRING])
+
+
+def _engines(root: Path, result, pairs: list, wiring: ModelResult) -> None:
+    """Delivers the rendered output through a local control plane (engines/): a finding of
+    Flux, KServe or Istio fails that engine's column on the model's row, with the resource
+    and field it is about."""
+    from .engines import runner
+    from .engines.apiserver import StartError
+    from .engines.controlplane import ControlPlane, Engines
+
+    found, _ = Engines.find()
+    with tempfile.TemporaryDirectory(prefix="modelplat-engines-") as tmp:
+        plane = ControlPlane(found, Path(tmp))
+        try:
+            plane.start()
+            report = runner.run(plane, result.plans, result.platform, root)
+        except (StartError, TimeoutError, RuntimeError) as exc:
+            for check in ENGINE_CHECKS:
+                wiring.checks[check] = Check("fail", f"the local control plane failed: {exc}")
+            return
+        finally:
+            plane.stop()
+    for p, model in pairs:
+        key = f"{p.namespace}/{p.name}"
+        for engine in ENGINE_CHECKS:
+            mine = report.by_model(key, engine)
+            model.checks[engine] = Check("fail" if mine else "pass", "\n".join(
+                f"{f.resource} {f.field}: {f.message}" for f in mine))
+    if report.prerequisites:
+        result.diagnostics.append(Diagnostic(
+            WIRING, 0, 0, "engines-prerequisites",
+            f"the engines run created what the models name but do not own: {', '.join(report.prerequisites)}",
+            hint="your cluster must have these before the models are delivered", severity="warning"))
 
 
 def _join(check: Check | None, text: str) -> str:

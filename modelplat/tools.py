@@ -30,6 +30,10 @@ _VERSION_ARGS = {
 }
 
 
+# Tools whose cache folder is named after the project they come from, not the binary.
+_BUILT_AS = {"kserve-manager": "kserve"}
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
@@ -59,8 +63,9 @@ def version(tool: str) -> str:
     if not path:
         return "missing"
     folder = Path(os.path.realpath(path)).parent.name  # e.g. kubeconform-v0.7.0
-    if folder.startswith(f"{tool}-v"):
-        return folder[len(tool) + 1:]
+    built_as = _BUILT_AS.get(tool, tool)
+    if folder.startswith(f"{built_as}-v"):
+        return folder[len(built_as) + 1:]
     if tool not in _VERSION_ARGS:
         return "unknown"
     args, pattern = _VERSION_ARGS[tool]

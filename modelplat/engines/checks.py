@@ -1,0 +1,518 @@
+"""The engines' verdicts on each model: what Flux, KServe and Istio did with the rendered output,
+compared with what the model's values asked for.
+
+Expectations come from the model's validated values (the HelmRelease's spec.values), never from
+the templates; observations come from the engines' own objects and output. Each finding names
+the model, the engine, the resource and the field. Nothing here starts or changes anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .cluster_state import ModelState, Variant, selects
+from .gitops import Release
+from .istio import ROUTER, ProxyConfig, http_filter_names, inline_routes
+from .kube import condition
+
+KSERVE_CONTAINER = "kserve-container"
+ENGINES = ("flux", "kserve", "istio")
+
+
+@dataclass(frozen=True)
+class Finding:
+    model: str  # "<namespace>/<name>"
+    engine: str  # flux, kserve or istio
+    resource: str  # e.g. "Deployment iris-canary-predictor"
+    field: str  # where in that resource, e.g. "spec.template.spec.tolerations"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.model}: {self.engine}: {self.resource} {self.field}: {self.message}"
+
+
+def condition_status(obj: dict) -> str | None:
+    """The status of an object's Ready condition ("True", "False", "Unknown"; None without one)."""
+    return condition(obj).get("status")
+
+
+# --- Flux -------------------------------------------------------------------------------------------
+
+def flux_findings(model: str, release: Release | None, state: ModelState, chart_objects: set[tuple[str, str]]) -> list[Finding]:
+    """The HelmRelease is Ready and Helm's release record holds exactly the chart's objects, each
+    of them present in the cluster."""
+    where = f"HelmRelease {model}"
+    if release is None:
+        return [Finding(model, "flux", where, "", "no HelmRelease in the cluster")]
+    out = []
+    if release.ready != "True":
+        out.append(Finding(model, "flux", where, "status.conditions[Ready]",
+                           f"{release.reason}: {release.message}"))
+        return out
+    recorded = {(kind, name) for kind, _, name in state.release_objects}
+    for kind, name in sorted(chart_objects - recorded):
+        out.append(Finding(model, "flux", where, "release manifest", f"the chart's {kind} {name} was not installed"))
+    for kind, name in sorted(recorded - chart_objects):
+        out.append(Finding(model, "flux", where, "release manifest", f"{kind} {name} installed but not in the chart"))
+    return out
+
+
+# --- KServe -----------------------------------------------------------------------------------------
+
+def _variants_asked(values: dict) -> list[str]:
+    asked = ["primary"]
+    if (values.get("canary") or {}).get("enabled"):
+        asked.append("canary")
+    if (values.get("mirror") or {}).get("enabled"):
+        asked.append("shadow")
+    return asked
+
+
+_QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
+_FACTORS = {"": 1, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20,
+            "Gi": 2**30, "Ti": 2**40}
+
+
+def quantity(value) -> float | None:
+    """A Kubernetes quantity as a number (so "1", 1 and "1000m" compare equal)."""
+    if value is None:
+        return None
+    match = _QUANTITY.match(str(value))
+    if not match or match.group(2) not in _FACTORS:
+        return None
+    return float(match.group(1)) * _FACTORS[match.group(2)]
+
+
+def gpu_count(values: dict) -> int:
+    res = values.get("resources") or {}
+    return max(int(res.get("requestGPU") or 0), int(res.get("limitGPU") or 0))
+
+
+def kserve_findings(model: str, values: dict, state: ModelState, events: dict[str, str] | None = None) -> list[Finding]:
+    """Each InferenceService the values ask for exists, is Ready as far as the controller can
+    make it, and its Deployment and Pods carry what the values asked."""
+    out: list[Finding] = []
+    for variant in _variants_asked(values):
+        v = state.variants.get(variant)
+        suffix = {"primary": "", "canary": "-canary", "shadow": "-shadow"}[variant]
+        isvc_name = f"InferenceService {state.name}{suffix}"
+        if v is None:
+            out.append(Finding(model, "kserve", isvc_name, "", "not in the cluster"))
+            continue
+        for cond in (v.isvc.get("status") or {}).get("conditions") or []:
+            # Readiness conditions only: "Stopped" False is the healthy state.
+            if cond.get("type", "").endswith("Ready") and cond.get("status") != "True":
+                detail = " ".join(x for x in (cond.get("reason"), cond.get("message")) if x)
+                out.append(Finding(model, "kserve", isvc_name, f"status.conditions[{cond.get('type')}]",
+                                   f"{cond.get('status')}" + (f": {detail}" if detail else "")))
+        found = _deployment_findings(model, values, variant, v)
+        why = (events or {}).get(v.isvc["metadata"]["name"])
+        if found and why:  # KServe's own words, when it gave up on this InferenceService
+            found.append(Finding(model, "kserve", isvc_name, "events", why))
+        out += found
+    for variant in set(state.variants) - set(_variants_asked(values)):
+        out.append(Finding(model, "kserve", f"InferenceService {state.variants[variant].isvc['metadata']['name']}", "",
+                           f"a {variant} exists but the values do not ask for one"))
+    return out
+
+
+def _container(spec: dict, name: str) -> dict | None:
+    return next((c for c in spec.get("containers") or [] if c.get("name") == name), None)
+
+
+def _deployment_findings(model: str, values: dict, variant: str, v: Variant) -> list[Finding]:
+    isvc = v.isvc["metadata"]["name"]
+    expected = f"{isvc}-predictor"
+    names = [d["metadata"]["name"] for d in v.deployments]
+    if names != [expected]:
+        return [Finding(model, "kserve", f"InferenceService {isvc}", "Deployments",
+                        f"KServe made {names or 'no Deployment'}, modelplat's HPA and docs expect [{expected!r}]")]
+    deployment = v.deployments[0]
+    where = f"Deployment {expected}"
+    template = deployment["spec"]["template"]
+    spec = template["spec"]
+    out: list[Finding] = []
+
+    def bad(field: str, message: str) -> None:
+        out.append(Finding(model, "kserve", where, field, message))
+
+    container = _container(spec, KSERVE_CONTAINER)
+    if container is None:
+        bad("spec.template.spec.containers", f"no container named {KSERVE_CONTAINER!r}: "
+            f"{[c.get('name') for c in spec.get('containers') or []]}")
+        return out
+    cpath = f"spec.template.spec.containers[{KSERVE_CONTAINER}]"
+    platform = values.get("platform") or {}
+    res = values.get("resources") or {}
+    got = container.get("resources") or {}
+    for section, key, value_key in (("requests", "cpu", "requestCPU"), ("requests", "memory", "requestMemory"),
+                                    ("limits", "cpu", "limitCPU"), ("limits", "memory", "limitMemory")):
+        # An unset limit is the request (docs/values.md), never KServe's configured default.
+        want = res.get(value_key) or (res.get(value_key.replace("limit", "request")) if section == "limits" else None)
+        have = (got.get(section) or {}).get(key)
+        if want is not None and quantity(want) != quantity(have):
+            bad(f"{cpath}.resources.{section}.{key}", f"{have!r}, the values ask for {want!r}")
+    gpus = gpu_count(values)
+    gpu_name = platform.get("gpuResourceName", "nvidia.com/gpu")
+    for section in ("requests", "limits"):
+        have = (got.get(section) or {}).get(gpu_name)
+        if quantity(have or 0) != gpus:
+            bad(f"{cpath}.resources.{section}.{gpu_name}", f"{have!r}, the values ask for {gpus}")
+    model_values = values.get("model") or {}
+    if model_values.get("image") and variant == "primary" and container.get("image") != model_values["image"]:
+        bad(f"{cpath}.image", f"{container.get('image')!r}, the values ask for {model_values['image']!r}")
+    args = container.get("args") or []
+    wanted = [str(a) for a in model_values.get("args") or []]
+    if wanted and not _in_order(wanted, args):
+        bad(f"{cpath}.args", f"{args}, the values' args {wanted} are not all there in order")
+
+    taint = platform.get("gpuTaintKey", "nvidia.com/gpu")
+    tolerated = [t for t in spec.get("tolerations") or [] if t.get("key") == taint]
+    if gpus and not any(t.get("operator") == "Exists" for t in tolerated):
+        bad("spec.template.spec.tolerations", f"a GPU pod does not tolerate the {taint} taint")
+    if not gpus and tolerated:
+        bad("spec.template.spec.tolerations", f"a CPU pod tolerates the GPU taint {taint}")
+    terms = ((((spec.get("affinity") or {}).get("nodeAffinity") or {})
+              .get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or [])
+    group_key, group = platform.get("gpuNodeGroupLabel"), platform.get("gpuNodeGroup")
+    operator = "In" if gpus else "NotIn"
+    if group_key and not any(e.get("key") == group_key and e.get("operator") == operator and group in (e.get("values") or [])
+                             for term in terms for e in term.get("matchExpressions") or []):
+        bad("spec.template.spec.affinity", f"no required node affinity {group_key} {operator} {group}")
+    product = (values.get("gpu") or {}).get("product")
+    if gpus and product:
+        label = platform.get("gpuProductLabel", "nvidia.com/gpu.product")
+        if (spec.get("nodeSelector") or {}).get(label) != product:
+            bad("spec.template.spec.nodeSelector", f"{label} is not {product!r}")
+
+    shm = values.get("sharedMemory") or {}
+    if shm.get("enabled"):
+        volume = next((vol for vol in spec.get("volumes") or [] if (vol.get("emptyDir") or {}).get("medium") == "Memory"), None)
+        mounted = any(m.get("mountPath") == "/dev/shm" for m in container.get("volumeMounts") or [])
+        if volume is None or not mounted:
+            bad("spec.template.spec.volumes", "no memory-backed /dev/shm mounted in the model container")
+        elif quantity(volume["emptyDir"].get("sizeLimit")) != quantity(shm.get("sizeLimit")):
+            bad("spec.template.spec.volumes", f"/dev/shm sizeLimit {volume['emptyDir'].get('sizeLimit')!r}, "
+                f"the values ask for {shm.get('sizeLimit')!r}")
+
+    annotations = template["metadata"].get("annotations") or {}
+    rdma = values.get("rdma") or {}
+    caps = ((container.get("securityContext") or {}).get("capabilities") or {}).get("add") or []
+    if rdma.get("enabled"):
+        if not annotations.get("k8s.v1.cni.cncf.io/networks"):
+            bad("spec.template.metadata.annotations", "no Multus networks annotation on an RDMA model's pods")
+        for resource, count in (rdma.get("resources") or {}).items():
+            for section in ("requests", "limits"):
+                if quantity((got.get(section) or {}).get(resource)) != quantity(count):
+                    bad(f"{cpath}.resources.{section}.{resource}", f"not {count}")
+        if caps != ["IPC_LOCK"]:
+            bad(f"{cpath}.securityContext.capabilities.add", f"{caps}, an RDMA model needs exactly ['IPC_LOCK']")
+    elif caps:
+        bad(f"{cpath}.securityContext.capabilities.add", f"{caps} on a model without RDMA")
+
+    scheduling = values.get("scheduling") or {}
+    for key, field in (("schedulerName", "schedulerName"), ("priorityClassName", "priorityClassName")):
+        if scheduling.get(key) and spec.get(field) != scheduling[key]:
+            bad(f"spec.template.spec.{field}", f"{spec.get(field)!r}, the values ask for {scheduling[key]!r}")
+    if scheduling.get("queue") and annotations.get("scheduling.volcano.sh/queue-name") != scheduling["queue"]:
+        bad("spec.template.metadata.annotations", f"no Volcano queue {scheduling['queue']!r}")
+    if values.get("serviceAccountName") and spec.get("serviceAccountName") != values["serviceAccountName"]:
+        bad("spec.template.spec.serviceAccountName", f"{spec.get('serviceAccountName')!r}")
+
+    replicas = values.get("replicaCount", 1)
+    if deployment["spec"].get("replicas") != replicas:
+        bad("spec.replicas", f"{deployment['spec'].get('replicas')}, the values ask for {replicas}")
+    out += _pod_findings(model, values, variant, v, expected)
+    return out
+
+
+def _pod_findings(model: str, values: dict, variant: str, v: Variant, deployment: str) -> list[Finding]:
+    """What KServe's pod mutator (a webhook, run on real Pods) adds: the storage initializer,
+    and the logger's agent container."""
+    out: list[Finding] = []
+    replicas = values.get("replicaCount", 1)
+    if len(v.pods) != replicas:
+        return [Finding(model, "kserve", f"Deployment {deployment}", "pods",
+                        f"{len(v.pods)} pod(s) created, the values ask for {replicas}")]
+    for pod in v.pods[:1]:
+        where = f"Pod {pod['metadata']['name']}"
+        spec = pod["spec"]
+        uri = (values.get("model") or {}).get("storageUri") or ""
+        inits = [c.get("name") for c in spec.get("initContainers") or []]
+        if uri and not uri.startswith(("pvc://", "oci://")) and "storage-initializer" not in inits:
+            out.append(Finding(model, "kserve", where, "spec.initContainers",
+                               f"no storage-initializer for {uri.split(':')[0]}:// (init containers: {inits})"))
+        logger = values.get("logger")
+        agent = _container(spec, "agent")
+        if logger and variant != "shadow":
+            if agent is None:
+                out.append(Finding(model, "kserve", where, "spec.containers", "no KServe agent (inference logger)"))
+            elif not any(logger["url"] in str(a) for a in agent.get("args") or []):
+                out.append(Finding(model, "kserve", where, "spec.containers[agent].args",
+                                   f"the logger URL {logger['url']!r} is not passed to the agent"))
+    return out
+
+
+def _in_order(wanted: list[str], have: list[str]) -> bool:
+    it = iter(have)
+    return all(any(w == h for h in it) for w in wanted)
+
+
+# --- Selectors ----------------------------------------------------------------------------------------
+
+ALL = ("primary", "canary", "shadow")
+# Request limits and token quotas count each client request once: the shadow's traffic is a copy.
+LIVE = ("primary", "canary")
+PRIMARY = ("primary",)
+# Which of its model's variants each selecting object must select (the documented intent).
+INTENT = {
+    "PeerAuthentication": ALL, "AuthorizationPolicy": ALL, "RequestAuthentication": ALL,
+    "EnvoyFilter/identity": ALL, "EnvoyFilter/ratelimit": LIVE, "EnvoyFilter/tokenlimit": LIVE,
+    "PodDisruptionBudget": PRIMARY, "PodMonitor": PRIMARY, "Telemetry": PRIMARY,
+}
+SELECTING_KINDS = ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication", "EnvoyFilter",
+                   "PodDisruptionBudget", "PodMonitor", "Telemetry")
+
+
+def intent_key(kind: str, name: str, model: str) -> str:
+    if kind == "EnvoyFilter":
+        return f"EnvoyFilter/{name.removeprefix(model + '-')}"
+    return kind
+
+
+def selector_of(obj: dict) -> dict | None:
+    spec = obj.get("spec") or {}
+    if obj["kind"] == "EnvoyFilter":
+        return {"matchLabels": (spec.get("workloadSelector") or {}).get("labels") or {}}
+    return spec.get("selector")
+
+
+def selector_findings(model: str, state: ModelState, namespace_pods: list[dict],
+                      all_states: dict[str, ModelState]) -> list[Finding]:
+    """Every selecting object the release installed selects exactly the pods KServe created for
+    the intended variants of its model (pods found by owner references), and no other pod of the
+    namespace; the HPAs target the Deployment KServe made for their variant."""
+    out: list[Finding] = []
+    owner_of: dict[str, str] = {}  # pod name -> "<model>/<variant>", for readable messages
+    for other in all_states.values():
+        for variant, v in other.variants.items():
+            for pod in v.pods:
+                owner_of[pod["metadata"]["name"]] = f"{other.name}/{variant}"
+    for (kind, name), obj in sorted(state.installed.items()):
+        if kind == "HorizontalPodAutoscaler":
+            out += _hpa_findings(model, state, obj)
+            continue
+        if kind not in SELECTING_KINDS:
+            continue
+        key = intent_key(kind, name, state.name)
+        intended = INTENT.get(key)
+        if intended is None:
+            out.append(Finding(model, "kserve", f"{kind} {name}", "selector", "no documented intent for this object"))
+            continue
+        want = {p["metadata"]["name"] for variant in intended if variant in state.variants
+                for p in state.variants[variant].pods}
+        have = {p["metadata"]["name"] for p in namespace_pods
+                if selects(selector_of(obj), (p["metadata"].get("labels") or {}))}
+        if want != have:
+            missing = sorted(f"{p} ({owner_of.get(p, '?')})" for p in want - have)
+            extra = sorted(f"{p} ({owner_of.get(p, 'not a model pod')})" for p in have - want)
+            detail = "; ".join(part for part in (f"misses {missing}" if missing else "",
+                                                  f"also selects {extra}" if extra else "") if part)
+            out.append(Finding(model, "kserve", f"{kind} {name}", "selector",
+                               f"must select the {'/'.join(intended)} pods of {state.name}: {detail}"))
+    return out
+
+
+def _hpa_findings(model: str, state: ModelState, hpa: dict) -> list[Finding]:
+    target = hpa["spec"]["scaleTargetRef"]
+    variant = next((vr for vr, v in state.variants.items()
+                    if any(d["metadata"]["name"] == target.get("name") for d in v.deployments)), None)
+    where = f"HorizontalPodAutoscaler {hpa['metadata']['name']}"
+    if target.get("kind") != "Deployment" or variant is None:
+        return [Finding(model, "kserve", where, "spec.scaleTargetRef",
+                        f"{target.get('kind')} {target.get('name')} is not a Deployment KServe made for {state.name}")]
+    expected = "canary" if hpa["metadata"]["name"].endswith("-canary") else "primary"
+    if variant != expected:
+        return [Finding(model, "kserve", where, "spec.scaleTargetRef", f"scales the {variant}, not the {expected}")]
+    return []
+
+
+# --- Istio --------------------------------------------------------------------------------------------
+
+IDENTITY_LUA = "modelplat.identity.lua"
+TOKENS_LUA = "modelplat.tokens.lua"
+JWT = "envoy.filters.http.jwt_authn"
+RBAC = "envoy.filters.http.rbac"
+EXT_AUTHZ = "envoy.filters.http.ext_authz"
+RATELIMIT = "envoy.filters.http.ratelimit"
+
+
+def expected_filters(values: dict, variant: str) -> list[str]:
+    """The inbound HTTP filters modelplat promises (docs/checks.md), in Istio's order: the identity
+    Lua first (INSERT_FIRST); a CUSTOM policy's rbac filter (it marks the requests the policy
+    covers) and ext_authz, which Istio puts before JWT verification; jwt_authn; the ALLOW
+    policy's rbac; then the counting filters, request limits before token quotas (pinned by the
+    EnvoyFilters' priority), and the router last."""
+    auth = values.get("auth") or {}
+    on = auth.get("enabled")
+    jwt = on and (auth.get("jwt") or {}).get("enabled")
+    names = [IDENTITY_LUA] if jwt else []
+    if on and (auth.get("customAuthz") or {}).get("enabled"):
+        names += [RBAC, EXT_AUTHZ]
+    if jwt:
+        names.append(JWT)
+    if on:
+        names.append(RBAC)
+    if (values.get("ratelimitIPPerMinute") or values.get("ratelimitEachSAPerMinute")) and variant in LIVE:
+        names.append(RATELIMIT)
+    token = values.get("tokenLimit") or {}
+    if token.get("enabled") and variant in LIVE:
+        names.append(TOKENS_LUA)
+        if token.get("saLimit") or token.get("saLimitPerMinute"):
+            names.append("modelplat.tokens.sa")
+        if token.get("ipLimit") or token.get("ipLimitPerMinute"):
+            names.append("modelplat.tokens.ip")
+    names.append(ROUTER)
+    return names
+
+
+TRACKED = {IDENTITY_LUA, TOKENS_LUA, JWT, RBAC, EXT_AUTHZ, RATELIMIT, ROUTER, "modelplat.tokens.sa",
+           "modelplat.tokens.ip"}
+
+
+def istio_findings(model: str, values: dict, variant: str, pod: str, port: int, config: ProxyConfig) -> list[Finding]:
+    where = f"sidecar of {pod} ({variant})"
+    chains = config.inbound_chains(port)
+    if not chains:
+        return [Finding(model, "istio", where, f"listener virtualInbound port {port}",
+                        "no HTTP filter chain for the model's port")]
+    out = []
+    want = expected_filters(values, variant)
+    for chain in chains:
+        names = http_filter_names(chain)
+        seen = [n for n in names if n in TRACKED]
+        if seen != want:
+            out.append(Finding(model, "istio", where, f"virtualInbound:{port} http_filters",
+                               f"{seen}, expected {want}"))
+            continue
+        out += _route_findings(model, values, variant, where, port, chain)
+    return out
+
+
+def _route_findings(model: str, values: dict, variant: str, where: str, port: int, chain: dict) -> list[Finding]:
+    out = []
+    vhosts = inline_routes(chain)
+    routes = [r for vh in vhosts for r in vh.get("routes") or []]
+    if not routes:
+        return [Finding(model, "istio", where, f"virtualInbound:{port} routes", "no inbound route")]
+    token = values.get("tokenLimit") or {}
+    if token.get("enabled") and variant in LIVE:
+        for route in routes:
+            meta = ((route.get("metadata") or {}).get("filter_metadata") or {}).get(TOKENS_LUA)
+            if not meta or meta.get("tenantId") != token.get("tenantId"):
+                out.append(Finding(model, "istio", where, f"route {route.get('name')} metadata",
+                                   f"no {TOKENS_LUA} settings for tenant {token.get('tenantId')!r}"))
+            per_filter = route.get("typed_per_filter_config") or {}
+            for kind, keys in (("sa", ("saLimit", "saLimitPerMinute")), ("ip", ("ipLimit", "ipLimitPerMinute"))):
+                if any(token.get(k) for k in keys) and not (per_filter.get(f"modelplat.tokens.{kind}") or {}).get("rate_limits"):
+                    out.append(Finding(model, "istio", where, f"route {route.get('name')} typed_per_filter_config",
+                                       f"no rate_limits for modelplat.tokens.{kind}"))
+    auth = values.get("auth") or {}
+    if auth.get("enabled") and (auth.get("jwt") or {}).get("enabled"):
+        for route in routes:
+            if IDENTITY_LUA not in ((route.get("metadata") or {}).get("filter_metadata") or {}):
+                out.append(Finding(model, "istio", where, f"route {route.get('name')} metadata",
+                                   f"no {IDENTITY_LUA} settings (the header names it strips)"))
+    if (values.get("ratelimitIPPerMinute") or values.get("ratelimitEachSAPerMinute")) and variant in LIVE:
+        for vh in vhosts:
+            actions = [a for rl in vh.get("rate_limits") or [] for a in rl.get("actions") or []]
+            if values.get("ratelimitIPPerMinute") and not any("remote_address" in a for a in actions):
+                out.append(Finding(model, "istio", where, f"virtual host {vh.get('name')} rate_limits",
+                                   "no remote_address descriptor"))
+            if values.get("ratelimitEachSAPerMinute") and not any("request_headers" in a for a in actions):
+                out.append(Finding(model, "istio", where, f"virtual host {vh.get('name')} rate_limits",
+                                   "no service-account descriptor"))
+    return out
+
+
+# --- Istio: the gateway's and the callers' routes ---------------------------------------------------
+
+def _cluster(host: str) -> str:
+    return f"outbound|80||{host}"
+
+
+def _vhosts_for(config: ProxyConfig, host: str) -> list[dict]:
+    """The virtual hosts serving `host` on port 80: a gateway lists it among a vhost's domains; a
+    sidecar has a route configuration of its own per service (`<host>:80`, domains "*")."""
+    return [vh for rc in config.routes for vh in rc.get("virtual_hosts") or []
+            if rc.get("name") == f"{host}:80" or host in (vh.get("domains") or [])
+            or f"{host}:80" in (vh.get("domains") or [])]
+
+
+def _traffic_findings(model: str, values: dict, where: str, vhosts: list[dict], namespace: str, name: str) -> list[Finding]:
+    """The VirtualService's split, header match and mirror as Envoy routes: weights primaryLoad /
+    100 - primaryLoad, the header route to the canary first, the mirror to the shadow at the
+    values' percentage."""
+    host = lambda n: f"{n}-predictor.{namespace}.svc.cluster.local"  # noqa: E731
+    primary, canary, shadow = _cluster(host(name)), _cluster(host(f"{name}-canary")), _cluster(host(f"{name}-shadow"))
+    routes = [r for vh in vhosts for r in vh.get("routes") or []]
+    out = []
+    if not routes:
+        return [Finding(model, "istio", where, "routes", "no route for the model's host")]
+    last = routes[-1]
+    action = last.get("route") or {}
+    canary_on = (values.get("canary") or {}).get("enabled")
+    if canary_on:
+        weights = {c["name"]: int(c.get("weight") or 0)
+                   for c in (action.get("weighted_clusters") or {}).get("clusters") or []}
+        load = int(values.get("primaryLoad", 100))
+        want = {k: w for k, w in ((primary, load), (canary, 100 - load)) if w}
+        if {k: w for k, w in weights.items() if w} != want and not (want == {primary: 100} and action.get("cluster") == primary):
+            out.append(Finding(model, "istio", where, f"route {last.get('name')} weighted_clusters",
+                               f"{weights or action.get('cluster')}, the values ask for {want}"))
+        header = (values.get("canary") or {}).get("headerMatch") or {}
+        if header:
+            first = routes[0]
+            matched = {h.get("name"): ((h.get("string_match") or {}).get("exact"))
+                       for h in (first.get("match") or {}).get("headers") or []}
+            if (first.get("route") or {}).get("cluster") != canary or any(matched.get(k) != v for k, v in header.items()):
+                out.append(Finding(model, "istio", where, f"route {first.get('name')}",
+                                   f"the first route must send {header} to the canary"))
+    elif action.get("cluster") != primary:
+        out.append(Finding(model, "istio", where, f"route {last.get('name')}", f"goes to {action.get('cluster') or action}"))
+    mirror = values.get("mirror") or {}
+    policies = action.get("request_mirror_policies") or []
+    if mirror.get("enabled"):
+        fraction = ((policies[0].get("runtime_fraction") or {}).get("default_value") or {}) if policies else {}
+        denominator = {"HUNDRED": 100, "TEN_THOUSAND": 10_000, "MILLION": 1_000_000}.get(fraction.get("denominator", "HUNDRED"))
+        percent = 100.0 * int(fraction.get("numerator") or 0) / denominator if policies else 0.0
+        if not policies or policies[0].get("cluster") != shadow or abs(percent - float(mirror.get("percentage", 100))) > 1e-6:
+            out.append(Finding(model, "istio", where, f"route {last.get('name')} request_mirror_policies",
+                               f"{policies}, the values ask for {mirror.get('percentage')}% to the shadow"))
+    elif policies:
+        out.append(Finding(model, "istio", where, f"route {last.get('name')}", "mirrors without mirror.enabled"))
+    return out
+
+
+def gateway_findings(model: str, values: dict, gateway: ProxyConfig, state: ModelState, platform) -> list[Finding]:
+    """An exposed model's host on the platform gateway routes as the values ask."""
+    expose = values.get("exposeModel") or {}
+    if not expose.get("enabled"):
+        return []
+    host = expose.get("host")
+    vhosts = _vhosts_for(gateway, host)
+    if not vhosts:
+        return [Finding(model, "istio", f"gateway {platform.gateway}", "routes", f"no virtual host for {host}")]
+    return _traffic_findings(model, values, f"gateway {platform.gateway} host {host}", vhosts, state.namespace, state.name)
+
+
+def mesh_route_findings(model: str, values: dict, caller: ProxyConfig, state: ModelState) -> list[Finding]:
+    """In-mesh callers of <name>-predictor are split and mirrored like gateway traffic."""
+    if not ((values.get("canary") or {}).get("enabled") or (values.get("mirror") or {}).get("enabled")):
+        return []
+    host = f"{state.name}-predictor.{state.namespace}.svc.cluster.local"
+    vhosts = _vhosts_for(caller, host)
+    if not vhosts:
+        return [Finding(model, "istio", "a caller's sidecar", "outbound routes", f"no virtual host for {host}")]
+    return _traffic_findings(model, values, f"a caller's sidecar, host {host}", vhosts, state.namespace, state.name)

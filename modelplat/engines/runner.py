@@ -1,0 +1,219 @@
+"""One engines run over a rendered tree: deliver it through Flux, let KServe and
+kube-controller-manager act, generate Istio's Envoy config for every model pod and the gateway,
+and collect the findings of checks.py per model.
+
+Used by `modelplat lint --engines` and by the tests (which also drive upgrades and prunes through
+GitOps directly). The caller owns the control plane's lifetime.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .. import tools, yamlout
+from .. import plan as planning
+from ..config import PlatformSettings
+from ..lint import split_manifests
+from . import checks, istio
+from .cluster_state import ModelState, model_state
+from .controlplane import ControlPlane
+from .gitops import GitOps, Settled, engine_platform
+
+ISTIO_KINDS = ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication", "EnvoyFilter",
+               "VirtualService", "Telemetry")
+# What the API server adds that Istio's config loader and the report do not need.
+_NOISE = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "ownerReferences")
+
+
+@dataclass
+class EngineReport:
+    settled: Settled
+    states: dict[str, ModelState]  # "<namespace>/<name>" -> what the engines made of it
+    findings: list[checks.Finding]
+    proxies: dict[str, istio.ProxyConfig] = field(default_factory=dict)
+    pod_of: dict[tuple[str, str], str] = field(default_factory=dict)  # (model, variant) -> proxy name
+    ports: dict[tuple[str, str], int] = field(default_factory=dict)  # (model, variant) -> serving pod port
+    prerequisites: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def by_model(self, model: str, engine: str | None = None) -> list[checks.Finding]:
+        return [f for f in self.findings if f.model == model and (engine is None or f.engine == engine)]
+
+
+def chart_objects(plans, platform: PlatformSettings, root) -> dict[str, set[tuple[str, str]]]:
+    """{model: {(kind, name)}} of each chart as `helm template` renders it with its HelmRelease's
+    values: what helm-controller must install."""
+    helm = tools.find("helm")
+    out = {}
+    for p in plans:
+        values = root / p.model_dir / ".engines-values.yaml"
+        values.write_text(yamlout.dump(planning.helm_release(p, platform)["spec"]["values"]))
+        res = tools.run([helm, "template", p.name, str(root / p.chart_dir), "-f", str(values),
+                         "--namespace", p.namespace])
+        values.unlink()
+        out[f"{p.namespace}/{p.name}"] = {(d.kind, d.name) for d in split_manifests(res.output)} if res.ok else set()
+    return out
+
+
+def prerequisites(plans) -> list[dict]:
+    """Cluster objects the models name but do not own, which a platform team creates once:
+    PriorityClasses and ServiceAccounts (the API server refuses pods naming a missing one)."""
+    objects, seen = [], set()
+    for p in plans:
+        values = p.chart_values
+        priority = (values.get("scheduling") or {}).get("priorityClassName")
+        if priority and ("pc", priority) not in seen:
+            seen.add(("pc", priority))
+            objects.append({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                            "metadata": {"name": priority}, "value": 1000})
+        account = values.get("serviceAccountName")
+        if account and (p.namespace, account) not in seen:
+            seen.add((p.namespace, account))
+            objects += [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": p.namespace}},
+                        {"apiVersion": "v1", "kind": "ServiceAccount",
+                         "metadata": {"name": account, "namespace": p.namespace}}]
+    return objects
+
+
+def deliver(plane: ControlPlane, gitops: GitOps, files: dict[str, bytes], plans, message: str) -> Settled:
+    commit = gitops.publish(files, message)
+    return gitops.reconcile(commit, {(p.namespace, p.name) for p in plans})
+
+
+def verify(plane: ControlPlane, gitops: GitOps, plans, settled: Settled,
+           expected_objects: dict[str, set[tuple[str, str]]], *, istio_config: bool = True) -> EngineReport:
+    """Reads what the engines made of every model and judges it (checks.py); Istio's config
+    generation (the slowest part) unless istio_config is False."""
+    kube = plane.kube
+    started = time.monotonic()
+    namespaces = sorted({p.namespace for p in plans})
+    listed = {ns: (kube.list("Pod", ns), kube.list("Deployment", ns), kube.list("ReplicaSet", ns)) for ns in namespaces}
+    # The newest Warning event of each InferenceService: KServe's reason when it makes nothing.
+    warnings: dict[str, dict[str, str]] = {}
+    for ns in namespaces:
+        newest: dict[str, tuple[str, str]] = {}
+        for event in kube.list("Event", ns, field_selector="type=Warning,involvedObject.kind=InferenceService"):
+            name, when = event["involvedObject"]["name"], event.get("lastTimestamp") or event.get("eventTime") or ""
+            if name not in newest or when >= newest[name][0]:
+                newest[name] = (when, event.get("message", ""))
+        warnings[ns] = {name: message for name, (_, message) in newest.items()}
+    states: dict[str, ModelState] = {}
+    for p in plans:
+        pods, deployments, replicasets = listed[p.namespace]
+        states[f"{p.namespace}/{p.name}"] = model_state(kube, p.namespace, p.name, pods=pods, deployments=deployments,
+                                                        replicasets=replicasets)
+    findings: list[checks.Finding] = []
+    for p in plans:
+        key = f"{p.namespace}/{p.name}"
+        findings += checks.flux_findings(key, settled.releases.get((p.namespace, p.name)), states[key],
+                                         expected_objects.get(key, set()))
+        findings += checks.kserve_findings(key, p.chart_values, states[key], warnings[p.namespace])
+        findings += checks.selector_findings(key, states[key], listed[p.namespace][0], states)
+    report = EngineReport(settled, states, findings, timings={"read": time.monotonic() - started})
+    if not istio_config:
+        return report
+    started = time.monotonic()
+    _istio(report, plans, gitops.platform, kube)
+    report.timings["istio"] = time.monotonic() - started
+    return report
+
+
+def _clean(obj: dict) -> dict:
+    meta = {k: v for k, v in obj["metadata"].items() if k not in _NOISE}
+    meta.pop("annotations", None) if obj.get("kind") not in ("Pod",) else None
+    return {**obj, "metadata": meta}
+
+
+def _istio(report: EngineReport, plans, platform: PlatformSettings, kube) -> None:
+    """Istio's config generation for one pod of every variant and for the gateway; findings for
+    the inbound filter chains and routes of each pod, and the gateway and mesh routes."""
+    kube_objects, config, providers, hosts = [], [], [], []
+    proxies: list[istio.Proxy] = []
+    namespaces = sorted({p.namespace for p in plans})
+    for key, state in report.states.items():
+        for (kind, _), obj in state.installed.items():
+            if kind in ISTIO_KINDS:
+                config.append(_clean(obj))
+                if kind == "AuthorizationPolicy" and obj["spec"].get("action") == "CUSTOM":
+                    providers.append(obj["spec"]["provider"]["name"])
+                if kind == "VirtualService" and platform.gateway in obj["spec"].get("gateways", []):
+                    hosts += [h for h in obj["spec"]["hosts"] if not h.endswith(".svc.cluster.local")]
+        for variant, v in state.variants.items():
+            if v.pods:
+                pod = v.pods[0]
+                name = f"{key}/{variant}"
+                ip = (pod.get("status") or {}).get("podIP", "")
+                proxies.append(istio.Proxy(name, state.namespace, pod["metadata"].get("labels") or {}, ip))
+                report.pod_of[(key, variant)] = name
+    services: dict[tuple[str, str], dict] = {}
+    for ns in namespaces:
+        for kind in ("Service", "Pod", "EndpointSlice"):
+            for o in kube.list(kind, ns):
+                kube_objects.append(_clean(o))
+                if kind == "Service":
+                    services[(ns, o["metadata"]["name"])] = o
+    gw_config, gw_kube = istio.gateway_objects(platform.gateway, hosts)
+    proxies.append(istio.Proxy("gateway", platform.gateway.split("/")[0], dict(istio.GATEWAY_LABELS),
+                               istio.GATEWAY_IP, "router"))
+    mesh, provider_services = istio.mesh_config(providers)
+    try:
+        report.proxies = istio.generate(istio.Inputs(config + gw_config, kube_objects + gw_kube + provider_services,
+                                                     mesh), proxies)
+    except istio.IstioError as exc:
+        report.findings += [checks.Finding(f"{p.namespace}/{p.name}", "istio", "config generation", "", str(exc))
+                            for p in plans]
+        return
+    for p in plans:
+        key = f"{p.namespace}/{p.name}"
+        state = report.states[key]
+        for variant, v in state.variants.items():
+            proxy = report.pod_of.get((key, variant))
+            if proxy is None:
+                continue
+            port = report.ports[(key, variant)] = serving_port(services, v)
+            report.findings += checks.istio_findings(key, p.chart_values, variant, v.pods[0]["metadata"]["name"],
+                                                     port, report.proxies[proxy])
+        report.findings += checks.gateway_findings(key, p.chart_values, report.proxies["gateway"], state,
+                                                   platform)
+        caller = report.pod_of.get((key, "primary"))
+        if caller:
+            report.findings += checks.mesh_route_findings(key, p.chart_values, report.proxies[caller], state)
+
+
+def serving_port(services: dict[tuple[str, str], dict], v) -> int:
+    """The pod port traffic for this variant arrives on: the targetPort of the Service KServe
+    made for it (its agent's port when the inference logger is on, not the model's)."""
+    isvc = v.isvc["metadata"]
+    service = services.get((isvc["namespace"], f"{isvc['name']}-predictor")) or {}
+    pod = v.pods[0]
+    for port in (service.get("spec") or {}).get("ports") or []:
+        target = port.get("targetPort", port.get("port"))
+        if isinstance(target, int):
+            return target
+        for container in pod["spec"]["containers"]:  # a named target port
+            for p in container.get("ports") or []:
+                if p.get("name") == target:
+                    return int(p["containerPort"])
+    container = next((c for c in pod["spec"]["containers"] if c["name"] == checks.KSERVE_CONTAINER),
+                     pod["spec"]["containers"][0])
+    return int(((container.get("ports") or [{}])[0]).get("containerPort", 8080))
+
+
+def run(plane: ControlPlane, plans, platform: PlatformSettings, root, message: str = "modelplat render") -> EngineReport:
+    """The whole run over freshly rendered plans: prerequisites, delivery, verdicts."""
+    from .. import render
+
+    gitops = GitOps(plane, engine_platform(platform, plane.git.repo_url))
+    needed = prerequisites(plans)
+    if needed:
+        plane.apply("---\n".join(yamlout.dump(o) for o in needed))
+    files = render.render_tree(plans, gitops.platform)
+    started = time.monotonic()
+    settled = deliver(plane, gitops, files, plans, message)
+    delivered = time.monotonic() - started
+    report = verify(plane, gitops, plans, settled, chart_objects(plans, gitops.platform, root))
+    report.prerequisites = [f"{o['kind']} {o['metadata'].get('namespace', '') + '/' if o['metadata'].get('namespace') else ''}"
+                            f"{o['metadata']['name']}" for o in needed if o["kind"] != "Namespace"]
+    report.timings["flux"] = delivered
+    return report

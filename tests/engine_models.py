@@ -1,0 +1,94 @@
+"""A fixed set of generated models for the engines tests: every feature, and the combinations
+where features meet (GPU + RDMA + canary, JWT + token quotas + ext-authz, shadow + canary, ...).
+
+Deterministic (no hypothesis here): the engines run is minutes long, and a failure must be
+re-runnable as is. Each model cycles through the option lists below, so 24 models cover every
+option several times in different company.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+FORMATS = [
+    {"format": "sklearn", "storageUri": "gs://models/sklearn/{n}", "protocol": "v2"},
+    {"format": "xgboost", "storageUri": "s3://models/xgb/{n}"},
+    {"format": "custom", "protocol": "openai", "image": "vllm/vllm-openai:v0.8.5",
+     "storageUri": "hf://Qwen/Qwen2.5-0.5B-Instruct", "args": ["--port", "8080"], "port": 8080},
+    {"format": "onnx", "storageUri": "s3://models/onnx/{n}"},
+    {"format": "huggingface", "protocol": "openai", "storageUri": "hf://Qwen/Qwen2.5-0.5B-Instruct"},
+    {"format": "lightgbm", "storageUri": "gs://models/lgb/{n}"},
+]
+
+
+def model(i: int) -> dict:
+    fmt = dict(FORMATS[i % len(FORMATS)])
+    fmt["storageUri"] = fmt["storageUri"].format(n=i)
+    llm = fmt.get("protocol") == "openai"
+    gpu = llm or i % 4 == 1
+    values: dict = {"description": f"engines test model {i}", "model": fmt, "replicaCount": 1 + i % 2}
+    resources = {"requestCPU": "500m", "requestMemory": "1Gi", "limitMemory": "2Gi"}
+    if i % 3 == 0:
+        resources["limitCPU"] = "2"
+    if gpu:
+        resources.update({"requestGPU": 1, "limitGPU": 1})
+        values["gpu"] = {"product": "NVIDIA-L4"} if i % 2 else {}
+    values["resources"] = resources
+    # KServe's servers (and vLLM) serve metrics on their serving port, which a PodMonitor can scrape.
+    values["metrics"] = {"enabled": False} if i % 10 == 7 else {"enabled": True, "port": 8080}
+    # Canary and shadow answer to the primary's model name only where the runtime takes one.
+    variants_ok = fmt["format"] in ("sklearn", "xgboost", "lightgbm", "huggingface", "custom")
+    if variants_ok and i % 5 == 2:
+        values["canary"] = {"enabled": True, "storageUri": fmt["storageUri"] + "-v2"}
+        values["primaryLoad"] = 80
+    if variants_ok and i % 7 in (3, 5):
+        values["mirror"] = {"enabled": True, "percentage": 50, "storageUri": fmt["storageUri"] + "-shadow"}
+    if i % 4 in (0, 3):
+        values["autoscaling"] = {"enabled": True, "maxReplicaCount": 4, "targetCPUUtilizationPercentage": 70}
+        if llm:
+            values["autoscaling"].update({"targetQueueDepth": 10, "targetKVCacheUtilizationPercentage": 70})
+    if i % 3 == 1:
+        values["exposeModel"] = {"enabled": True, "type": "ext" if i % 2 else "int"}
+    # Exposure and per-service-account limits need the caller's verified identity.
+    if i % 2 == 0 or i % 3 == 1 or i % 3 == 2:
+        values["auth"] = {"jwt": {"enabled": True}}
+        if i % 4 == 0:
+            values["auth"]["customAuthz"] = {"enabled": True, "provider": "models-ext-authz",
+                                             "includePaths": ["/v1/*"]}
+    if i % 3 == 2:
+        values["ratelimitIPPerMinute"] = 10 + i
+        values["ratelimitEachSAPerMinute"] = 100 + i
+    if llm and i % 2 == 0:
+        values["tokenLimit"] = {"enabled": True, "tenantId": f"tenant-{i % 3}", "saLimit": 10000, "ipLimit": 500}
+    if i % 6 == 5:
+        values["logger"] = {"mode": "all", "url": "http://message-sink.logging.svc.cluster.local"}
+    if i % 5 == 4:
+        values["observability"] = {"accessLog": True, "alerts": {"enabled": True}}
+    if i % 8 == 6:
+        values["scheduling"] = {"schedulerName": "volcano", "queue": "serving", "priorityClassName": "inference-high"}
+    if gpu and i % 6 == 2:
+        values["sharedMemory"] = {"enabled": True, "sizeLimit": "4Gi"}
+        values["rdma"] = {"enabled": True, "networks": [{"name": f"rdma-{i}", "type": "sriov",
+                                                         "resourceName": "nvidia.com/rdma_vf"}],
+                          "resources": {"nvidia.com/rdma_vf": 1}}
+    if i % 9 == 4:
+        values["podDisruptionBudget"] = {"enabled": False}
+    return values
+
+
+def write(root: Path, count: int = 24, platform: str | None = None) -> list[Path]:
+    """Writes `count` models under root (four projects) plus the examples' platform file."""
+    yaml = YAML()
+    root.mkdir(parents=True, exist_ok=True)
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    (root / "platform.yaml").write_text(platform or (examples / "platform.yaml").read_text())
+    files = []
+    for i in range(count):
+        path = root / f"gen-{i % 4}" / f"m{i:02d}.yaml"
+        path.parent.mkdir(exist_ok=True)
+        with path.open("w") as f:
+            yaml.dump(model(i), f)
+        files.append(path)
+    return files

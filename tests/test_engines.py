@@ -1,0 +1,337 @@
+"""The engines that consume the output agree with it: Flux delivers it from Git, KServe's controller
+and webhooks turn every InferenceService into the Deployment and Pods the values asked for, every
+policy selects exactly the pods KServe made, and Istio's own config generation puts modelplat's
+filters and routes where the docs say.
+
+One local control plane a session (modelplat.engines.controlplane), on loopback, always stopped.
+The examples and 24 generated models (tests/engine_models.py) are delivered together; the tests
+below then change, break and delete models through Git, in the order they are written.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from modelplat import pipeline, render
+from modelplat.engines import checks, runner
+from modelplat.engines.cluster_state import helm_release_manifest
+from modelplat.engines.controlplane import ControlPlane, Engines
+from modelplat.engines.gitops import GitOps, engine_platform
+from modelplat.engines.istio import http_filters, inline_routes
+
+import engine_models
+from conftest import EXAMPLES, IN_CI
+from envoy_lua import Filter
+
+pytestmark = [pytest.mark.tools, pytest.mark.engines]
+_yaml = YAML(typ="safe")
+
+
+def need_engines() -> Engines:
+    """The engine binaries. Missing: a failure under CI=true, a skip elsewhere."""
+    engines, missing = Engines.find()
+    if missing:
+        message = f"the engines need {', '.join(missing)} (scripts/install-tools.sh)"
+        if IN_CI:
+            pytest.fail(message + ": required under CI=true")
+        pytest.skip(message)
+    return engines
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory):
+    plane = ControlPlane(need_engines(), tmp_path_factory.mktemp("engines"))
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.stop()
+
+
+class Models:
+    """The models folder of the engines tests and the control plane it is delivered to."""
+
+    def __init__(self, plane: ControlPlane, root: Path, scratch: Path):
+        self.plane, self.root, self.scratch = plane, root, scratch
+        self.result = pipeline.run([root], None)
+        assert not [d for d in self.result.diagnostics if d.severity == "error"], self.result.diagnostics
+        self.gitops = GitOps(plane, engine_platform(self.result.platform, plane.git.repo_url))
+        self.report = None
+
+    def rerun(self) -> None:
+        self.result = pipeline.run([self.root], None)
+        assert not [d for d in self.result.diagnostics if d.severity == "error"]
+
+    @property
+    def plans(self):
+        return self.result.plans
+
+    def files(self) -> dict[str, bytes]:
+        return render.render_tree(self.plans, self.gitops.platform)
+
+    def deliver(self, files: dict[str, bytes] | None = None, message: str = "render"):
+        needed = runner.prerequisites(self.plans)
+        if needed:
+            from modelplat import yamlout
+
+            self.plane.apply("---\n".join(yamlout.dump(o) for o in needed))
+        return runner.deliver(self.plane, self.gitops, files or self.files(), self.plans, message)
+
+    def verify(self, settled, files: dict[str, bytes] | None = None, istio_config: bool = True):
+        tree = self.scratch / f"tree-{time.monotonic_ns()}"
+        for rel, content in (files or self.files()).items():
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tree / rel).write_bytes(content)
+        return runner.verify(self.plane, self.gitops, self.plans, settled,
+                             runner.chart_objects(self.plans, self.gitops.platform, tree), istio_config=istio_config)
+
+
+@pytest.fixture(scope="module")
+def models(control_plane, tmp_path_factory) -> Models:
+    root = tmp_path_factory.mktemp("engine-models")
+    shutil.copytree(EXAMPLES, root, dirs_exist_ok=True)  # engine_models.write replaces its platform.yaml
+    # PodMonitors too: the examples' platform scrapes by annotation only. A PodMonitor scrapes
+    # declared container ports only, so the two examples with a metrics port of their own move it
+    # to the serving port here (podmonitor-port).
+    engine_models.write(root, 24, platform=(EXAMPLES / "platform.yaml").read_text() + "scrape: both\n")
+    for rel in ("fraud/xgb-scorer.yaml", "llm/qwen-embed.yaml"):
+        _edit(root / rel, lambda d: d.setdefault("metrics", {}).__setitem__("port", 8080))
+    m = Models(control_plane, root, tmp_path_factory.mktemp("engine-trees"))
+    settled = m.deliver(message="the examples and 24 generated models")
+    print(f"first delivery of {len(m.plans)} models: Flux settled in {settled.seconds:.1f}s")
+    m.report = m.verify(settled)
+    return m
+
+
+def _findings(report, engine: str, exclude_fields=()) -> list[str]:
+    return [str(f) for f in report.findings if f.engine == engine and f.field not in exclude_fields]
+
+
+# --- 1. Flux -----------------------------------------------------------------------------------------
+
+def test_flux_delivers_every_model_and_each_release_holds_exactly_its_charts_objects(models):
+    report = models.report
+    assert len(models.plans) >= 30  # every example and the 24 generated models
+    assert {(p.namespace, p.name) for p in models.plans} == set(report.settled.releases)
+    for release in report.settled.releases.values():
+        assert (release.ready, release.revision) == ("True", 1), release
+    for name, kustomization in report.settled.kustomizations.items():
+        assert checks.condition_status(kustomization) == "True", name
+    assert [f for f in report.findings if f.engine == "flux"] == []
+    # The release record is Helm's own: it names every object the chart renders, and no more.
+    for key, state in report.states.items():
+        assert state.release_objects, key
+        assert {k for k, _, _ in state.release_objects} >= {"InferenceService", "PeerAuthentication"}
+
+
+# --- 2. KServe ---------------------------------------------------------------------------------------
+
+def test_kserve_turns_every_inferenceservice_into_what_the_values_ask_for(models):
+    report = models.report
+    assert _findings(report, "kserve", exclude_fields=("selector", "spec.scaleTargetRef")) == []
+    variants = [(key, name) for key, s in report.states.items() for name in s.variants]
+    assert {v for _, v in variants} == {"primary", "canary", "shadow"}
+    for key, state in report.states.items():
+        for variant, v in state.variants.items():
+            assert checks.condition_status(v.isvc) == "True", (key, variant, v.isvc.get("status"))
+            (deployment,) = v.deployments
+            container = deployment["spec"]["template"]["spec"]["containers"][0]
+            assert container["name"] == "kserve-container"
+
+
+def test_what_kserve_adds_on_its_own_is_known(models):
+    """KServe's defaulting and pod mutator add things the values never asked for: each is listed
+    here (and in docs/checks.md) so a new KServe release that changes them is noticed."""
+    for key, state in models.report.states.items():
+        v = state.variants["primary"]
+        pod = v.pods[0]
+        containers = [c["name"] for c in pod["spec"]["containers"]]
+        assert containers[0] == "kserve-container", (key, containers)
+        values = next(p.chart_values for p in models.plans if f"{p.namespace}/{p.name}" == key)
+        assert set(containers) <= {"kserve-container", "agent"}, (key, containers)
+        assert ("agent" in containers) == bool(values.get("logger")), (key, containers)
+        uri = values["model"]["storageUri"]
+        inits = [c["name"] for c in pod["spec"].get("initContainers") or []]
+        assert inits == ["storage-initializer"], (key, uri, inits)
+
+
+# --- 3. Selectors ------------------------------------------------------------------------------------
+
+def test_every_policy_selects_exactly_the_pods_kserve_made_for_its_model(models):
+    report = models.report
+    assert [str(f) for f in report.findings if f.field in ("selector", "spec.scaleTargetRef")] == []
+    selecting = [(key, kind) for key, s in report.states.items() for (kind, _) in s.installed
+                 if kind in checks.SELECTING_KINDS or kind == "HorizontalPodAutoscaler"]
+    assert {kind for _, kind in selecting} == set(checks.SELECTING_KINDS) | {"HorizontalPodAutoscaler"}
+
+
+# --- 4. Istio ----------------------------------------------------------------------------------------
+
+def test_istio_puts_every_promised_filter_and_route_config_on_each_model_pod(models):
+    report = models.report
+    assert _findings(report, "istio") == []
+    # Every variant of every model got a proxy config, and the gateway too.
+    assert len(report.proxies) == sum(len(s.variants) for s in report.states.values()) + 1
+
+
+def _chain(models, key: str, variant: str = "primary"):
+    report = models.report
+    config = report.proxies[report.pod_of[(key, variant)]]
+    (chain, *_) = config.inbound_chains(report.ports[(key, variant)])
+    return chain
+
+
+def test_the_token_lua_istio_generated_counts_a_streamed_response(models):
+    chain = _chain(models, "llm/qwen-chat")
+    (lua,) = [f for f in http_filters(chain) if f["name"] == checks.TOKENS_LUA]
+    source = lua["typed_config"]["default_source_code"]["inline_string"]
+    (route, *_) = [r for vh in inline_routes(chain) for r in vh["routes"]]
+    metadata = route["metadata"]["filter_metadata"]
+    f = Filter(source, checks.TOKENS_LUA, metadata)
+    stream = f.stream()
+    stream.request({":path": "/v1/chat/completions", ":method": "POST", "x-modelplat-sa": "svc-a"},
+                   [b'{"model":"qwen","stream":true}'])
+    body = (b'data: {"choices":[]}\n\ndata: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,'
+            b'"total_tokens":7}}\n\ndata: [DONE]\n\n')
+    stream.response({":status": "200", "content-type": "text/event-stream"}, [body[:20], body[20:]])
+    assert int(stream.metadata("modelplat.tokens")["used"]) == 7
+
+
+def test_the_identity_lua_istio_generated_strips_claim_headers_before_jwt(models):
+    chain = _chain(models, "llm/qwen-chat")
+    names = [f["name"] for f in http_filters(chain)]
+    assert names.index(checks.IDENTITY_LUA) < names.index(checks.JWT)
+    (lua,) = [f for f in http_filters(chain) if f["name"] == checks.IDENTITY_LUA]
+    source = lua["typed_config"]["default_source_code"]["inline_string"]
+    (route, *_) = [r for vh in inline_routes(chain) for r in vh["routes"]]
+    f = Filter(source, checks.IDENTITY_LUA, route["metadata"]["filter_metadata"])
+    out = f.stream().request({":path": "/v1/models", "x-modelplat-sa": "forged", "x-modelplat-tenant": "forged",
+                              "x-keep": "1"})
+    assert out.header("x-modelplat-sa") is None and out.header("x-modelplat-tenant") is None
+    assert out.header("x-keep") == "1"
+
+
+def test_the_gateway_routes_the_split_and_the_mirror_as_the_values_ask(models):
+    report = models.report
+    gateway = report.proxies["gateway"]
+    exposed = [p for p in models.plans if p.chart_values["exposeModel"]["enabled"]]
+    assert exposed
+    for p in exposed:
+        host = p.chart_values["exposeModel"]["host"]
+        assert any(host in vh.get("domains", []) for rc in gateway.routes for vh in rc.get("virtual_hosts", [])), host
+
+
+# --- 5. Changes through Git --------------------------------------------------------------------------
+
+def _edit(path: Path, change) -> None:
+    yaml = YAML()
+    data = yaml.load(path.read_text())
+    change(data)
+    with path.open("w") as f:
+        yaml.dump(data, f)
+
+
+def test_changing_one_values_file_upgrades_only_that_release(models):
+    before = {k: r.revision for k, r in models.report.settled.releases.items()}
+    _edit(models.root / "ml-demo" / "iris.yaml", lambda d: d.__setitem__("replicaCount", 3))
+    models.rerun()
+    settled = models.deliver(message="iris: 3 replicas")
+    after = {k: r.revision for k, r in settled.releases.items()}
+    changed = {k for k in after if after[k] != before[k]}
+    assert changed == {("ml-demo", "iris")}
+    assert after[("ml-demo", "iris")] == before[("ml-demo", "iris")] + 1
+    assert settled.releases[("ml-demo", "iris")].ready == "True"
+    deployment = models.plane.kube.get("Deployment", "ml-demo", "iris-predictor")
+    assert deployment["spec"]["replicas"] == 3  # KServe applied the new minReplicas
+
+
+def _tamper(files: dict[str, bytes], chart: str, template: str, old: bytes, new: bytes, mark: str) -> None:
+    """Edits one rendered chart file by hand, and its Chart.yaml version with it: Flux repackages a
+    chart only when its version changes (reconcileStrategy: ChartVersion)."""
+    key = f"{chart}/templates/{template}"
+    assert old in files[key], (key, old)
+    files[key] = files[key].replace(old, new, 1)
+    chart_yaml = f"{chart}/Chart.yaml"
+    version = re.search(rb'^version: "([^"]+)"', files[chart_yaml], re.M).group(1)
+    files[chart_yaml] = files[chart_yaml].replace(version, version + b"." + mark.encode(), 1)
+
+
+def test_a_planted_label_typo_fails_the_selector_check(models):
+    files = models.files()
+    _tamper(files, "fraud/xgb-scorer/chart", "_helpers.tpl", b"modelplat.io/model: {{", b"modelplat.io/modle: {{",
+            "typo")
+    settled = models.deliver(files, "a typo in one chart's model selector")
+    report = models.verify(settled, files, istio_config=False)
+    broken = {(f.resource.split()[0], f.field) for f in report.by_model("fraud/xgb-scorer")}
+    assert ("PeerAuthentication", "selector") in broken and ("AuthorizationPolicy", "selector") in broken
+    assert not [f for f in report.findings if f.field == "selector" and f.model != "fraud/xgb-scorer"]
+    models.deliver(message="typo reverted")
+
+
+def test_a_chart_that_fails_to_install_is_a_failed_helmrelease_with_the_reason(models):
+    files = models.files()
+    _tamper(files, "fraud/xgb-scorer/chart", "peerauthentication.yaml", b"mode: STRICT", b"mode: STRICTEST", "refused")
+    settled = models.deliver(files, "a chart the API server refuses")
+    release = settled.releases[("fraud", "xgb-scorer")]
+    assert release.ready == "False"
+    assert release.reason == "UpgradeFailed", release
+    assert "STRICTEST" in release.message and "PeerAuthentication" in release.message, release.message
+    # Every other release is untouched and still Ready.
+    assert all(r.ready == "True" for k, r in settled.releases.items() if k != ("fraud", "xgb-scorer"))
+    settled = models.deliver(message="fixed")
+    assert settled.releases[("fraud", "xgb-scorer")].ready == "True"
+
+
+def test_deleting_a_values_file_prunes_its_release_and_everything_it_installed(models):
+    kube = models.plane.kube
+    assert kube.get("InferenceService", "llm", "qwen-embed") is not None
+    (models.root / "llm" / "qwen-embed.yaml").unlink()
+    models.rerun()
+    settled = models.deliver(message="qwen-embed removed")
+    assert ("llm", "qwen-embed") not in settled.releases
+    assert ("llm", "qwen-chat") in settled.releases
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        left = [kind for kind in ("InferenceService", "Deployment", "Service", "EnvoyFilter", "PeerAuthentication")
+                if kube.get(kind, "llm", "qwen-embed" if kind not in ("Deployment", "Service")
+                            else "qwen-embed-predictor") is not None]
+        pods = [p for p in kube.list("Pod", "llm") if p["metadata"]["name"].startswith("qwen-embed-")]
+        if not left and not pods and helm_release_manifest(kube, "llm", "qwen-embed") == (0, ""):
+            break
+        time.sleep(1)
+    assert (left, pods) == ([], [])
+    assert helm_release_manifest(kube, "llm", "qwen-embed") == (0, "")
+
+
+# --- 6. For users: lint --engines ---------------------------------------------------------------------
+
+def test_lint_engines_adds_a_column_per_engine_blaming_the_model_resource_and_field(tree):
+    """End to end as a user runs it (its own control plane). A runtime name the cluster does not
+    have passes every static check; only KServe's controller can say that it serves nothing."""
+    import json
+
+    from conftest import modelplat
+
+    need_engines()
+    good = "model:\n  format: sklearn\n  storageUri: gs://models/iris\n  protocol: v2\n"
+    root = tree({"demo/iris.yaml": good,
+                 "demo/typo.yaml": good + "  runtime: kserve-sklearnserve\n"},
+                platform=(EXAMPLES / "platform.yaml").read_text())
+    static = modelplat("lint", str(root), "--format", "json")
+    assert json.loads(static.stdout)["ok"], static.stdout
+    proc = modelplat("lint", str(root), "--engines", "--require-tools", "--format", "json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rows = {Path(m["file"]).stem: m["checks"] for m in report["models"]}
+    assert {k: v["status"] for k, v in rows["iris"].items() if k in ("flux", "kserve", "istio")} == \
+        {"flux": "pass", "kserve": "pass", "istio": "pass"}
+    assert rows["typo"]["kserve"]["status"] == "fail"
+    assert "InferenceService typo" in rows["typo"]["kserve"]["detail"]
+    assert "Deployments" in rows["typo"]["kserve"]["detail"]
+    assert {"kserve-manager", "helm-controller", "sidecar-config"} <= set(report["tools"])
