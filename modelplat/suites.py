@@ -94,6 +94,13 @@ def inferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
             {"sharedMemory.enabled": True},
         ),
         test(
+            # KServe copies these labels onto the pods: a versioned one would restart them on
+            # every chart change.
+            "carries no label that changes with the chart's version",
+            [{"notExists": {"path": _key("metadata.labels", "helm.sh/chart")}},
+             {"notExists": {"path": _key("metadata.labels", "app.kubernetes.io/version")}}],
+        ),
+        test(
             "mounts no /dev/shm when sharedMemory is disabled",
             [{"notExists": {"path": "spec.predictor.volumes"}}, {"notExists": {"path": f"{container}.volumeMounts"}}],
             {"sharedMemory.enabled": False},

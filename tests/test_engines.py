@@ -227,6 +227,44 @@ def test_the_gateway_routes_the_split_and_the_mirror_as_the_values_ask(models):
         assert any(host in vh.get("domains", []) for rc in gateway.routes for vh in rc.get("virtual_hosts", [])), host
 
 
+def test_the_istio_checks_fail_on_a_wrong_weight_a_missing_filter_or_a_lost_mirror(models):
+    """The Istio checks read Envoy's config, so a config that differs from the values fails them:
+    the generated config, edited the way a broken VirtualService or EnvoyFilter would change it."""
+    import copy
+
+    report = models.report
+    plans = {f"{p.namespace}/{p.name}": p for p in models.plans}
+    split = next(k for k, p in plans.items() if p.chart_values["exposeModel"]["enabled"]
+                 and p.chart_values["canary"]["enabled"])
+    values, state = plans[split].chart_values, report.states[split]
+    gateway = copy.deepcopy(report.proxies["gateway"])
+    assert checks.gateway_findings(split, values, gateway, state, models.gitops.platform) == []
+    host = values["exposeModel"]["host"]
+    for vh in checks._vhosts_for(gateway, host):
+        for cluster in vh["routes"][-1]["route"]["weighted_clusters"]["clusters"]:
+            cluster["weight"] = 50
+    assert [f.field for f in checks.gateway_findings(split, values, gateway, state, models.gitops.platform)] == \
+        [f"route {vh['routes'][-1].get('name')} weighted_clusters" for vh in checks._vhosts_for(gateway, host)]
+
+    mirrored = next(k for k, p in plans.items() if p.chart_values["mirror"]["enabled"])
+    caller = copy.deepcopy(report.proxies[report.pod_of[(mirrored, "primary")]])
+    values, state = plans[mirrored].chart_values, report.states[mirrored]
+    assert checks.mesh_route_findings(mirrored, values, caller, state) == []
+    host = f"{state.name}-predictor.{state.namespace}.svc.cluster.local"
+    for vh in checks._vhosts_for(caller, host):
+        vh["routes"][-1]["route"].pop("request_mirror_policies", None)
+    assert checks.mesh_route_findings(mirrored, values, caller, state)
+
+    limited = next(k for k, p in plans.items() if p.chart_values.get("ratelimitIPPerMinute"))
+    config = copy.deepcopy(report.proxies[report.pod_of[(limited, "primary")]])
+    port = report.ports[(limited, "primary")]
+    for chain in config.inbound_chains(port):
+        hcm = next(f["typed_config"] for f in chain["filters"] if f["name"] == "envoy.filters.network.http_connection_manager")
+        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != checks.RATELIMIT]
+    found = checks.istio_findings(limited, plans[limited].chart_values, "primary", "pod", port, config)
+    assert found and all("http_filters" in f.field for f in found)
+
+
 # --- 5. Changes through Git --------------------------------------------------------------------------
 
 def _edit(path: Path, change) -> None:
@@ -249,6 +287,11 @@ def test_changing_one_values_file_upgrades_only_that_release(models):
     assert settled.releases[("ml-demo", "iris")].ready == "True"
     deployment = models.plane.kube.get("Deployment", "ml-demo", "iris-predictor")
     assert deployment["spec"]["replicas"] == 3  # KServe applied the new minReplicas
+    # Scaling is not a new pod template: the two running pods were kept (no rolling restart).
+    assert deployment["metadata"]["generation"] >= 2
+    template_hashes = {p["metadata"]["labels"].get("pod-template-hash")
+                       for p in models.plane.kube.list("Pod", "ml-demo", label_selector="serving.kserve.io/inferenceservice=iris")}
+    assert len(template_hashes) == 1, template_hashes
 
 
 def _tamper(files: dict[str, bytes], chart: str, template: str, old: bytes, new: bytes, mark: str) -> None:
@@ -276,12 +319,13 @@ def test_a_planted_label_typo_fails_the_selector_check(models):
 
 def test_a_chart_that_fails_to_install_is_a_failed_helmrelease_with_the_reason(models):
     files = models.files()
-    _tamper(files, "fraud/xgb-scorer/chart", "peerauthentication.yaml", b"mode: STRICT", b"mode: STRICTEST", "refused")
+    _tamper(files, "fraud/xgb-scorer/chart", "peerauthentication.yaml", b'name: {{ include "modelplat.name" . | quote }}',
+            b'name: "Not_A_DNS_Name"', "refused")
     settled = models.deliver(files, "a chart the API server refuses")
     release = settled.releases[("fraud", "xgb-scorer")]
     assert release.ready == "False"
     assert release.reason == "UpgradeFailed", release
-    assert "STRICTEST" in release.message and "PeerAuthentication" in release.message, release.message
+    assert "Not_A_DNS_Name" in release.message, release.message
     # Every other release is untouched and still Ready.
     assert all(r.ready == "True" for k, r in settled.releases.items() if k != ("fraud", "xgb-scorer"))
     settled = models.deliver(message="fixed")

@@ -135,29 +135,30 @@ class ApiServer:
                 raise StartError(f"CRDs not established after {seconds:.0f}s:\n{proc.stdout}{proc.stderr}")
             time.sleep(0.5)
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Starts a process of the control plane, logging to <workdir>/<name>.log; stop() ends it."""
         log = open(self.workdir / f"{name}.log", "wb")
         try:
             # Own process group, so stop() reaches anything it forks.
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+                                    start_new_session=True, env=dict(os.environ, **(env or {})))
         finally:
             log.close()
         self.processes.append(proc)
         return proc
 
-    def _log_tail(self, name: str, lines: int = 30) -> str:
+    def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.workdir / f"{name}.log"
         text = path.read_text(errors="replace") if path.is_file() else ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def _wait(self, name: str, proc: subprocess.Popen, url: str, seconds: float,
+    def wait_ready(self, name: str, proc: subprocess.Popen, url: str, seconds: float,
               context: ssl.SSLContext | None = None, headers: dict | None = None) -> None:
         deadline = time.monotonic() + seconds
         last = ""
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise StartError(f"{name} exited with {proc.returncode}:\n{self._log_tail(name)}")
+                raise StartError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
             try:
                 request = urllib.request.Request(url, headers=headers or {})
                 with urllib.request.urlopen(request, timeout=5, context=context) as response:
@@ -168,12 +169,12 @@ class ApiServer:
             except (urllib.error.URLError, OSError) as exc:
                 last = str(exc)
             time.sleep(0.25)
-        raise StartError(f"{name} not ready after {seconds:.0f}s ({last}):\n{self._log_tail(name)}")
+        raise StartError(f"{name} not ready after {seconds:.0f}s ({last}):\n{self.log_tail(name)}")
 
     def _start_etcd(self) -> None:
         client, peer = free_port(), free_port()
         self.etcd_url = f"http://127.0.0.1:{client}"
-        proc = self._spawn("etcd", [
+        proc = self.spawn("etcd", [
             self.etcd, "--name", "test", "--data-dir", str(self.workdir / "etcd"),
             "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
             "--listen-peer-urls", f"http://127.0.0.1:{peer}",
@@ -182,7 +183,7 @@ class ApiServer:
             # A throwaway store: durability buys nothing and fsync dominates on slow disks.
             "--unsafe-no-fsync", "--log-level", "warn",
         ])
-        self._wait("etcd", proc, f"{self.etcd_url}/health", ETCD_READY_SECONDS)
+        self.wait_ready("etcd", proc, f"{self.etcd_url}/health", ETCD_READY_SECONDS)
 
     def _start_apiserver(self) -> None:
         key, pub = self.workdir / "sa.key", self.workdir / "sa.pub"
@@ -194,7 +195,7 @@ class ApiServer:
         tokens.write_text(f"{token},admin,admin,system:masters\n")
         tokens.chmod(0o600)
         port = free_port()
-        proc = self._spawn("kube-apiserver", [
+        proc = self.spawn("kube-apiserver", [
             self.apiserver, f"--etcd-servers={self.etcd_url}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={port}",
             f"--cert-dir={self.workdir / 'certs'}", f"--token-auth-file={tokens}",
@@ -208,7 +209,7 @@ class ApiServer:
         insecure.verify_mode = ssl.CERT_NONE  # its self-signed serving certificate
         server = f"https://127.0.0.1:{port}"
         self.server, self.token = server, token
-        self._wait("kube-apiserver", proc, f"{server}/readyz", APISERVER_READY_SECONDS, insecure,
+        self.wait_ready("kube-apiserver", proc, f"{server}/readyz", APISERVER_READY_SECONDS, insecure,
                    {"Authorization": f"Bearer {token}"})
         self.kubeconfig = self.workdir / "kubeconfig"
         self.kubeconfig.write_text(

@@ -139,37 +139,13 @@ class ControlPlane:
     # --- helpers ------------------------------------------------------------------------------
 
     def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        log = open(self.workdir / f"{name}.log", "wb")
-        try:
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, env=dict(os.environ, **(env or {})))
-        finally:
-            log.close()
-        self.api.processes.append(proc)
-        return proc
+        return self.api.spawn(name, args, env)
 
     def log_tail(self, name: str, lines: int = 40) -> str:
-        path = self.workdir / f"{name}.log"
-        text = path.read_text(errors="replace") if path.is_file() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return self.api.log_tail(name, lines)
 
     def wait_http(self, name: str, proc: subprocess.Popen, url: str, seconds: float = READY_SECONDS) -> None:
-        import urllib.error
-        import urllib.request
-
-        deadline = time.monotonic() + seconds
-        last = ""
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise StartError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError) as exc:
-                last = str(exc)
-            time.sleep(0.25)
-        raise StartError(f"{name} not ready after {seconds:.0f}s ({last}):\n{self.log_tail(name)}")
+        self.api.wait_ready(name, proc, url, seconds)
 
     def apply(self, text: str, *extra: str) -> None:
         self.api.kubectl_run("apply", "--server-side", "--force-conflicts", *extra, "-f", "-", input=text)
