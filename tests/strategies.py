@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from modelplat import rules
+
 # Text users put in free-text fields, including strings that look like template code in every
 # language the output passes through (Go templates, jinja with modelplat's delimiters, shell).
 HOSTILE = st.sampled_from([
@@ -72,8 +74,11 @@ def model_values(draw):
         if fmt in ("sklearn", "xgboost", "lightgbm", "huggingface") and draw(st.booleans()):
             model["servedModelName"] = draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True))
     if draw(st.booleans()):
-        # v1/v2/grpc-v2 set a KServe runtime's protocolVersion: not for custom containers.
-        model["protocol"] = draw(st.sampled_from(["openai"] if fmt == "custom" else ["v1", "v2", "grpc-v2", "openai"]))
+        # v1/v2/grpc-v2 set a KServe runtime's protocolVersion: not for custom containers, and
+        # only one some runtime serves the format over (openai counts as v1 to KServe).
+        served = rules.RUNTIME_PROTOCOLS.get(fmt, ())
+        model["protocol"] = draw(st.sampled_from(
+            ["openai"] if fmt == "custom" else [*served, *(["openai"] if "v1" in served else [])]))
     model["args"] = draw(st.lists(FREE_TEXT, max_size=4))
     values: dict = {"model": model, "resources": draw(resources(gpu))}
     if draw(st.booleans()):
