@@ -116,3 +116,23 @@ def kube_apiserver(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: only for engines tests that will run
+def pytest_collection_modifyitems(session, config, items):
+    """The engines tests run last, and their control plane starts now, in the background: its
+    minutes of waiting (KServe, Flux, Helm) overlap every other test."""
+    engines = [item for item in items if item.get_closest_marker("engines")]
+    if not engines or config.option.collectonly:
+        return
+    items[:] = [item for item in items if not item.get_closest_marker("engines")] + engines
+    import engine_models
+
+    config.engines_warmup = engine_models.Warmup()
+    config.engines_warmup.start()
+
+
+def pytest_unconfigure(config):
+    warm = getattr(config, "engines_warmup", None)
+    if warm is not None:
+        warm.stop()

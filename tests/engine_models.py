@@ -8,9 +8,20 @@ option several times in different company.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 from ruamel.yaml import YAML
+
+from modelplat import pipeline, render, yamlout
+from modelplat.engines import runner
+from modelplat.engines.controlplane import ControlPlane, Engines
+from modelplat.engines.gitops import GitOps, engine_platform
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 FORMATS = [
     {"format": "sklearn", "storageUri": "gs://models/sklearn/{n}", "protocol": "v2"},
@@ -92,3 +103,99 @@ def write(root: Path, count: int = 24, platform: str | None = None) -> list[Path
             yaml.dump(model(i), f)
         files.append(path)
     return files
+
+
+def edit(path: Path, change) -> None:
+    """Changes a values file as its owner would (comments and order kept)."""
+    yaml = YAML()
+    data = yaml.load(path.read_text())
+    change(data)
+    with path.open("w") as f:
+        yaml.dump(data, f)
+
+
+class Models:
+    """The models folder of the engines tests and the control plane it is delivered to."""
+
+    def __init__(self, plane: ControlPlane, root: Path, scratch: Path):
+        self.plane, self.root, self.scratch = plane, root, scratch
+        self.result = pipeline.run([root], None)
+        assert not [d for d in self.result.diagnostics if d.severity == "error"], self.result.diagnostics
+        self.gitops = GitOps(plane, engine_platform(self.result.platform, plane.git.repo_url))
+        self.report = None
+
+    def rerun(self) -> None:
+        self.result = pipeline.run([self.root], None)
+        assert not [d for d in self.result.diagnostics if d.severity == "error"]
+
+    @property
+    def plans(self):
+        return self.result.plans
+
+    def files(self) -> dict[str, bytes]:
+        return render.render_tree(self.plans, self.gitops.platform)
+
+    def deliver(self, files: dict[str, bytes] | None = None, message: str = "render"):
+        needed = runner.prerequisites(self.plans)
+        if needed:
+            self.plane.apply("---\n".join(yamlout.dump(o) for o in needed))
+        return runner.deliver(self.plane, self.gitops, files or self.files(), self.plans, message)
+
+    def verify(self, settled, files: dict[str, bytes] | None = None, istio_config: bool = True):
+        tree = self.scratch / f"tree-{time.monotonic_ns()}"
+        for rel, content in (files or self.files()).items():
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tree / rel).write_bytes(content)
+        return runner.verify(self.plane, self.gitops, self.plans, settled,
+                             runner.chart_objects(self.plans, self.gitops.platform, tree), istio_config=istio_config)
+
+
+class Warmup:
+    """Starts the control plane and delivers the examples plus the generated models in a
+    background thread, so the minutes the engines spend waiting overlap the other tests (the
+    engines tests run last: conftest.py). join() waits and re-raises what went wrong."""
+
+    def __init__(self):
+        self.workdir = Path(tempfile.mkdtemp(prefix="modelplat-engines-"))
+        self.plane: ControlPlane | None = None
+        self.models: Models | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="engines-warmup", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            engines, missing = Engines.find()
+            if missing:
+                return  # the fixture reports it (a failure under CI=true)
+            self.plane = ControlPlane(engines, self.workdir / "plane")
+            self.plane.workdir.mkdir(parents=True)
+            self.plane.start()
+            root = self.workdir / "models"
+            shutil.copytree(EXAMPLES, root)  # write() replaces its platform.yaml
+            # PodMonitors too: the examples' platform scrapes by annotation only. A PodMonitor
+            # scrapes declared container ports only, so the two examples with a metrics port of
+            # their own move it to the serving port here (podmonitor-port).
+            write(root, 24, platform=(EXAMPLES / "platform.yaml").read_text() + "scrape: both\n")
+            for rel in ("fraud/xgb-scorer.yaml", "llm/qwen-embed.yaml"):
+                edit(root / rel, lambda d: d.setdefault("metrics", {}).__setitem__("port", 8080))
+            scratch = self.workdir / "trees"
+            scratch.mkdir()
+            self.models = Models(self.plane, root, scratch)
+            settled = self.models.deliver(message="the examples and 24 generated models")
+            self.models.report = self.models.verify(settled)
+        except BaseException as exc:  # handed to the tests by join()
+            self.error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+        if self.error is not None:
+            raise RuntimeError(f"the engines' control plane or first delivery failed: {self.error!r}") from self.error
+
+    def stop(self) -> None:
+        self._thread.join(timeout=600)
+        if self.plane is not None:
+            self.plane.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -11,18 +11,14 @@ below then change, break and delete models through Git, in the order they are wr
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
-from modelplat import pipeline, render
-from modelplat.engines import checks, runner
+from modelplat.engines import checks
 from modelplat.engines.cluster_state import helm_release_manifest
 from modelplat.engines.controlplane import ControlPlane, Engines
-from modelplat.engines.gitops import GitOps, engine_platform
 from modelplat.engines.istio import http_filters, inline_routes
 
 import engine_models
@@ -30,7 +26,6 @@ from conftest import EXAMPLES, IN_CI
 from envoy_lua import Filter
 
 pytestmark = [pytest.mark.tools, pytest.mark.engines]
-_yaml = YAML(typ="safe")
 
 
 def need_engines() -> Engines:
@@ -45,68 +40,28 @@ def need_engines() -> Engines:
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory):
-    plane = ControlPlane(need_engines(), tmp_path_factory.mktemp("engines"))
-    try:
-        plane.start()
-        yield plane
-    finally:
-        plane.stop()
+def warmup(request) -> engine_models.Warmup:
+    """The control plane and first delivery, started in the background when the session began
+    (conftest.py); these tests run last and wait for it here."""
+    need_engines()
+    warm = getattr(request.config, "engines_warmup", None)
+    if warm is None:  # run alone (e.g. -p no:... or a single test id): start it now
+        warm = request.config.engines_warmup = engine_models.Warmup()
+        warm.start()
+    warm.join()
+    return warm
 
 
-class Models:
-    """The models folder of the engines tests and the control plane it is delivered to."""
-
-    def __init__(self, plane: ControlPlane, root: Path, scratch: Path):
-        self.plane, self.root, self.scratch = plane, root, scratch
-        self.result = pipeline.run([root], None)
-        assert not [d for d in self.result.diagnostics if d.severity == "error"], self.result.diagnostics
-        self.gitops = GitOps(plane, engine_platform(self.result.platform, plane.git.repo_url))
-        self.report = None
-
-    def rerun(self) -> None:
-        self.result = pipeline.run([self.root], None)
-        assert not [d for d in self.result.diagnostics if d.severity == "error"]
-
-    @property
-    def plans(self):
-        return self.result.plans
-
-    def files(self) -> dict[str, bytes]:
-        return render.render_tree(self.plans, self.gitops.platform)
-
-    def deliver(self, files: dict[str, bytes] | None = None, message: str = "render"):
-        needed = runner.prerequisites(self.plans)
-        if needed:
-            from modelplat import yamlout
-
-            self.plane.apply("---\n".join(yamlout.dump(o) for o in needed))
-        return runner.deliver(self.plane, self.gitops, files or self.files(), self.plans, message)
-
-    def verify(self, settled, files: dict[str, bytes] | None = None, istio_config: bool = True):
-        tree = self.scratch / f"tree-{time.monotonic_ns()}"
-        for rel, content in (files or self.files()).items():
-            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tree / rel).write_bytes(content)
-        return runner.verify(self.plane, self.gitops, self.plans, settled,
-                             runner.chart_objects(self.plans, self.gitops.platform, tree), istio_config=istio_config)
+@pytest.fixture(scope="session")
+def control_plane(warmup) -> ControlPlane:
+    return warmup.plane
 
 
 @pytest.fixture(scope="module")
-def models(control_plane, tmp_path_factory) -> Models:
-    root = tmp_path_factory.mktemp("engine-models")
-    shutil.copytree(EXAMPLES, root, dirs_exist_ok=True)  # engine_models.write replaces its platform.yaml
-    # PodMonitors too: the examples' platform scrapes by annotation only. A PodMonitor scrapes
-    # declared container ports only, so the two examples with a metrics port of their own move it
-    # to the serving port here (podmonitor-port).
-    engine_models.write(root, 24, platform=(EXAMPLES / "platform.yaml").read_text() + "scrape: both\n")
-    for rel in ("fraud/xgb-scorer.yaml", "llm/qwen-embed.yaml"):
-        _edit(root / rel, lambda d: d.setdefault("metrics", {}).__setitem__("port", 8080))
-    m = Models(control_plane, root, tmp_path_factory.mktemp("engine-trees"))
-    settled = m.deliver(message="the examples and 24 generated models")
-    print(f"first delivery of {len(m.plans)} models: Flux settled in {settled.seconds:.1f}s")
-    m.report = m.verify(settled)
-    return m
+def models(warmup) -> engine_models.Models:
+    print(f"first delivery of {len(warmup.models.plans)} models: Flux settled in "
+          f"{warmup.models.report.settled.seconds:.1f}s (control plane: {warmup.plane.timings})")
+    return warmup.models
 
 
 def _findings(report, engine: str, exclude_fields=()) -> list[str]:
@@ -267,17 +222,9 @@ def test_the_istio_checks_fail_on_a_wrong_weight_a_missing_filter_or_a_lost_mirr
 
 # --- 5. Changes through Git --------------------------------------------------------------------------
 
-def _edit(path: Path, change) -> None:
-    yaml = YAML()
-    data = yaml.load(path.read_text())
-    change(data)
-    with path.open("w") as f:
-        yaml.dump(data, f)
-
-
 def test_changing_one_values_file_upgrades_only_that_release(models):
     before = {k: r.revision for k, r in models.report.settled.releases.items()}
-    _edit(models.root / "ml-demo" / "iris.yaml", lambda d: d.__setitem__("replicaCount", 3))
+    engine_models.edit(models.root / "ml-demo" / "iris.yaml", lambda d: d.__setitem__("replicaCount", 3))
     models.rerun()
     settled = models.deliver(message="iris: 3 replicas")
     after = {k: r.revision for k, r in settled.releases.items()}
