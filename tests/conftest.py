@@ -132,7 +132,7 @@ def pytest_collection_modifyitems(session, config, items):
     config.engines_warmup.start()
 
 
-def pytest_unconfigure(config):
-    warm = getattr(config, "engines_warmup", None)
+def pytest_sessionfinish(session):
+    warm = getattr(session.config, "engines_warmup", None)
     if warm is not None:
         warm.stop()

@@ -8,6 +8,7 @@ option several times in different company.
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 import threading
@@ -163,6 +164,8 @@ class Warmup:
         self._thread = threading.Thread(target=self._run, name="engines-warmup", daemon=True)
 
     def start(self) -> None:
+        # Also stopped at exit: the control plane's processes must never outlive the test run.
+        atexit.register(self.stop)
         self._thread.start()
 
     def _run(self) -> None:
@@ -195,7 +198,9 @@ class Warmup:
             raise RuntimeError(f"the engines' control plane or first delivery failed: {self.error!r}") from self.error
 
     def stop(self) -> None:
-        self._thread.join(timeout=600)
+        if self._thread.is_alive():
+            self._thread.join(timeout=600)
         if self.plane is not None:
             self.plane.stop()
+            self.plane = None
         shutil.rmtree(self.workdir, ignore_errors=True)

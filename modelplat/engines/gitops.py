@@ -109,6 +109,14 @@ class GitOps:
                                    f"{self.plane.log_tail('helm-controller', 15)}")
             time.sleep(1)
 
+    def reset(self, namespace: str, name: str) -> None:
+        """What `flux reconcile helmrelease --reset` does: a release whose remediation retries are
+        exhausted is not retried for a fixed chart alone (helm-controller: "exceeded maximum
+        retries") until its failure count is reset."""
+        stamp = str(time.time_ns())
+        self.plane.kube.patch("HelmRelease", namespace, name, {"metadata": {"annotations": {
+            "reconcile.fluxcd.io/requestedAt": stamp, "reconcile.fluxcd.io/resetAt": stamp}}})
+
     def _state(self, want: str, expected: set[tuple[str, str]]) -> tuple[Settled | None, str]:
         kube = self.plane.kube
         git = self.platform.flux.gitRepository
