@@ -230,7 +230,9 @@ def test_changing_one_values_file_upgrades_only_that_release(models):
     after = {k: r.revision for k, r in settled.releases.items()}
     changed = {k for k in after if after[k] != before[k]}
     assert changed == {("ml-demo", "iris")}
-    assert after[("ml-demo", "iris")] == before[("ml-demo", "iris")] + 1
+    # +1, or +2 when helm-controller saw the new values before the new chart's artifact (two
+    # Flux sources change in one commit: the HelmRelease and its chart).
+    assert before[("ml-demo", "iris")] < after[("ml-demo", "iris")] <= before[("ml-demo", "iris")] + 2
     assert settled.releases[("ml-demo", "iris")].ready == "True"
     deployment = models.plane.kube.get("Deployment", "ml-demo", "iris-predictor")
     assert deployment["spec"]["replicas"] == 3  # KServe applied the new minReplicas

@@ -82,7 +82,7 @@ class GitOps:
         return self.plane.git.commit(message)
 
     def reconcile(self, commit: str, expected_releases: set[tuple[str, str]],
-                  seconds: float = SETTLE_SECONDS) -> Settled:
+                  seconds: float = SETTLE_SECONDS, chart_versions: dict[tuple[str, str], str] | None = None) -> Settled:
         """Bootstraps Flux from the rendered `_platform/flux` on the first call, asks the
         source to fetch now (instead of waiting for its interval), and waits until the
         commit is applied and every expected HelmRelease has settled on it: Ready, or failed
@@ -100,7 +100,7 @@ class GitOps:
         deadline = started + seconds
         last = ""
         while True:
-            state, last = self._state(want, expected_releases)
+            state, last = self._state(want, expected_releases, chart_versions or {})
             if state is not None:
                 state.seconds = time.monotonic() - started
                 return state
@@ -117,7 +117,8 @@ class GitOps:
         self.plane.kube.patch("HelmRelease", namespace, name, {"metadata": {"annotations": {
             "reconcile.fluxcd.io/requestedAt": stamp, "reconcile.fluxcd.io/resetAt": stamp}}})
 
-    def _state(self, want: str, expected: set[tuple[str, str]]) -> tuple[Settled | None, str]:
+    def _state(self, want: str, expected: set[tuple[str, str]],
+               chart_versions: dict[tuple[str, str], str]) -> tuple[Settled | None, str]:
         kube = self.plane.kube
         git = self.platform.flux.gitRepository
         source = kube.get("GitRepository", git.namespace, git.name) or {}
@@ -141,6 +142,12 @@ class GitOps:
                 return None, f"HelmRelease {key} not observed yet"
             if r.ready == "Unknown" or r.reason == "Progressing" or not condition(hr):
                 return None, f"HelmRelease {key}: {r.reason} {r.message}"
+            # A chart-only change leaves the HelmRelease's generation alone: wait until
+            # helm-controller has attempted the chart version that was published.
+            version = chart_versions.get(key)
+            attempted = ((hr.get("status") or {}).get("lastAttemptedRevision") or "").split("@")[0]
+            if version and attempted != version:
+                return None, f"HelmRelease {key} has not attempted chart {version} yet"
         return Settled(want, releases, kustomizations, 0.0), ""
 
 

@@ -8,6 +8,7 @@ GitOps directly). The caller owns the control plane's lifetime.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -78,7 +79,13 @@ def prerequisites(plans) -> list[dict]:
 
 def deliver(plane: ControlPlane, gitops: GitOps, files: dict[str, bytes], plans, message: str) -> Settled:
     commit = gitops.publish(files, message)
-    return gitops.reconcile(commit, {(p.namespace, p.name) for p in plans})
+    versions = {}
+    for p in plans:
+        chart = files.get(f"{p.chart_dir}/Chart.yaml", b"")
+        found = re.search(rb'^version: "?([^"\n]+)"?$', chart, re.M)
+        if found:
+            versions[(p.namespace, p.name)] = found.group(1).decode()
+    return gitops.reconcile(commit, {(p.namespace, p.name) for p in plans}, chart_versions=versions)
 
 
 def verify(plane: ControlPlane, gitops: GitOps, plans, settled: Settled,
