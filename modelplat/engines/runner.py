@@ -127,9 +127,9 @@ def verify(plane: ControlPlane, gitops: GitOps, plans, settled: Settled,
 
 
 def _clean(obj: dict) -> dict:
-    meta = {k: v for k, v in obj["metadata"].items() if k not in _NOISE}
-    meta.pop("annotations", None) if obj.get("kind") not in ("Pod",) else None
-    return {**obj, "metadata": meta}
+    # Annotations only matter to Istio on Pods (sidecar and traffic settings).
+    drop = _NOISE if obj.get("kind") == "Pod" else (*_NOISE, "annotations")
+    return {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k not in drop}}
 
 
 def _istio(report: EngineReport, plans, platform: PlatformSettings, kube) -> None:
