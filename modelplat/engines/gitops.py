@@ -58,6 +58,9 @@ class Settled:
     releases: dict[tuple[str, str], Release]
     kustomizations: dict[str, dict]
     seconds: float
+    # What was still awaited, and from when (seconds after the commit was published): where the
+    # time of a delivery went.
+    trace: list[tuple[float, str]] = field(default_factory=list)
 
 
 class GitOps:
@@ -99,23 +102,19 @@ class GitOps:
         want = f"{git.branch}@sha1:{commit}"
         deadline = started + seconds
         last = ""
+        trace: list[tuple[float, str]] = []
         while True:
             state, last = self._state(want, expected_releases, chart_versions or {})
+            if not trace or trace[-1][1] != last:
+                trace.append((round(time.monotonic() - started, 1), last))
             if state is not None:
                 state.seconds = time.monotonic() - started
+                state.trace = trace
                 return state
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Flux did not settle on {want} within {seconds:.0f}s: {last}\n"
                                    f"{self.plane.log_tail('helm-controller', 15)}")
             time.sleep(1)
-
-    def reset(self, namespace: str, name: str) -> None:
-        """What `flux reconcile helmrelease --reset` does: a release whose remediation retries are
-        exhausted is not retried for a fixed chart alone (helm-controller: "exceeded maximum
-        retries") until its failure count is reset."""
-        stamp = str(time.time_ns())
-        self.plane.kube.patch("HelmRelease", namespace, name, {"metadata": {"annotations": {
-            "reconcile.fluxcd.io/requestedAt": stamp, "reconcile.fluxcd.io/resetAt": stamp}}})
 
     def _state(self, want: str, expected: set[tuple[str, str]],
                chart_versions: dict[tuple[str, str], str]) -> tuple[Settled | None, str]:

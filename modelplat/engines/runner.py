@@ -23,6 +23,9 @@ from .gitops import GitOps, Settled, engine_platform
 
 ISTIO_KINDS = ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication", "EnvoyFilter",
                "VirtualService", "Telemetry")
+# Rollouts and HPA minimums after the HelmReleases are Ready: pods are marked Running at once, and
+# the HPA controller syncs every 2 s (controlplane.py).
+ROLLOUT_SECONDS = 60
 # What the API server adds that Istio's config loader and the report do not need.
 _NOISE = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "ownerReferences")
 
@@ -77,15 +80,20 @@ def prerequisites(plans) -> list[dict]:
     return objects
 
 
-def deliver(plane: ControlPlane, gitops: GitOps, files: dict[str, bytes], plans, message: str) -> Settled:
-    commit = gitops.publish(files, message)
+def chart_versions(files: dict[str, bytes], plans) -> dict[tuple[str, str], str]:
+    """The chart version of each model in a rendered tree (it carries the chart's digest, so
+    helm-controller's lastAttemptedRevision tells which render it acted on)."""
     versions = {}
     for p in plans:
-        chart = files.get(f"{p.chart_dir}/Chart.yaml", b"")
-        found = re.search(rb'^version: "?([^"\n]+)"?$', chart, re.M)
+        found = re.search(rb'^version: "?([^"\n]+)"?$', files.get(f"{p.chart_dir}/Chart.yaml", b""), re.M)
         if found:
             versions[(p.namespace, p.name)] = found.group(1).decode()
-    return gitops.reconcile(commit, {(p.namespace, p.name) for p in plans}, chart_versions=versions)
+    return versions
+
+
+def deliver(plane: ControlPlane, gitops: GitOps, files: dict[str, bytes], plans, message: str) -> Settled:
+    commit = gitops.publish(files, message)
+    return gitops.reconcile(commit, {(p.namespace, p.name) for p in plans}, chart_versions=chart_versions(files, plans))
 
 
 def verify(plane: ControlPlane, gitops: GitOps, plans, settled: Settled,
@@ -95,6 +103,9 @@ def verify(plane: ControlPlane, gitops: GitOps, plans, settled: Settled,
     kube = plane.kube
     started = time.monotonic()
     namespaces = sorted({p.namespace for p in plans})
+    await_rollouts(kube, namespaces)
+    timings = {"rollouts": time.monotonic() - started}
+    started = time.monotonic()
     listed = {ns: (kube.list("Pod", ns), kube.list("Deployment", ns), kube.list("ReplicaSet", ns)) for ns in namespaces}
     # The newest Warning event of each InferenceService: KServe's reason when it makes nothing.
     warnings: dict[str, dict[str, str]] = {}
@@ -117,13 +128,47 @@ def verify(plane: ControlPlane, gitops: GitOps, plans, settled: Settled,
                                          expected_objects.get(key, set()))
         findings += checks.kserve_findings(key, p.chart_values, states[key], warnings[p.namespace])
         findings += checks.selector_findings(key, states[key], listed[p.namespace][0], states)
-    report = EngineReport(settled, states, findings, timings={"read": time.monotonic() - started})
+    report = EngineReport(settled, states, findings, timings={**timings, "read": time.monotonic() - started})
     if not istio_config:
         return report
     started = time.monotonic()
     _istio(report, plans, gitops.platform, kube)
     report.timings["istio"] = time.monotonic() - started
     return report
+
+
+def unsettled_rollouts(kube, namespaces) -> list[str]:
+    """What still moves: a Deployment whose rollout is incomplete (as `kubectl rollout status`
+    judges it), or one whose HPA has not yet brought it within its bounds. With KServe's
+    autoscalerClass external the Deployment starts at one replica; kube-controller-manager's HPA
+    controller raises it to the minimum on its next sync."""
+    moving = []
+    for ns in namespaces:
+        deployments = {d["metadata"]["name"]: d for d in kube.list("Deployment", ns)}
+        for name, d in deployments.items():
+            spec, status = d["spec"], d.get("status") or {}
+            want = spec.get("replicas", 1)
+            if (status.get("observedGeneration", 0) < d["metadata"].get("generation", 0)
+                    or status.get("replicas", 0) != want or status.get("updatedReplicas", 0) != want
+                    or status.get("availableReplicas", 0) != want):
+                moving.append(f"Deployment {ns}/{name}")
+        for hpa in kube.list("HorizontalPodAutoscaler", ns):
+            target = deployments.get(hpa["spec"]["scaleTargetRef"]["name"])
+            if target is None:
+                continue  # a wrong target is the selector check's finding, not something to wait for
+            replicas = target["spec"].get("replicas", 1)
+            if not hpa["spec"].get("minReplicas", 1) <= replicas <= hpa["spec"]["maxReplicas"]:
+                moving.append(f"HorizontalPodAutoscaler {ns}/{hpa['metadata']['name']}")
+    return moving
+
+
+def await_rollouts(kube, namespaces, timeout: float = ROLLOUT_SECONDS) -> list[str]:
+    """Waits until nothing in `namespaces` still moves (or the timeout: what stays unsettled is
+    then judged by the checks as it stands, which names the field)."""
+    deadline = time.monotonic() + timeout
+    while (moving := unsettled_rollouts(kube, namespaces)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return moving
 
 
 def _clean(obj: dict) -> dict:
