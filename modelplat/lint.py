@@ -134,11 +134,18 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
                 for rel, content in files.items():
                     (root / rel).parent.mkdir(parents=True, exist_ok=True)
                     (root / rel).write_bytes(content)
-                _run_tools(root, files, result, pairs, wiring, schema_locations or [], jobs)
-                if server_dry_run:
-                    _server_dry_run(root, result, pairs, wiring, kubeconfig, jobs)
-                if engines and not engines_missing:
-                    _engines(root, result, pairs, wiring)
+                # The control plane starts while the static tools run: most of its half minute
+                # is waiting on etcd, the API server and the controllers.
+                plane = _PlaneStart(found, root.parent) if engines and not engines_missing else None
+                try:
+                    _run_tools(root, files, result, pairs, wiring, schema_locations or [], jobs)
+                    if server_dry_run:
+                        _server_dry_run(root, result, pairs, wiring, kubeconfig, jobs)
+                    if plane is not None:
+                        _engines(root, result, pairs, wiring, plane)
+                finally:
+                    if plane is not None:
+                        plane.stop()
     if wiring.checks:
         by_file[WIRING] = wiring
     for model in by_file.values():
@@ -176,26 +183,53 @@ def _server_dry_run(root: Path, result, pairs: list, wiring: ModelResult, kubeco
         wiring.checks[SERVER_DRY_RUN] = Check(*outcomes[WIRING])
 
 
-def _engines(root: Path, result, pairs: list, wiring: ModelResult) -> None:
+class _PlaneStart:
+    """The engines' local control plane, started in a thread of its own in a folder of its own."""
+
+    def __init__(self, engines, parent: Path):
+        import threading
+
+        from .engines.controlplane import ControlPlane
+
+        self.folder = tempfile.TemporaryDirectory(prefix="modelplat-engines-", dir=parent)
+        self.plane = ControlPlane(engines, Path(self.folder.name))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._start, name="engines-start", daemon=True)
+        self.thread.start()
+
+    def _start(self) -> None:
+        try:
+            self.plane.start()
+        except BaseException as exc:  # re-raised by join(), in the caller's thread
+            self.error = exc
+
+    def join(self):
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.plane
+
+    def stop(self) -> None:
+        self.thread.join()  # a plane half started is stopped only once its start returned
+        try:
+            self.plane.stop()
+        finally:
+            self.folder.cleanup()
+
+
+def _engines(root: Path, result, pairs: list, wiring: ModelResult, starting: _PlaneStart) -> None:
     """Delivers the rendered output through a local control plane (engines/): a finding of
     Flux, KServe or Istio fails that engine's column on the model's row, with the resource
     and field it is about."""
     from .engines import runner
     from .engines.apiserver import StartError
-    from .engines.controlplane import ControlPlane, Engines
 
-    found, _ = Engines.find()
-    with tempfile.TemporaryDirectory(prefix="modelplat-engines-") as tmp:
-        plane = ControlPlane(found, Path(tmp))
-        try:
-            plane.start()
-            report = runner.run(plane, result.plans, result.platform, root)
-        except (StartError, TimeoutError, RuntimeError) as exc:
-            for check in ENGINE_CHECKS:
-                wiring.checks[check] = Check("fail", f"the local control plane failed: {exc}")
-            return
-        finally:
-            plane.stop()
+    try:
+        report = runner.run(starting.join(), result.plans, result.platform, root)
+    except (StartError, TimeoutError, RuntimeError) as exc:
+        for check in ENGINE_CHECKS:
+            wiring.checks[check] = Check("fail", f"the local control plane failed: {exc}")
+        return
     for p, model in pairs:
         key = f"{p.namespace}/{p.name}"
         for engine in ENGINE_CHECKS:

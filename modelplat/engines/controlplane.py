@@ -111,17 +111,25 @@ class ControlPlane:
             self._start_controller_manager()
             self._start_kubelet()
             self._mark("kube-controller-manager")
-            if self.with_kserve:
-                self._start_kserve()
-                self._mark("kserve")
-            if self.with_flux:
-                self.git.start()
-                self._start_flux()
-                self._mark("flux")
+            # KServe and Flux need nothing of each other: they start side by side.
+            flux = _Started(self._start_git_and_flux) if self.with_flux else None
+            try:
+                if self.with_kserve:
+                    self._start_kserve()
+                    self._mark("kserve")
+            finally:
+                if flux is not None:
+                    flux.join()
+            if flux is not None:
+                self.timings["flux"] = flux.seconds
         except BaseException:
             self.stop()
             raise
         self.timings["total"] = time.monotonic() - started
+
+    def _start_git_and_flux(self) -> None:
+        self.git.start()
+        self._start_flux()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -176,6 +184,9 @@ class ControlPlane:
             # The node lifecycle controller is off: the one Node has no kubelet heartbeat, and would be
             # tainted unreachable and its pods evicted after five minutes.
             "--controllers=*,-nodelifecycle", "--concurrent-deployment-syncs=5",
+            # An autoscaled model's Deployment starts at one replica (KServe leaves replicas to the
+            # HPA); the HPA raises it to minReplicas on its next sync, 15 s by default.
+            "--horizontal-pod-autoscaler-sync-period=2s",
         ])
         deadline = time.monotonic() + READY_SECONDS
         # Ready when the "default" ServiceAccount of the default namespace exists: the service
@@ -201,33 +212,52 @@ class ControlPlane:
         """There are no nodes: play the kubelet's part for every pod the controllers create, so
         Deployments become Available and KServe, Helm and Flux see what they would see once a
         model's pods run. Each pod gets a stable IP and Running/Ready status; nothing else
-        about it is changed (its spec is exactly what the controllers and webhooks made)."""
+        about it is changed (its spec is exactly what the controllers and webhooks made).
+        Like a kubelet, it watches pods (a list a third of a second was a tenth of the API
+        server's CPU) and lists again when the watch says its version is too old."""
         assigned: dict[str, str] = {}
+        version: str | None = None
         while not self._stopping.is_set():
             try:
-                for pod in self.kube.list("Pod"):
-                    meta = pod["metadata"]
-                    if meta.get("deletionTimestamp"):
-                        # A kubelet confirms a pod's deletion once its containers stopped.
-                        try:
-                            self.kube.request("DELETE", self.kube.path("Pod", meta["namespace"], meta["name"]),
-                                              {"gracePeriodSeconds": 0})
-                        except KubeError as exc:
-                            if exc.status != 404:
-                                raise
-                        continue
-                    if (pod.get("status") or {}).get("phase") != "Pending":
-                        continue
-                    uid = meta["uid"]
-                    n = assigned.setdefault(uid, f"{POD_NETWORK}.{len(assigned) // 250}.{len(assigned) % 250 + 2}")
-                    if not pod["spec"].get("nodeName"):
-                        self.kube.request("POST", self.kube.path("Pod", meta["namespace"], meta["name"]) + "/binding", {
-                            "apiVersion": "v1", "kind": "Binding", "metadata": {"name": meta["name"]},
-                            "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}})
-                    self.kube.patch_status("Pod", meta["namespace"], meta["name"], running_status(pod, n))
-            except (KubeError, OSError) as exc:
-                self.kubelet_errors.append(str(exc))
-            self._stopping.wait(0.3)
+                if version is None:
+                    pods, version = self.kube.list_versioned("Pod")
+                    for pod in pods:
+                        self._kubelet_act(pod, assigned)
+                for event in self.kube.watch("Pod", version):
+                    if event.get("type") == "ERROR":
+                        version = None
+                        break
+                    pod = event["object"]
+                    version = pod["metadata"]["resourceVersion"]
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        self._kubelet_act(pod, assigned)
+                    if self._stopping.is_set():
+                        break
+            except (KubeError, OSError, ValueError) as exc:
+                if not self._stopping.is_set():
+                    self.kubelet_errors.append(str(exc))
+                version = None
+                self._stopping.wait(0.3)
+
+    def _kubelet_act(self, pod: dict, assigned: dict[str, str]) -> None:
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp"):
+            # A kubelet confirms a pod's deletion once its containers stopped.
+            try:
+                self.kube.request("DELETE", self.kube.path("Pod", meta["namespace"], meta["name"]),
+                                  {"gracePeriodSeconds": 0})
+            except KubeError as exc:
+                if exc.status != 404:
+                    raise
+            return
+        if (pod.get("status") or {}).get("phase") != "Pending":
+            return
+        n = assigned.setdefault(meta["uid"], f"{POD_NETWORK}.{len(assigned) // 250}.{len(assigned) % 250 + 2}")
+        if not pod["spec"].get("nodeName"):
+            self.kube.request("POST", self.kube.path("Pod", meta["namespace"], meta["name"]) + "/binding", {
+                "apiVersion": "v1", "kind": "Binding", "metadata": {"name": meta["name"]},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}})
+        self.kube.patch_status("Pod", meta["namespace"], meta["name"], running_status(pod, n))
 
     # --- KServe ---------------------------------------------------------------------------------
 
@@ -285,8 +315,9 @@ class ControlPlane:
             health = free_port()
             args = [self.engines.flux[controller], f"--metrics-addr=127.0.0.1:{free_port()}",
                     f"--health-addr=127.0.0.1:{health}", "--log-level=info",
-                    # Releases mostly wait (for KServe and the pods); more workers, not more CPU.
-                    f"--concurrent={10 if controller == 'helm-controller' else 4}"]
+                    # Releases mostly wait (for KServe and the pods), and every commit makes
+                    # source-controller rebuild each model's HelmChart from the new Git artifact.
+                    f"--concurrent={4 if controller == 'kustomize-controller' else 10}"]
             if controller == "source-controller":
                 storage = self.workdir / "flux-storage"
                 storage.mkdir(exist_ok=True)
@@ -299,6 +330,30 @@ class ControlPlane:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class _Started:
+    """A start step run in a thread of its own; join() re-raises what it raised."""
+
+    def __init__(self, step):
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self._step = step
+        self._thread = threading.Thread(target=self._run, name=step.__name__, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        try:
+            self._step()
+        except BaseException as exc:
+            self.error = exc
+        self.seconds = time.monotonic() - started
+
+    def join(self) -> None:
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def running_status(pod: dict, ip: str) -> dict:

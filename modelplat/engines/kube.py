@@ -6,11 +6,11 @@ Reads and status patches only; manifests are applied with kubectl, as a user wou
 
 from __future__ import annotations
 
+import http.client
 import json
 import ssl
-import urllib.error
+import threading
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 
 # Where each kind the checks read lives: (API path prefix, plural).
@@ -52,27 +52,57 @@ class KubeError(RuntimeError):
         self.status = status
 
 
+_CONTEXT: ssl.SSLContext | None = None
+# One keep-alive connection per thread and server: a verify reads hundreds of objects, and a new
+# TLS handshake (and CA store load) per request made that half a minute.
+_connections = threading.local()
+
+
+def _context() -> ssl.SSLContext:
+    global _CONTEXT
+    if _CONTEXT is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the throwaway server's self-signed certificate
+        _CONTEXT = context
+    return _CONTEXT
+
+
 @dataclass(frozen=True)
 class Kube:
     server: str  # https://127.0.0.1:PORT
     token: str
 
-    def _context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # the throwaway server's self-signed certificate
-        return context
+    def _connection(self, fresh: bool = False) -> http.client.HTTPSConnection:
+        pool = getattr(_connections, "pool", None)
+        if pool is None:
+            pool = _connections.pool = {}
+        if fresh and self.server in pool:
+            pool.pop(self.server).close()
+        if self.server not in pool:
+            url = urllib.parse.urlsplit(self.server)
+            pool[self.server] = http.client.HTTPSConnection(url.hostname, url.port, timeout=30, context=_context())
+        return pool[self.server]
 
     def request(self, method: str, path: str, body: dict | None = None,
                 content_type: str = "application/json") -> dict:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.server}/{path}", data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Accept": "application/json", "Content-Type": content_type})
-        try:
-            with urllib.request.urlopen(req, timeout=30, context=self._context()) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            raise KubeError(exc.code, exc.read().decode(errors="replace")) from None
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json", "Content-Type": content_type}
+        for attempt in range(2):
+            # A kept-alive connection the server has since closed fails at once: retried once on a
+            # new one (reads, and merge patches, which are idempotent).
+            connection = self._connection(fresh=attempt > 0)
+            try:
+                connection.request(method, f"/{path}", body=data, headers=headers)
+                response = connection.getresponse()
+                payload = response.read()
+                break
+            except (http.client.HTTPException, ConnectionError):
+                if attempt:
+                    raise
+        if response.status >= 400:
+            raise KubeError(response.status, payload.decode(errors="replace"))
+        return json.loads(payload or b"{}")
 
     @staticmethod
     def path(kind: str, namespace: str | None = None, name: str | None = None) -> str:
@@ -92,6 +122,31 @@ class Kube:
             item.setdefault("kind", kind)
             item.setdefault("apiVersion", api_version)
         return items
+
+    def list_versioned(self, kind: str, namespace: str | None = None) -> tuple[list[dict], str]:
+        """The objects and the list's resourceVersion, to watch from."""
+        listed = self.request("GET", self.path(kind, namespace))
+        return listed.get("items", []), listed["metadata"]["resourceVersion"]
+
+    def watch(self, kind: str, resource_version: str, seconds: int = 5):
+        """Yields the watch events ({"type", "object"}) after resource_version for up to
+        `seconds` (the server then ends the stream), on a connection of its own. An ERROR
+        event (410: the version is too old) ends it too: list again, then watch."""
+        url = urllib.parse.urlsplit(self.server)
+        connection = http.client.HTTPSConnection(url.hostname, url.port, timeout=seconds + 30, context=_context())
+        query = urllib.parse.urlencode({"watch": "1", "resourceVersion": resource_version,
+                                        "timeoutSeconds": str(seconds), "allowWatchBookmarks": "false"})
+        try:
+            connection.request("GET", f"/{self.path(kind)}?{query}",
+                               headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"})
+            response = connection.getresponse()
+            if response.status >= 400:
+                raise KubeError(response.status, response.read().decode(errors="replace"))
+            while line := response.readline():
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            connection.close()
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict | None:
         try:
