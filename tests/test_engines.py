@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -222,27 +223,6 @@ def test_the_istio_checks_fail_on_a_wrong_weight_a_missing_filter_or_a_lost_mirr
 
 # --- 5. Changes through Git --------------------------------------------------------------------------
 
-def test_changing_one_values_file_upgrades_only_that_release(models):
-    before = {k: r.revision for k, r in models.report.settled.releases.items()}
-    engine_models.edit(models.root / "ml-demo" / "iris.yaml", lambda d: d.__setitem__("replicaCount", 3))
-    models.rerun()
-    settled = models.deliver(message="iris: 3 replicas")
-    after = {k: r.revision for k, r in settled.releases.items()}
-    changed = {k for k in after if after[k] != before[k]}
-    assert changed == {("ml-demo", "iris")}
-    # +1, or +2 when helm-controller saw the new values before the new chart's artifact (two
-    # Flux sources change in one commit: the HelmRelease and its chart).
-    assert before[("ml-demo", "iris")] < after[("ml-demo", "iris")] <= before[("ml-demo", "iris")] + 2
-    assert settled.releases[("ml-demo", "iris")].ready == "True"
-    deployment = models.plane.kube.get("Deployment", "ml-demo", "iris-predictor")
-    assert deployment["spec"]["replicas"] == 3  # KServe applied the new minReplicas
-    # Scaling is not a new pod template: the two running pods were kept (no rolling restart).
-    assert deployment["metadata"]["generation"] >= 2
-    template_hashes = {p["metadata"]["labels"].get("pod-template-hash")
-                       for p in models.plane.kube.list("Pod", "ml-demo", label_selector="serving.kserve.io/inferenceservice=iris")}
-    assert len(template_hashes) == 1, template_hashes
-
-
 def _tamper(files: dict[str, bytes], chart: str, template: str, old: bytes, new: bytes, mark: str) -> None:
     """Edits one rendered chart file by hand, and its Chart.yaml version with it: Flux repackages a
     chart only when its version changes (reconcileStrategy: ChartVersion)."""
@@ -254,53 +234,85 @@ def _tamper(files: dict[str, bytes], chart: str, template: str, old: bytes, new:
     files[chart_yaml] = files[chart_yaml].replace(version, version + b"." + mark.encode(), 1)
 
 
-def test_a_planted_label_typo_fails_the_selector_check(models):
+IRIS, TYPO, REFUSED, PRUNED = ("ml-demo", "iris"), ("fraud", "xgb-scorer"), ("gen-2", "m06"), ("llm", "qwen-embed")
+
+
+@pytest.fixture(scope="module")
+def one_commit(models) -> SimpleNamespace:
+    """One commit with three changes, as a busy monorepo makes them: a values file edited (iris:
+    3 replicas), a label typo planted by hand in one chart's selectors (xgb-scorer), and a chart
+    the API server refuses (an object name that is no DNS name)."""
+    before = {k: r.revision for k, r in models.report.settled.releases.items()}
+    engine_models.edit(models.root / "ml-demo" / "iris.yaml", lambda d: d.__setitem__("replicaCount", 3))
+    models.rerun()
     files = models.files()
     _tamper(files, "fraud/xgb-scorer/chart", "_helpers.tpl", b"modelplat.io/model: {{", b"modelplat.io/modle: {{",
             "typo")
-    settled = models.deliver(files, "a typo in one chart's model selector")
-    report = models.verify(settled, files, istio_config=False)
+    _tamper(files, "gen-2/m06/chart", "peerauthentication.yaml", b'name: {{ include "modelplat.name" . | quote }}',
+            b'name: "Not_A_DNS_Name"', "refused")
+    settled = models.deliver(files, "iris: 3 replicas; a typo in xgb-scorer; a chart the API server refuses")
+    return SimpleNamespace(before=before, settled=settled, report=models.verify(settled, files, istio_config=False))
+
+
+@pytest.fixture(scope="module")
+def next_commit(models, one_commit) -> SimpleNamespace:
+    """The commit after: both charts rendered by modelplat again, and qwen-embed's values file
+    deleted."""
+    (models.root / "llm" / "qwen-embed.yaml").unlink()
+    models.rerun()
+    settled = models.deliver(message="xgb-scorer and m06 rendered again; qwen-embed removed")
+    return SimpleNamespace(settled=settled, report=models.verify(settled, istio_config=False))
+
+
+def test_one_commit_upgrades_exactly_the_releases_whose_chart_changed(models, one_commit):
+    before = one_commit.before
+    after = {k: r.revision for k, r in one_commit.settled.releases.items()}
+    assert {k for k in after if after[k] != before[k]} == {IRIS, TYPO, REFUSED}
+    # +1, or +2 when helm-controller saw the new values before the new chart's artifact (two
+    # Flux sources change in one commit: the HelmRelease and its chart); the refused chart's
+    # failed upgrade and its rollback are a revision each.
+    for key, most in ((IRIS, 2), (TYPO, 2), (REFUSED, 3)):
+        assert before[key] < after[key] <= before[key] + most, (key, before[key], after[key])
+    assert one_commit.settled.releases[IRIS].ready == "True"
+    deployment = models.plane.kube.get("Deployment", "ml-demo", "iris-predictor")
+    assert deployment["spec"]["replicas"] == 3  # KServe applied the new minReplicas
+    # Scaling is not a new pod template: the running pods were kept (no rolling restart).
+    assert deployment["metadata"]["generation"] >= 2
+    template_hashes = {p["metadata"]["labels"].get("pod-template-hash")
+                       for p in models.plane.kube.list("Pod", "ml-demo", label_selector="serving.kserve.io/inferenceservice=iris")}
+    assert len(template_hashes) == 1, template_hashes
+
+
+def test_a_planted_label_typo_fails_the_selector_check(one_commit):
+    report = one_commit.report
     broken = {(f.resource.split()[0], f.field) for f in report.by_model("fraud/xgb-scorer")}
     assert ("PeerAuthentication", "selector") in broken and ("AuthorizationPolicy", "selector") in broken
     assert not [f for f in report.findings if f.field == "selector" and f.model != "fraud/xgb-scorer"]
-    models.deliver(message="typo reverted")
 
 
-def test_a_chart_that_fails_to_install_is_a_failed_helmrelease_with_the_reason(models):
-    files = models.files()
-    _tamper(files, "fraud/xgb-scorer/chart", "peerauthentication.yaml", b'name: {{ include "modelplat.name" . | quote }}',
-            b'name: "Not_A_DNS_Name"', "refused")
-    settled = models.deliver(files, "a chart the API server refuses")
-    release = settled.releases[("fraud", "xgb-scorer")]
+def test_a_chart_that_fails_to_install_is_a_failed_helmrelease_with_the_reason(one_commit, next_commit):
+    release = one_commit.settled.releases[REFUSED]
     assert release.ready == "False", release
     # helm-controller keeps the upgrade's failure on a condition (Released, or Ready until its
     # remediation rolls the release back): the API server's refusal, naming the object.
     conditions = release.object["status"]["conditions"]
     refused = [c for c in conditions if c["status"] == "False" and "Not_A_DNS_Name" in c.get("message", "")]
     assert refused, conditions
-    # Every other release is untouched and still Ready.
-    assert all(r.ready == "True" for k, r in settled.releases.items() if k != ("fraud", "xgb-scorer"))
-    # The fixed chart alone is not retried: helm-controller gave up ("exceeded maximum retries",
-    # retries: 0 here, 3 in production) until the release is reset, as `flux reconcile
-    # helmrelease --reset` does (docs/checks.md).
-    commit = models.gitops.publish(models.files(), "fixed")
-    models.gitops.reset("fraud", "xgb-scorer")
-    deadline = time.monotonic() + 240
-    while checks.condition_status(models.plane.kube.get("HelmRelease", "fraud", "xgb-scorer")) != "True" \
-            and time.monotonic() < deadline:
-        time.sleep(2)
-    settled = models.gitops.reconcile(commit, {(p.namespace, p.name) for p in models.plans})
-    assert settled.releases[("fraud", "xgb-scorer")].ready == "True", settled.releases[("fraud", "xgb-scorer")]
+    assert {f.model for f in one_commit.report.findings if f.engine == "flux"} == {"gen-2/m06"}
+    assert all(r.ready == "True" for k, r in one_commit.settled.releases.items() if k != REFUSED)
+    # Fixing the chart needs no `flux reconcile helmrelease --reset`, though the retries are
+    # exhausted (retries: 0 here): a chart version carries the digest of the chart, so the fix is
+    # a new version, and helm-controller resets the failure count of a release whose chart
+    # version differs from its last attempt.
+    assert next_commit.settled.releases[REFUSED].ready == "True", next_commit.settled.releases[REFUSED]
+    # With both charts rendered by modelplat again, the engines find nothing anywhere.
+    assert [str(f) for f in next_commit.report.findings] == []
 
 
-def test_deleting_a_values_file_prunes_its_release_and_everything_it_installed(models):
+def test_deleting_a_values_file_prunes_its_release_and_everything_it_installed(models, next_commit):
     kube = models.plane.kube
-    assert kube.get("InferenceService", "llm", "qwen-embed") is not None
-    (models.root / "llm" / "qwen-embed.yaml").unlink()
-    models.rerun()
-    settled = models.deliver(message="qwen-embed removed")
-    assert ("llm", "qwen-embed") not in settled.releases
-    assert ("llm", "qwen-chat") in settled.releases
+    assert PRUNED not in next_commit.settled.releases
+    assert ("llm", "qwen-chat") in next_commit.settled.releases
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         left = [kind for kind in ("InferenceService", "Deployment", "Service", "EnvoyFilter", "PeerAuthentication")
@@ -328,12 +340,14 @@ def test_lint_engines_adds_a_column_per_engine_blaming_the_model_resource_and_fi
     root = tree({"demo/iris.yaml": good,
                  "demo/typo.yaml": good + "  runtime: kserve-sklearnserve\n"},
                 platform=(EXAMPLES / "platform.yaml").read_text())
-    static = modelplat("lint", str(root), "--format", "json")
-    assert json.loads(static.stdout)["ok"], static.stdout
     proc = modelplat("lint", str(root), "--engines", "--require-tools", "--format", "json")
     report = json.loads(proc.stdout)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     rows = {Path(m["file"]).stem: m["checks"] for m in report["models"]}
+    # Every static check of the same run (schema, rules and the real tools) accepts both models.
+    static = {k: v["status"] for k, v in rows["typo"].items() if k not in ("flux", "kserve", "istio")}
+    assert len(static) >= 8 and set(static.values()) == {"pass"}, static
+    assert {k: v["status"] for k, v in rows["iris"].items() if k not in ("flux", "kserve", "istio")} == static
     assert {k: v["status"] for k, v in rows["iris"].items() if k in ("flux", "kserve", "istio")} == \
         {"flux": "pass", "kserve": "pass", "istio": "pass"}
     assert rows["typo"]["kserve"]["status"] == "fail"
