@@ -6,6 +6,8 @@ change values and never render. `unsupported` guards fields whose feature is not
 
 from __future__ import annotations
 
+import re
+
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Iterator
 
@@ -195,13 +197,22 @@ def model_spec(values: ModelValues, platform: PlatformSettings, src: Source, nam
     for key, image in (("model", spec.image), ("mirror", values.mirror.image)):
         if image:
             yield from _image_tag(src, (key, "image"), image)
-    if values.canary.imageTag == "latest":
-        yield src.diagnostic(("canary", "imageTag"), "latest-tag", "the 'latest' tag is not allowed",
-                             "pin a version so that a rollout is a reviewed change")
+    for key, tag in ((("canary", "imageTag"), values.canary.imageTag), (("model", "runtimeVersion"), spec.runtimeVersion)):
+        if tag == "latest":
+            yield src.diagnostic(key, "latest-tag", "the 'latest' tag is not allowed",
+                                 "pin a version so that a rollout is a reviewed change")
+
+
+# A digest as OCI image references spell it: algorithm, then the hex of the hash (sha256: 64).
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
 def _image_tag(src: Source, key: tuple, image: str) -> Iterator[Diagnostic]:
-    if "@sha256:" in image:
+    if "@" in image:
+        if not DIGEST.search(image):
+            yield src.diagnostic(
+                key, "malformed-digest", f"image '{image}' has a digest that is not @sha256: and 64 hex digits",
+                "copy the digest whole, e.g. `docker buildx imagetools inspect IMAGE` prints it")
         return
     last = image.rsplit("/", 1)[-1]
     tag = last.split(":", 1)[1] if ":" in last else ""

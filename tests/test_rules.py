@@ -40,6 +40,21 @@ def test_latest_or_missing_tag(tree, image):
 def test_digest_is_fine(tree):
     image = "vllm/vllm-openai@sha256:" + "a" * 64
     assert codes(tree, f"model:\n  format: custom\n  image: {image}\n") == {}
+    tagged = "vllm/vllm-openai:v0.8.5@sha256:" + "0123456789abcdef" * 4
+    assert codes(tree, f"model:\n  format: custom\n  image: {tagged}\n") == {}
+
+
+@pytest.mark.parametrize("image", ["x:v1@sha256:abc", "x@sha256:" + "A" * 64, "x@md5:" + "a" * 32,
+                                   "x@sha256:" + "a" * 65])
+def test_a_malformed_digest_is_refused(tree, image):
+    d = codes(tree, f"model:\n  format: custom\n  image: '{image}'\n")["malformed-digest"]
+    assert d.key == "model.image" and d.line == 3 and "64 hex digits" in d.message
+
+
+def test_the_latest_runtime_version_is_refused(tree):
+    d = codes(tree, BASE + "  runtimeVersion: latest\n")["latest-tag"]
+    assert d.key == "model.runtimeVersion" and d.line == 4
+    assert "latest-tag" not in codes(tree, BASE + "  runtimeVersion: 1.5.0\n")
 
 
 def test_custom_needs_image_and_runtime_needs_storage(tree):
