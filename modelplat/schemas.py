@@ -7,6 +7,7 @@ tests/test_schemas.py fails when they drift from the pydantic models. Writes not
 from __future__ import annotations
 
 import json
+import re
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 BASE_ID = "https://modelplat.dev/schemas/"
@@ -30,8 +31,15 @@ def build(file_name: str) -> dict:
     }
 
 
+# Invisible characters a pattern names (C1 controls, bidi and other format characters) are
+# written as JSON escapes: a reader (or a code review) sees what they are, and no editor or
+# forge flags the schema for hidden bidi text. JSON parsers give the pattern the same characters.
+_INVISIBLE = re.compile("[\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
 def text(file_name: str) -> str:
-    return json.dumps(build(file_name), indent=2, ensure_ascii=False) + "\n"
+    body = json.dumps(build(file_name), indent=2, ensure_ascii=False) + "\n"
+    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", body)
 
 
 def all_texts() -> dict[str, str]:

@@ -22,6 +22,15 @@ _PATTERN_HELP = {
     "IMAGE": "an image reference such as registry.example.com/team/server:1.2.3",
     "LABEL_KEY": "a Kubernetes label key such as example.com/team",
     "NO_CONTROL": "text without control characters (tab and newline are fine)",
+    "ONE_LINE": "one line of text: no tab, newline or other control character, and no bidi control",
+    "LABEL_VALUE": "a label value: at most 63 letters, digits, '-', '_' and '.', starting and ending "
+                   "with a letter or digit",
+    "HEADER_NAME": "an HTTP header name in lower case: letters, digits and '-'",
+    "HEADER_VALUE": "an HTTP header value: visible ASCII characters and inner spaces, on one line",
+    "IMAGE_TAG": "an image tag: letters, digits, '_', '.' and '-', at most 128, not starting with '.' or '-'",
+    "ENV_NAME": "an environment variable name: letters, digits and '_', not starting with a digit",
+    "TENANT_ID": "a tenant id: lower-case letters, digits, '_', '.' and '-', at most 63, starting with a "
+                 "letter or digit",
 }
 
 

@@ -83,7 +83,8 @@ Image = Annotated[str, StringConstraints(pattern=IMAGE, max_length=512)]
 
 LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY, max_length=316)]
-LabelValue = Annotated[str, StringConstraints(pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$", max_length=63)]
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LabelValue = Annotated[str, StringConstraints(pattern=LABEL_VALUE, max_length=63)]
 
 HttpPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$", max_length=1024)]
 Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)]
@@ -92,6 +93,20 @@ Percent = Annotated[StrictInt, Field(ge=1, le=100)]
 # Free text that ends up as data in YAML; control characters (C0, DEL, C1) are refused outright.
 NO_CONTROL = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
 Text = Annotated[str, StringConstraints(pattern=NO_CONTROL, max_length=2000)]
+# One line: no control character at all (tab and newline included), and none of Unicode's bidi
+# controls, which make the text read in another order than it is stored. The bidi characters are
+# written as themselves, not as escapes: Python's and Go's (Helm's) regular expressions spell
+# escapes differently, and the exported schema must mean the same to both.
+ONE_LINE = r"^[^\x00-\x1f\x7f-\x9f" + "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069" + "]*$"
+OneLine = Annotated[str, StringConstraints(pattern=ONE_LINE, max_length=500)]
+# An HTTP header value matched exactly: visible ASCII and inner spaces, as a client can send it.
+HEADER_VALUE = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
+HeaderValue = Annotated[str, StringConstraints(pattern=HEADER_VALUE, max_length=256)]
+HEADER_NAME = r"^[a-z0-9-]+$"
+# An image tag (runtimeVersion, canary.imageTag), as OCI references allow it.
+IMAGE_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+TENANT_ID = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 # Container args and env values: any printable text (it is YAML data, never template code).
 Arg = Annotated[str, StringConstraints(pattern=NO_CONTROL, max_length=4096)]
 
@@ -133,7 +148,7 @@ class ModelSpec(Section):
         description="Name of a (Cluster)ServingRuntime to use instead of KServe's automatic choice.",
         examples=["kserve-sklearnserver"],
     )
-    runtimeVersion: Optional[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]] = Field(
+    runtimeVersion: Optional[Annotated[str, StringConstraints(pattern=IMAGE_TAG)]] = Field(
         default=None, description="Runtime image tag to use instead of the runtime's default.", examples=["1.5.0"]
     )
     protocol: Optional[Literal["v1", "v2", "grpc-v2", "openai"]] = Field(
@@ -219,7 +234,7 @@ class SecretKeyRef(Section):
 class EnvVar(Section):
     """One environment variable: a literal `value` or a `secretKeyRef`, not both."""
 
-    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)] = Field(
+    name: Annotated[str, StringConstraints(pattern=ENV_NAME, max_length=256)] = Field(
         description="Variable name.", examples=["HF_HUB_OFFLINE"]
     )
     value: Optional[Arg] = Field(default=None, description="Literal value.", examples=["1"])
@@ -428,7 +443,7 @@ class TokenLimit(Section):
 
     enabled: StrictBool = Field(default=False, description="Count the tokens of every response and refuse "
                                 "callers over their quota (429).")
-    tenantId: Optional[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]] = Field(
+    tenantId: Optional[Annotated[str, StringConstraints(pattern=TENANT_ID)]] = Field(
         default=None, description="Tenant the quotas belong to (seed: tenant_id). Lowercase letters, digits, "
         "`_`, `.` and `-`.", examples=["team-search"]
     )
@@ -471,10 +486,10 @@ class Canary(Section):
 
     enabled: StrictBool = Field(default=False)
     storageUri: Optional[StorageUri] = Field(default=None, description="The canary's model (seed: newStorageUri).")
-    imageTag: Optional[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]] = Field(
+    imageTag: Optional[Annotated[str, StringConstraints(pattern=IMAGE_TAG)]] = Field(
         default=None, description="The canary's image tag (custom format) or runtime version."
     )
-    headerMatch: Optional[dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+$")], Annotated[str, StringConstraints(max_length=256)]]] = Field(
+    headerMatch: Optional[dict[Annotated[str, StringConstraints(pattern=HEADER_NAME)], HeaderValue]] = Field(
         default=None,
         description="Requests with these headers always go to the canary.",
         examples=[{"x-model-canary": "true"}],
@@ -538,7 +553,7 @@ class ModelValues(Section):
     )
     project: Optional[DNSLabel] = Field(default=None, description="Project; unset: the folder name.")
     namespace: Optional[DNSLabel] = Field(default=None, description="Namespace; unset: the project.")
-    description: Optional[Text] = Field(default=None, description="One line about the model.")
+    description: Optional[OneLine] = Field(default=None, description="One line about the model.")
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, description="Extra labels on every resource.")
     model: ModelSpec
     resources: Resources = Field(default_factory=Resources)

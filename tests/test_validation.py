@@ -182,3 +182,30 @@ def test_deep_nesting_is_refused_cleanly(tmp_path):
     with pytest.raises(LoadError) as err:
         load(flow)
     assert err.value.diagnostic.code in ("too-deep", "yaml-syntax")
+
+
+@pytest.mark.parametrize("text", ["two\\nlines", "a\\ttab", "bidi \\u202e reversed", "isolate \\u2066x\\u2069"])
+def test_a_description_is_one_line_without_bidi_controls(tree, text):
+    d = only(diagnostics(tree, f'description: "{text}"\nmodel:\n  format: sklearn\n  storageUri: s3://m/x\n'),
+             "invalid-value")
+    assert (d.key, d.line) == ("description", 1)
+    assert "one line of text" in d.message and "^[" not in d.message
+
+
+def test_a_canary_header_value_is_one_visible_line(tree):
+    base = ("model:\n  format: sklearn\n  storageUri: s3://m/x\ncanary:\n  enabled: true\n"
+            "  storageUri: s3://m/y\n  headerMatch:\n    x-model-canary: ")
+    base = "primaryLoad: 90\n" + base
+    d = only(diagnostics(tree, base + '"yes\\nplease"\n'), "invalid-value")
+    assert d.key == "canary.headerMatch.x-model-canary" and "HTTP header value" in d.message
+    assert not [x for x in diagnostics(tree, base + '"team a"\n') if x.severity == "error"]
+
+
+@pytest.mark.parametrize("text,says", [
+    ("model:\n  format: sklearn\n  storageUri: s3://m/x\nlabels:\n  team: -bad-\n", "a label value"),
+    ("model:\n  format: sklearn\n  storageUri: s3://m/x\nenv:\n  - name: 1X\n    value: a\n", "environment variable name"),
+    ("model:\n  format: sklearn\n  storageUri: s3://m/x\n  runtimeVersion: .hidden\n", "an image tag"),
+])
+def test_pattern_errors_say_what_the_value_must_look_like(tree, text, says):
+    d = only(diagnostics(tree, text), "invalid-value")
+    assert says in d.message and "^[" not in d.message and "$" not in d.message, d.message
