@@ -149,11 +149,12 @@ def render_wiring(identities: Iterable[tuple], platform: PlatformSettings) -> Fi
             files[f"{PLATFORM_DIR}/prometheus-adapter/{name}"] = _yaml(document)
         files[f"{PLATFORM_DIR}/prometheus-adapter/kustomization.yaml"] = _yaml(planning.kustomization(sorted(adapter)))
         platform_dirs.append(f"{PLATFORM_DIR}/prometheus-adapter")
-    service = planning.rate_limit_service(platform, limit_configs)
-    for name, document in service.items():
-        files[f"{PLATFORM_DIR}/ratelimit/{name}"] = _yaml(document)
-    files[f"{PLATFORM_DIR}/ratelimit/kustomization.yaml"] = _yaml(planning.kustomization(sorted(service)))
-    platform_dirs.append(f"{PLATFORM_DIR}/ratelimit")
+    if limit_configs:  # only when a model has request limits or token quotas to enforce
+        service = planning.rate_limit_service(platform, limit_configs)
+        for name, document in service.items():
+            files[f"{PLATFORM_DIR}/ratelimit/{name}"] = _yaml(document)
+        files[f"{PLATFORM_DIR}/ratelimit/kustomization.yaml"] = _yaml(planning.kustomization(sorted(service)))
+        platform_dirs.append(f"{PLATFORM_DIR}/ratelimit")
     files["kustomization.yaml"] = _yaml(planning.kustomization(platform_dirs + sorted(projects)))
     return files
 

@@ -63,8 +63,19 @@ def test_helmrelease_values_are_exactly_the_chart_values(tree):
     assert release["spec"]["upgrade"]["remediation"]["remediateLastFailure"] is True
 
 
+def test_the_rate_limit_service_is_rendered_only_for_models_that_use_it(tree):
+    _, files = rendered(tree, {"demo/iris.yaml": CPU, "demo/wine.yaml": CPU})
+    assert not [f for f in files if f.startswith("_platform/ratelimit/")]
+    assert "_platform/ratelimit" not in _yaml.load(files["kustomization.yaml"])["resources"]
+    _, files = rendered(tree, {"demo/iris.yaml": CPU, "demo/wine.yaml": CPU + "ratelimitIPPerMinute: 10\n"})
+    assert "_platform/ratelimit" in _yaml.load(files["kustomization.yaml"])["resources"]
+    config = _yaml.load(files["_platform/ratelimit/configmap.yaml"])
+    assert list(config["data"]) == ["demo.wine.yaml"]
+
+
 def test_kustomizations_list_exactly_the_files_beside_them(tree):
-    _, files = rendered(tree, {"llm/qwen.yaml": GPU_LLM, "demo/iris.yaml": CPU, "demo/wine.yaml": CPU})
+    limited = CPU + "ratelimitIPPerMinute: 10\n"
+    _, files = rendered(tree, {"llm/qwen.yaml": GPU_LLM, "demo/iris.yaml": limited, "demo/wine.yaml": CPU})
     top = _yaml.load(files["kustomization.yaml"])
     assert top["resources"] == ["_platform/flux", "_platform/prometheus-adapter", "_platform/ratelimit", "demo", "llm"]
     demo = _yaml.load(files["demo/kustomization.yaml"])
