@@ -151,6 +151,7 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
         result.diagnostics.append(Diagnostic(
             ", ".join(display(i) for i in inputs), 0, 0, "no-models", "no model values files (*.yaml) found"))
     seen: dict[tuple[str, str], str] = {}
+    folders: dict[tuple[str, str], str] = {}
     for done, model_file in enumerate(files):
         if progress:
             progress("validating", done, len(files))
@@ -169,12 +170,22 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
         problems = _identity_problems(source, values, ident, model_file)
         problems += rules.check(values, platform, source, ident.name)
         key = (ident.namespace, ident.name)
+        # The output folder is <project>/<name>: two models may differ in namespace alone, and
+        # one chart would silently overwrite the other.
+        folder_key = (ident.project, ident.name)
         if key in seen:
             problems.append(source.diagnostic(
                 ("name",) if values.name else (), "duplicate-model",
                 f"model {ident.namespace}/{ident.name} is already defined in {seen[key]}",
                 "each model needs a unique name within its namespace"))
+        elif folder_key in folders:
+            problems.append(source.diagnostic(
+                ("project",) if values.project else ("name",) if values.name else (), "duplicate-output",
+                f"model {ident.namespace}/{ident.name} would be rendered into {ident.project}/{ident.name}/, "
+                f"where {folders[folder_key]} is rendered already",
+                "give one of them another name: (or project:)"))
         seen.setdefault(key, shown)
+        folders.setdefault(folder_key, shown)
         result.diagnostics.extend(problems)
         if not any(d.severity == "error" for d in problems):
             result.plans.append(planning.plan(values, platform, ident, model_file.relative, shown))

@@ -209,3 +209,24 @@ def test_a_canary_header_value_is_one_visible_line(tree):
 def test_pattern_errors_say_what_the_value_must_look_like(tree, text, says):
     d = only(diagnostics(tree, text), "invalid-value")
     assert says in d.message and "^[" not in d.message and "$" not in d.message, d.message
+
+
+def test_two_models_rendered_into_one_folder_are_refused_naming_both(tree, tmp_path):
+    """Same project and name from two folders (one sets project:), different namespaces: the
+    output folder <project>/<name> is the same, so one chart would overwrite the other."""
+    from conftest import modelplat
+
+    cpu = "model:\n  format: sklearn\n  storageUri: s3://m/x\n"
+    root = tree({"alpha/scorer.yaml": "project: beta\nnamespace: alpha-ns\n" + cpu, "beta/scorer.yaml": cpu})
+    d = only(pipeline.run([root]).diagnostics, "duplicate-output")
+    assert d.file.endswith("beta/scorer.yaml") and "alpha/scorer.yaml" in d.message and "beta/scorer/" in d.message
+    # Through the render cache too: alpha's chart is cached by a first render without beta's file.
+    beta = (root / "beta/scorer.yaml").read_text()
+    (root / "beta/scorer.yaml").unlink()
+    out = tmp_path / "out"
+    assert modelplat("render", str(root), "--out", str(out)).returncode == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (root / "beta/scorer.yaml").write_text(beta)
+    proc = modelplat("render", str(root), "--out", str(out))
+    assert proc.returncode == 1 and "duplicate-output" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
