@@ -168,7 +168,7 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
         folder = model_file.path.parent.name if model_file.path.parent != model_file.root else None
         ident = planning.identity(values, model_file.path.stem, folder)
         problems = _identity_problems(source, values, ident, model_file)
-        problems += rules.check(values, platform, source, ident.name)
+        problems += rules.check(values, platform, source, ident)
         key = (ident.namespace, ident.name)
         # The output folder is <project>/<name>: two models may differ in namespace alone, and
         # one chart would silently overwrite the other.

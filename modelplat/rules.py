@@ -9,12 +9,15 @@ from __future__ import annotations
 import re
 
 from decimal import Decimal, InvalidOperation
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .config import PlatformSettings
 from .errors import Diagnostic
 from .loader import Source
 from .values import ModelValues
+
+if TYPE_CHECKING:  # a type only: plan imports rules
+    from .plan import Identity
 
 # Longest suffix KServe and modelplat append to a model name: "<name>-canary-predictor" must stay
 # a 63-character DNS label (it names a Service), so names are capped for every model, even one
@@ -104,10 +107,10 @@ def requested_features(values: ModelValues) -> list[tuple[str, tuple]]:
 
 # --- the rules -------------------------------------------------------------------------------------
 
-Rule = Callable[[ModelValues, PlatformSettings, Source, str], Iterator[Diagnostic]]
+Rule = Callable[[ModelValues, PlatformSettings, Source, "Identity"], Iterator[Diagnostic]]
 
 
-def unsupported(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+def unsupported(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
     for feature, key in requested_features(values):
         if feature not in RENDERED:
             yield src.diagnostic(
@@ -117,7 +120,8 @@ def unsupported(values: ModelValues, platform: PlatformSettings, src: Source, na
             )
 
 
-def name_length(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+def name_length(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
+    name = ident.name
     if len(name) > MAX_NAME:
         key = ("name",) if values.name else ()
         yield src.diagnostic(
@@ -127,7 +131,7 @@ def name_length(values: ModelValues, platform: PlatformSettings, src: Source, na
         )
 
 
-def resource_bounds(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+def resource_bounds(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
     res, defaults = values.resources, platform.defaults.resources
     for kind in ("CPU", "Memory"):
         request = getattr(res, f"request{kind}") or getattr(defaults, f"request{kind}")
@@ -150,7 +154,7 @@ def resource_bounds(values: ModelValues, platform: PlatformSettings, src: Source
         )
 
 
-def model_spec(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+def model_spec(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
     spec = values.model
     if spec.format == "custom":
         if not spec.image:
@@ -223,7 +227,7 @@ def _image_tag(src: Source, key: tuple, image: str) -> Iterator[Diagnostic]:
         )
 
 
-def env_vars(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+def env_vars(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
     seen: set[str] = set()
     for index, var in enumerate(values.env):
         if (var.value is None) == (var.secretKeyRef is None):
@@ -278,7 +282,7 @@ def _token_limit_rules(values: ModelValues, platform: PlatformSettings, src: Sou
                              "list the OpenAI-style paths the model serves, or leave paths unset")
 
 
-def feature_consistency(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+def feature_consistency(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
     """Rules for the whole vocabulary, so a file is judged the same before and after a feature lands."""
     openai = values.model.protocol == "openai"
     gpu = bool(values.resources.requestGPU or values.resources.limitGPU)
@@ -327,7 +331,7 @@ def _explicit(section, field: str) -> bool:
     return field in section.model_fields_set
 
 
-def autoscaling_rules(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+def autoscaling_rules(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
     scaling = values.autoscaling
     targets = [f for f in ("targetCPUUtilizationPercentage", "targetMemoryUtilizationPercentage", "targetRequestRate",
                            "targetGPUUtilizationPercentage", "targetKVCacheUtilizationPercentage", "targetQueueDepth")
@@ -354,7 +358,7 @@ def autoscaling_rules(values: ModelValues, platform: PlatformSettings, src: Sour
                 "pair it with targetQueueDepth or targetRequestRate", severity="warning")
 
 
-def observability_rules(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+def observability_rules(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
     alerts = values.observability.alerts
     gpu = bool(values.resources.requestGPU or values.resources.limitGPU)
     llm = values.model.protocol == "openai"
@@ -387,7 +391,7 @@ def observability_rules(values: ModelValues, platform: PlatformSettings, src: So
                                  f"observability.alerts.{field} {why}; this model gets no such alert")
 
 
-def rdma_rules(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+def rdma_rules(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
     rdma = values.rdma
     if not rdma.enabled:
         for field in sorted(rdma.model_fields_set - {"enabled"}):
@@ -423,9 +427,9 @@ def rdma_rules(values: ModelValues, platform: PlatformSettings, src: Source, nam
                              "e.g. rdma/roce_gdr: 1 (your RDMA device plugin's resource name)")
 
 
-def traffic_rules(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> Iterator[Diagnostic]:
+def traffic_rules(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
     """Exposure, auth, canary and mirroring: every setting takes effect or is refused."""
-    namespace = values.namespace or values.project or ""
+    name, namespace = ident.name, ident.namespace  # the folder's namespace too, not only the file's
     for section, key, label in ((values.canary, "canary", "canary"), (values.mirror, "mirror", "mirror"),
                                 (values.auth.customAuthz, ("auth", "customAuthz"), "auth.customAuthz"),
                                 (values.auth.jwt, ("auth", "jwt"), "auth.jwt")):
@@ -502,8 +506,9 @@ RULES: list[Rule] = [unsupported, name_length, resource_bounds, model_spec, env_
                      autoscaling_rules, observability_rules, rdma_rules, traffic_rules]
 
 
-def check(values: ModelValues, platform: PlatformSettings, src: Source, name: str) -> list[Diagnostic]:
+def check(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> list[Diagnostic]:
+    """Every rule over one model, whose identity (name, project, namespace) is already resolved."""
     out: list[Diagnostic] = []
     for rule in RULES:
-        out.extend(rule(values, platform, src, name))
+        out.extend(rule(values, platform, src, ident))
     return out

@@ -233,6 +233,11 @@ def test_traffic_rules(tree):
     assert "mirror-nothing" in codes(tree, BASE + "mirror:\n  enabled: true\n  storageUri: s3://m/v2\n  percentage: 0\n")
     long_name = "a" * 40
     assert "host-too-long" in codes(tree, f"name: {long_name}\nnamespace: {'b' * 20}\n" + ok, platform=JWT_PLATFORM)
+    # The namespace the folder gives counts as much as one the file sets: a 71-character label.
+    folder = "c" * 20
+    root = tree({f"{folder}/model.yaml": f"name: {long_name}\n" + ok}, platform=JWT_PLATFORM)
+    (d,) = [d for d in pipeline.run([root]).diagnostics if d.code == "host-too-long" and folder in d.file]
+    assert f"{long_name}-predictor-{folder}." in d.message
 
 
 def test_podmonitor_needs_a_declared_port_and_networks_have_one_owner(tree):
