@@ -183,6 +183,11 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
             parent = parent.get(part, {})
         if isinstance(parent.get(path[-1]), dict):
             parent[path[-1]] = dict(sorted(parent[path[-1]].items()))
+    from .rules import metrics_port
+
+    metrics = doc["metrics"]
+    doc["metrics"] = {"enabled": metrics["enabled"], "port": metrics_port(values),
+                      **{k: v for k, v in metrics.items() if k not in ("enabled", "port")}}
     if values.exposeModel.enabled:
         from .rules import exposure_host
 

@@ -70,6 +70,22 @@ def default_protocol(fmt: str) -> str | None:
     served = RUNTIME_PROTOCOLS.get(fmt)
     return None if served is None or "v1" in served else "v2"
 
+# Where KServe v0.20's default runtimes serve Prometheus metrics (their prometheus.kserve.io/port
+# annotation): the Python servers and MLServer on their HTTP port 8080, TorchServe on 8082,
+# Triton (onnx, triton, tensorflow over v2) on 8002. A custom container serves them on model.port.
+RUNTIME_METRICS_PORTS = {"pytorch": 8082, "triton": 8002, "onnx": 8002}
+
+
+def metrics_port(values: ModelValues) -> int:
+    """The port the model's metrics are scraped on: metrics.port, else the model server's own."""
+    if values.metrics.port is not None:
+        return values.metrics.port
+    if values.model.format == "custom":
+        return values.model.port
+    if values.model.format == "tensorflow" and (values.model.protocol or "v1") != "v1":
+        return 8002  # tensorflow over v2 is served by Triton
+    return RUNTIME_METRICS_PORTS.get(values.model.format, 8080)
+
 # --- features not rendered yet -------------------------------------------------------------------
 # Each entry: (feature, key that asks for it, predicate). Only features in RENDERED are accepted;
 # a value asking for any other is an error until its templates land, never silently ignored.
@@ -370,7 +386,7 @@ def observability_rules(values: ModelValues, platform: PlatformSettings, src: So
                              "(one is made when replicaCount > 1, or with enabled: true)")
     if not values.metrics.enabled and (_explicit(values.metrics, "port") or _explicit(values.metrics, "path")):
         yield src.diagnostic(("metrics",), "metrics-disabled", "metrics.port/path have no effect while metrics are disabled")
-    if values.metrics.enabled and platform.scrape != "annotations" and values.metrics.port != values.model.port:
+    if values.metrics.enabled and platform.scrape != "annotations" and metrics_port(values) != values.model.port:
         # Prometheus keeps a PodMonitor target only for a port some container declares, and the
         # serving container declares only its serving port.
         yield src.diagnostic(("metrics", "port"), "podmonitor-port",

@@ -318,8 +318,18 @@ class Metrics(Section):
     """Prometheus scraping of the serving container."""
 
     enabled: StrictBool = Field(default=True, description="Scrape the model server's metrics.")
-    port: Port = Field(default=8082, description="Metrics port (the seed platform's default, 8082).")
+    port: Optional[Port] = Field(
+        default=None,
+        description="Metrics port; unset: where the model server serves them (KServe's runtimes: 8080, "
+                    "TorchServe 8082, Triton 8002; custom: model.port).",
+    )
     path: HttpPath = Field(default="/metrics", description="Metrics path.")
+
+
+class ChartMetrics(Metrics):
+    """Prometheus scraping of the serving container, its port resolved."""
+
+    port: Port = Field(default=8080, description="Metrics port (resolved by modelplat from the runtime).")
 
 
 class Logger(Section):
@@ -637,3 +647,4 @@ class ChartValues(ModelValues):
     project: DNSLabel = Field(description="Project the model belongs to (its folder).")
     namespace: DNSLabel = Field(description="Namespace the model runs in.")
     platform: ChartPlatform = Field(description="Platform facts filled in by modelplat from the platform file.")
+    metrics: ChartMetrics = Field(default_factory=ChartMetrics, description="Prometheus scraping of the serving container.")

@@ -48,8 +48,11 @@ def model(i: int) -> dict:
         resources.update({"requestGPU": 1, "limitGPU": 1})
         values["gpu"] = {"product": "NVIDIA-L4"} if i % 2 else {}
     values["resources"] = resources
-    # KServe's servers (and vLLM) serve metrics on their serving port, which a PodMonitor can scrape.
-    values["metrics"] = {"enabled": False} if i % 10 == 7 else {"enabled": True, "port": 8080}
+    # KServe's Python servers (and vLLM) serve metrics on their serving port, which a PodMonitor
+    # can scrape; Triton (onnx) serves them on 8002, a port its container does not declare, so a
+    # PodMonitor could not (podmonitor-port): those scrape nothing here.
+    if i % 10 == 7 or fmt["format"] == "onnx":
+        values["metrics"] = {"enabled": False}
     # Canary and shadow answer to the primary's model name only where the runtime takes one.
     variants_ok = fmt["format"] in ("sklearn", "xgboost", "lightgbm", "huggingface", "custom")
     if variants_ok and i % 5 == 2:
@@ -179,11 +182,9 @@ class Warmup:
             root = self.workdir / "models"
             shutil.copytree(EXAMPLES, root)  # write() replaces its platform.yaml
             # PodMonitors too: the examples' platform scrapes by annotation only. A PodMonitor
-            # scrapes declared container ports only, so the two examples with a metrics port of
-            # their own move it to the serving port here (podmonitor-port).
+            # scrapes declared container ports only; every example's model server serves its
+            # metrics on its serving port, where modelplat scrapes them unless told otherwise.
             write(root, 24, platform=(EXAMPLES / "platform.yaml").read_text() + "scrape: both\n")
-            for rel in ("fraud/xgb-scorer.yaml", "llm/qwen-embed.yaml"):
-                edit(root / rel, lambda d: d.setdefault("metrics", {}).__setitem__("port", 8080))
             scratch = self.workdir / "trees"
             scratch.mkdir()
             self.models = Models(self.plane, root, scratch)

@@ -198,3 +198,22 @@ def test_cpu_and_memory_limits_are_always_explicit(tree):
     isvc = [d for d in YAML(typ="safe").load_all(rendered) if d and d["kind"] == "InferenceService"][0]
     resources = isvc["spec"]["predictor"]["model"]["resources"]
     assert resources["limits"]["cpu"] == "2" and resources["limits"]["memory"] == resources["requests"]["memory"]
+
+
+@pytest.mark.parametrize("model,port", [
+    ("model:\n  format: sklearn\n  storageUri: s3://m/x\n", 8080),
+    ("model:\n  format: pytorch\n  storageUri: s3://m/x\n", 8082),
+    ("model:\n  format: onnx\n  storageUri: s3://m/x\n", 8002),
+    ("model:\n  format: tensorflow\n  storageUri: s3://m/x\n", 8080),
+    ("model:\n  format: tensorflow\n  protocol: v2\n  storageUri: s3://m/x\n", 8002),
+    ("model:\n  format: custom\n  image: x/y:1\n  port: 9000\n", 9000),
+    ("model:\n  format: sklearn\n  storageUri: s3://m/x\nmetrics:\n  port: 9100\n", 9100),
+])
+def test_metrics_are_scraped_where_the_model_server_serves_them(tree, model, port):
+    """KServe v0.20's runtimes announce their metrics port (prometheus.kserve.io/port): 8080 for
+    the Python servers, MLServer and TF Serving, 8082 for TorchServe, 8002 for Triton."""
+    run, files = rendered(tree, {"demo/m.yaml": model})
+    (p,) = run.plans
+    assert p.chart_values["metrics"]["port"] == port
+    isvc = files["demo/m/chart/templates/inferenceservice.yaml"].decode()
+    assert "prometheus.io/port" in isvc and ".Values.metrics.port" in isvc
