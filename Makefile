@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TOOLS_BIN := $(shell $(PYTHON) -c 'import os;print(os.path.join(os.environ.get("MODELPLAT_TOOLS_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "modelplat-tools"), "bin"))')
 
+# The slowest tests are printed at the end of every run: the CI budget is 12 minutes warm.
+PYTEST_ARGS ?= --durations=15
+
 .PHONY: render test tools install clean
 
 $(BIN)/.installed: pyproject.toml

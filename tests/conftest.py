@@ -55,6 +55,13 @@ def lint_tools() -> dict[str, str]:
     return {tool: need_tool(tool) for tool in TOOLS}
 
 
+@pytest.fixture(scope="session")
+def examples_lint(lint_tools) -> subprocess.CompletedProcess:
+    """`modelplat lint examples --require-tools --format json`, run once a session: several test
+    modules judge the same report."""
+    return modelplat("lint", str(EXAMPLES), "--require-tools", "--format", "json")
+
+
 @pytest.fixture
 def tree(tmp_path: Path):
     """Build a model tree: tree({"proj/name.yaml": "...yaml..."}) → root folder (with platform.yaml)."""

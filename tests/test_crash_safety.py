@@ -14,7 +14,7 @@ from pathlib import Path
 
 from conftest import CPU_FILE, PLATFORM
 
-MODELS = 60
+MODELS = 40
 
 
 def make_tree(root: Path, replicas: int) -> Path:
@@ -51,7 +51,7 @@ def test_sigkill_at_random_moments_leaves_old_or_new(tmp_path):
     outcomes = {"old": 0, "new": 0}
     # Kills spread over the whole run, the swap at its end included (a completed run is never
     # undone: the final render below must find and keep the new tree).
-    delays = sorted(rng.uniform(0.05, 1.05) for _ in range(8))
+    delays = sorted(rng.uniform(0.05, 1.05) for _ in range(7))
     for attempt, fraction in enumerate(delays):
         if out.exists():
             shutil.rmtree(out)

@@ -138,8 +138,8 @@ def test_tool_versions_are_read_from_their_output():
 
 
 @pytest.fixture(scope="module")
-def examples_report(lint_tools):
-    result = modelplat("lint", str(EXAMPLES), "--require-tools", "--format", "json")
+def examples_report(examples_lint):
+    result = examples_lint
     report = json.loads(result.stdout)
     assert result.returncode == 0, json.dumps(report, indent=2)[:4000]
     return report

@@ -37,8 +37,8 @@ def helm_unittest():
     return need_tool("helm-unittest")
 
 
-def test_lint_runs_every_real_tool_on_every_example(lint_tools):
-    result = modelplat("lint", str(EXAMPLES), "--require-tools", "--format", "json")
+def test_lint_runs_every_real_tool_on_every_example(examples_lint):
+    result = examples_lint
     report = json.loads(result.stdout)
     assert result.returncode == 0, json.dumps(report, indent=2)
     assert len(report["models"]) == len([p for p in EXAMPLES.rglob("*.yaml") if p.name != "platform.yaml"])
