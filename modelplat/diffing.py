@@ -9,6 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Diagnostic, InvalidInput
+from .loader import LoadError, parse_all
+
+# A rendered file (the rate limit ConfigMap grows with the models) may be far larger than a
+# values file; a bound still keeps a hand-made giant from exhausting memory.
+MAX_OUTPUT_FILE_BYTES = 64 << 20
 
 CHART_DIR = "chart"
 _MISSING = object()
@@ -31,26 +36,22 @@ def _chart_model(rel: str) -> str | None:
     return None
 
 
-def _yaml():
-    from ruamel.yaml import YAML
-
-    return YAML(typ="safe")
-
-
 def _resources(files: dict[str, bytes], side: str) -> dict[tuple, tuple[str, dict]]:
     """Identity → (file, object) for every document of every YAML file outside the charts."""
-    from ruamel.yaml.error import YAMLError
-
     out: dict[tuple, tuple[str, dict]] = {}
     problems: list[Diagnostic] = []
-    yaml = _yaml()
     for rel in sorted(files):
         if _chart_model(rel) is not None or not rel.endswith((".yaml", ".yml")):
             continue
         try:
-            documents = [d for d in yaml.load_all(files[rel].decode("utf-8")) if d is not None]
-        except (YAMLError, UnicodeDecodeError) as exc:
-            problems.append(Diagnostic(rel, 0, 0, "unreadable-output", f"{side} file is not valid YAML: {exc}".splitlines()[0]))
+            documents = parse_all(files[rel].decode("utf-8"), rel, max_bytes=MAX_OUTPUT_FILE_BYTES)
+        except UnicodeDecodeError as exc:
+            problems.append(Diagnostic(rel, 1, 1, "unreadable-output", f"{side} file is not UTF-8: {exc}".splitlines()[0]))
+            continue
+        except LoadError as exc:
+            d = exc.diagnostic
+            problems.append(Diagnostic(rel, d.line or 1, d.column or 1, "unreadable-output",
+                                       f"{side} file: {d.message}", d.hint))
             continue
         for index, document in enumerate(documents):
             if not isinstance(document, dict):

@@ -11,7 +11,7 @@ import math
 import re
 from typing import Any, Sequence
 
-from .errors import Diagnostic, InvalidInput
+from .errors import InvalidInput
 
 SCHEMA_URL = "https://modelplat.dev/schemas/model-values.schema.json"
 
@@ -56,29 +56,16 @@ def _path(*parts: Any) -> str:
 
 
 def _load(text: str, source: str) -> list[Any]:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    """The documents of the file to import, through the values files' guarded loader (size,
+    nesting depth, aliases): a deeply nested file crashed the process before."""
+    from .loader import LoadError, parse_all
 
-    from .loader import LoadError, refuse_shared_nodes
-
-    yaml = YAML(typ="safe")
-    yaml.allow_duplicate_keys = False
     try:
-        documents = [d for d in yaml.load_all(text) if d is not None]
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        problem = (exc.problem or exc.context or "invalid YAML").strip().split("\n")[0]
-        raise InvalidInput(f"{source} is not valid YAML", [Diagnostic(source, line, col, "yaml-syntax", problem)]) from None
-    except YAMLError as exc:
-        raise InvalidInput(f"{source} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    for document in documents:
-        # An alias bomb would otherwise explode while the mapping is walked below.
-        try:
-            refuse_shared_nodes(document, source)
-        except LoadError as exc:
-            raise InvalidInput(f"cannot import {source}", [exc.diagnostic]) from None
-    return documents
+        return parse_all(text, source)
+    except LoadError as exc:
+        syntax = exc.diagnostic.code in ("yaml-syntax", "yaml-character", "duplicate-key")
+        raise InvalidInput(f"{source} is not valid YAML" if syntax else f"cannot import {source}",
+                           [exc.diagnostic]) from None
 
 
 def _pick(documents: list[Any], source: str) -> Any:

@@ -73,7 +73,8 @@ def _plain_scalar(text: str) -> Any:
 
 
 def _too_deep(display: str) -> "LoadError":
-    return LoadError(Diagnostic(display, 0, 0, "too-deep", f"YAML nesting is deeper than {MAX_DEPTH} levels"))
+    return LoadError(Diagnostic(display, 1, 1, "too-deep", f"YAML nesting is deeper than {MAX_DEPTH} levels",
+                                "a values file needs a few levels; look for runaway brackets or indentation"))
 
 
 def _depth_guard(text: str, display: str) -> None:
@@ -217,12 +218,13 @@ def load(path: Path, display: str | None = None) -> Source:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise LoadError(Diagnostic(display, 0, 0, "unreadable", f"cannot read file: {exc.strerror}")) from None
+        raise LoadError(Diagnostic(display, 1, 1, "unreadable", f"cannot read file: {exc.strerror}")) from None
     if len(raw) > MAX_FILE_BYTES:
         raise LoadError(
             Diagnostic(
-                display, 0, 0, "file-too-large",
+                display, 1, 1, "file-too-large",
                 f"file is {len(raw)} bytes; values files are limited to {MAX_FILE_BYTES} bytes",
+                "a values file holds settings only; keep data and model files in storage (model.storageUri)",
             )
         )
     try:
@@ -238,8 +240,7 @@ def load(path: Path, display: str | None = None) -> Source:
 
 
 def parse(text: str, display: str) -> Any:
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-    from ruamel.yaml.reader import ReaderError
+    from ruamel.yaml.error import YAMLError
 
     try:
         try:
@@ -248,14 +249,51 @@ def parse(text: str, display: str) -> Any:
             if not why.args:
                 _depth_guard(text, display)
             data = _yaml().load(text)
-    except ReaderError as exc:  # a character YAML forbids; it carries an offset, not a mark
+    except (YAMLError, RecursionError) as exc:
+        raise _load_error(exc, text, display) from None
+    refuse_shared_nodes(data, display)
+    return data
+
+
+def parse_all(text: str, display: str, max_bytes: int | None = MAX_FILE_BYTES) -> list[Any]:
+    """Every document of a multi-document YAML text (a HelmRelease to import, a committed
+    output file to diff), through the same guards as a values file: its size, its nesting
+    depth before the parser sees it (a deep one crashed the process), and no shared nodes."""
+    from ruamel.yaml.error import YAMLError
+
+    size = len(text.encode("utf-8"))
+    if max_bytes is not None and size > max_bytes:
+        raise LoadError(Diagnostic(display, 1, 1, "file-too-large",
+                                   f"file is {size} bytes; at most {max_bytes} are read"))
+    _depth_guard(text, display)
+    try:
+        documents = [d for d in _yaml().load_all(text) if d is not None]
+    except (YAMLError, RecursionError) as exc:
+        raise _load_error(exc, text, display) from None
+    for document in documents:
+        refuse_shared_nodes(document, display)
+    return documents
+
+
+def _tab_up_to(text: str, line: int, column: int) -> bool:
+    """A tab on that line at or before that column (0-based), where YAML refuses it."""
+    lines = text.splitlines()
+    return line < len(lines) and "\t" in lines[line][: column + 1]
+
+
+def _load_error(exc: BaseException, text: str, display: str) -> "LoadError":
+    """A parser's exception as a positioned diagnostic."""
+    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.reader import ReaderError
+
+    if isinstance(exc, ReaderError):  # a character YAML forbids; it carries an offset, not a mark
         offset = max(0, min(exc.position, len(text)))
         line = text.count("\n", 0, offset) + 1
         col = offset - (text.rfind("\n", 0, offset) + 1) + 1
-        raise LoadError(Diagnostic(display, line, col, "yaml-character",
-                                   f"character U+{ord(exc.character) if isinstance(exc.character, str) else exc.character:04X} "
-                                   "is not allowed in YAML", "remove the control character")) from None
-    except MarkedYAMLError as exc:
+        return LoadError(Diagnostic(display, line, col, "yaml-character",
+                                    f"character U+{ord(exc.character) if isinstance(exc.character, str) else exc.character:04X} "
+                                    "is not allowed in YAML", "remove the control character"))
+    if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         problem = (exc.problem or exc.context or "invalid YAML").strip()
@@ -263,13 +301,12 @@ def parse(text: str, display: str) -> Any:
         if "duplicate key" in problem:
             code, hint = "duplicate-key", "each key may appear once in a mapping"
             problem = problem.split("\n")[0]
-        raise LoadError(Diagnostic(display, line, col, code, problem, hint)) from None
-    except YAMLError as exc:
-        raise LoadError(Diagnostic(display, 0, 0, "yaml-syntax", str(exc).splitlines()[0])) from None
-    except RecursionError:
-        raise LoadError(Diagnostic(display, 0, 0, "too-deep", "YAML nesting is too deep")) from None
-    refuse_shared_nodes(data, display)
-    return data
+        elif mark is not None and _tab_up_to(text, mark.line, mark.column):
+            hint = "YAML indents with spaces only: replace the tab"
+        return LoadError(Diagnostic(display, line, col, code, problem, hint))
+    if isinstance(exc, RecursionError):
+        return LoadError(Diagnostic(display, 1, 1, "too-deep", "YAML nesting is too deep"))
+    return LoadError(Diagnostic(display, 1, 1, "yaml-syntax", str(exc).splitlines()[0]))
 
 
 def refuse_shared_nodes(data: Any, display: str) -> None:
@@ -289,7 +326,7 @@ def refuse_shared_nodes(data: Any, display: str) -> None:
         if id(node) in seen:
             raise LoadError(
                 Diagnostic(
-                    display, 0, 0, "yaml-alias",
+                    display, 1, 1, "yaml-alias",
                     "YAML anchors and aliases of mappings or lists are not allowed in values files",
                     "write the values out in full",
                 )

@@ -136,3 +136,14 @@ def test_unparsable_committed_file_is_an_error_naming_it():
     with pytest.raises(InvalidInput) as caught:
         resource_diff({"p/bad.yaml": b"a: [unclosed\n"}, {})
     assert caught.value.diagnostics[0].file == "p/bad.yaml"
+
+
+def test_a_deeply_nested_committed_file_is_an_error_not_a_crash():
+    """A hand-edited committed file nested 100,000 levels deep crashed `modelplat diff` (SIGSEGV,
+    exit 139, no message); it now goes through the values files' guarded loader."""
+    deep = b"a: " + b"[" * 100_000 + b"]" * 100_000 + b"\n"
+    with pytest.raises(InvalidInput) as caught:
+        resource_diff({"p/deep.yaml": deep}, {})
+    (d,) = caught.value.diagnostics
+    assert (d.file, d.code, d.line, d.column) == ("p/deep.yaml", "unreadable-output", 1, 1)
+    assert "deeper than" in d.message

@@ -185,6 +185,8 @@ def test_unknown_keys_inside_known_sections_are_reported_with_suggestions():
     ("apiVersion: v1\nkind: ConfigMap\n", "got a ConfigMap"),
     ("kind: HelmRelease\nmetadata: {name: a}\n---\nkind: HelmRelease\nmetadata: {name: b}\n", "2 HelmReleases (a, b)"),
     ("a: &x [1]\nb: *x\n", "cannot import"),
+    ("a: " + "[" * 100_000 + "]" * 100_000 + "\n", "cannot import"),  # crashed the process (SIGSEGV)
+    ("a: " + "x" * (2 << 20) + "\n", "cannot import"),
 ])
 def test_bad_input_is_a_clear_error(text, message):
     with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)")):

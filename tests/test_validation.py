@@ -230,3 +230,19 @@ def test_two_models_rendered_into_one_folder_are_refused_naming_both(tree, tmp_p
     proc = modelplat("render", str(root), "--out", str(out))
     assert proc.returncode == 1 and "duplicate-output" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_tab_in_the_indentation_says_so(tree):
+    d = only(diagnostics(tree, "model:\n\tformat: sklearn\n"), "yaml-syntax")
+    assert (d.line, d.column) == (2, 1) and "spaces only" in d.hint
+
+
+@pytest.mark.parametrize("text,code", [
+    ("a: " + "[" * 200 + "]" * 200 + "\n", "too-deep"),
+    ("a: &x {b: 1}\nc: *x\n", "yaml-alias"),
+    ("a: '" + "x" * (1 << 20) + "'\n", "file-too-large"),
+])
+def test_file_level_findings_still_point_at_the_file_and_say_what_to_do(tree, text, code):
+    d = only(diagnostics(tree, text), code)
+    assert (d.line, d.column) == (1, 1) and d.hint
+    assert ":1:1: error[" in d.format()
