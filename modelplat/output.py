@@ -222,10 +222,12 @@ def _recover(out: Path) -> None:
 
 
 def ensure_ours(out: Path, force: bool) -> None:
-    if force or not out.exists():
+    if not out.exists():
         return
-    if not out.is_dir():
-        raise OutputError(f"{out} exists and is not a folder")
+    if not out.is_dir():  # --force takes a folder over, never a file
+        raise OutputError(f"{out} exists and is not a folder; nothing was written (choose another --out)")
+    if force:
+        return
     if not any(out.iterdir()):
         return
     marker = out / OWNED_BY
@@ -237,7 +239,19 @@ def ensure_ours(out: Path, force: bool) -> None:
 
 
 def write(out: Path, files: dict[str, bytes], force: bool = False) -> WriteResult:
+    """Writes the tree into a temporary folder beside `out`, then swaps it in: `out` holds the
+    old tree or the new one, never a mix. A folder that cannot be written (read-only, immutable,
+    a full disk) is an OutputError naming it, with `out` untouched."""
     out = out.resolve()
+    try:
+        return _write(out, files, force)
+    except OSError as exc:
+        where = exc.filename if isinstance(exc.filename, str) else str(exc.filename or out.parent)
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc} ({where}); "
+                          f"nothing of {out.name} was changed") from None
+
+
+def _write(out: Path, files: dict[str, bytes], force: bool) -> WriteResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     with _lock(out):
         _recover(out)

@@ -7,6 +7,7 @@ are separate steps (render.py, output.py) that the CLI calls only when this foun
 from __future__ import annotations
 
 import json
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,15 @@ def discover(inputs: list[Path]) -> tuple[list[ModelFile], list[Diagnostic]]:
                     continue
                 path = Path(folder, name)
                 if path.is_symlink():
-                    target = path.resolve()
+                    try:
+                        target = path.resolve(strict=True)
+                    except (OSError, RuntimeError) as exc:  # a loop, or a link to nothing
+                        why = "is part of a symlink loop" if isinstance(exc, RuntimeError) or \
+                            getattr(exc, "errno", None) == errno.ELOOP else "points to nothing"
+                        problems.append(Diagnostic(
+                            display(path), 1, 1, "broken-symlink", f"symlink {why}; refusing to read it",
+                            "remove the link or point it at a values file"))
+                        continue
                     if not target.is_relative_to(root):
                         problems.append(Diagnostic(
                             display(path), 0, 0, "symlink-outside",

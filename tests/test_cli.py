@@ -66,6 +66,32 @@ def test_bad_input_keeps_previous_output(tree, tmp_path):
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_force_never_takes_over_a_file_and_an_unwritable_output_is_a_clear_error(tree, tmp_path):
+    """--force onto a regular file crashed after writing (exit 3) and left the user's file
+    renamed as .out.tmp-<pid>: nothing of the user's may be moved or lost."""
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    target = tmp_path / "notes.txt"
+    target.write_text("mine\n")
+    result = modelplat("render", str(root), "--out", str(target), "--force")
+    assert result.returncode == 2, result.stderr
+    assert "is not a folder" in result.stderr and "Traceback" not in result.stderr
+    assert target.read_text() == "mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "models") == [".notes.txt.lock", "notes.txt"]
+    # A folder that cannot be made (here: its parent is that file) is named, exit 2, not a bug.
+    result = modelplat("render", str(root), "--out", str(target / "charts-out"))
+    assert result.returncode == 2 and "cannot write" in result.stderr and "internal error" not in result.stderr
+
+
+def test_a_symlink_loop_among_the_inputs_is_a_positioned_error(tree):
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    (root / "demo/a.yaml").symlink_to("b.yaml")
+    (root / "demo/b.yaml").symlink_to("a.yaml")
+    result = modelplat("lint", str(root), "--no-tools")
+    assert result.returncode == 1, result.stderr
+    assert "a.yaml:1:1: error[broken-symlink]: symlink is part of a symlink loop" in result.stderr
+    assert "internal error" not in result.stderr
+
+
 def test_json_errors_are_machine_readable(tree, tmp_path):
     root = tree({"demo/bad.yaml": "model:\n  format: sklern\n  storageUri: s3://m/x\n"})
     result = modelplat("render", str(root), "--out", str(tmp_path / "o"), "--format", "json")
