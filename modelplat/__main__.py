@@ -1,6 +1,6 @@
 """`python -m modelplat ...`: the same CLI as the `modelplat` command (handy in a venv or CI
 image where the scripts folder is not on PATH)."""
 
-from .cli import main
+from .entry import main
 
 main()

@@ -364,12 +364,19 @@ def version() -> None:
 
 
 def main() -> None:
+    from . import output
+    from .errors import Interrupted, handle_interrupts
+
     # modelplat uses no pydantic plugins; skipping their discovery saves ~15 ms per command.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    handle_interrupts()
     try:
         app()
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+    except (Interrupted, KeyboardInterrupt):
+        if output.completed:  # the swap had happened: what is on disk is the whole new render
+            sys.stderr.write(f"interrupted after {output.completed} was written in full; it holds the new render\n")
+            sys.exit(EXIT_OK)
+        sys.stderr.write("interrupted: no output was changed (a partial render is never left behind)\n")
         sys.exit(130)
     except Exception:  # a bug: say so plainly; the traceback only with MODELPLAT_DEBUG=1
         if _debug():

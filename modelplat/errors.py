@@ -93,3 +93,21 @@ class Report:
 
     def ok(self) -> bool:
         return not self.errors
+
+
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT). Not a KeyboardInterrupt: click turns that into its own silent exit, and
+    the CLI must say what the interrupt left behind (cli.main)."""
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted()
+
+
+def handle_interrupts() -> None:
+    """Ctrl-C raises Interrupted from here on (the main thread of the `modelplat` command only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _raise_interrupted)

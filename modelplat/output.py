@@ -252,6 +252,7 @@ def write(out: Path, files: dict[str, bytes], force: bool = False) -> WriteResul
 
 
 def _write(out: Path, files: dict[str, bytes], force: bool) -> WriteResult:
+    global completed
     out.parent.mkdir(parents=True, exist_ok=True)
     with _lock(out):
         _recover(out)
@@ -263,16 +264,39 @@ def _write(out: Path, files: dict[str, bytes], force: bool) -> WriteResult:
         unchanged = set(files) - set(changes.added) - set(changes.changed)
         try:
             written = _build(tmp, out, files, unchanged)
-            if out.exists():
-                if not _exchange(tmp, out):
-                    old = out.parent / f".{out.name}.old"
-                    os.rename(out, old)  # _recover() finishes this if we die between the renames
+            with _interrupts_deferred():  # the swap and the record of it are one step for Ctrl-C
+                if out.exists():
+                    if not _exchange(tmp, out):
+                        old = out.parent / f".{out.name}.old"
+                        os.rename(out, old)  # _recover() finishes this if we die between the renames
+                        os.rename(tmp, out)
+                        tmp = old
+                else:
                     os.rename(tmp, out)
-                    tmp = old
-                shutil.rmtree(tmp)
-            else:
-                os.rename(tmp, out)
+                completed = out
+            shutil.rmtree(tmp, ignore_errors=True)  # the old tree (or nothing)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return WriteResult(changes, written)
+
+
+# The output folder whose swap completed last in this process: an interrupt after it leaves the
+# whole new render on disk, which the CLI then says (cli.main) instead of "nothing changed".
+completed: Path | None = None
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """SIGINT is held (delivered right after) while the block runs, in the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)

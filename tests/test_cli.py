@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from ruamel.yaml import YAML
 
 from conftest import CPU_FILE, PLATFORM, modelplat, need_tool
@@ -288,3 +289,45 @@ def test_progress_bar_only_on_a_terminal(tree, tmp_path):
     shown = b"".join(chunks).decode(errors="replace")
     assert os.waitstatus_to_exitcode(status) == 0
     assert "validating" in shown and "rendered 60 model(s)" in shown
+
+
+@pytest.mark.parametrize("when", ["before the swap", "after the swap"])
+def test_ctrl_c_says_what_it_left_behind(tree, tmp_path, monkeypatch, capsys, when):
+    """Ctrl-C before the swap leaves the old output and exits 130; after it, the new output is
+    whole on disk, which is said, with exit 0 (it printed nothing and exited 130 either way)."""
+    from modelplat import cli, output
+    from modelplat.errors import Interrupted
+
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    out = tmp_path / "charts-out"
+    assert modelplat("render", str(root), "--out", str(out)).returncode == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (root / "demo/iris.yaml").write_text(CPU_FILE + "replicaCount: 3\n")
+    real_write, real_build = output.write, output._build
+
+    def build_then_interrupt(*args, **kwargs):
+        real_build(*args, **kwargs)
+        raise Interrupted()
+
+    def write_then_interrupt(*args, **kwargs):
+        real_write(*args, **kwargs)
+        raise Interrupted()
+
+    monkeypatch.setattr(output, "completed", None)
+    monkeypatch.setattr("modelplat.errors.handle_interrupts", lambda: None)  # pytest keeps its Ctrl-C
+    if when == "before the swap":
+        monkeypatch.setattr(output, "_build", build_then_interrupt)
+    else:
+        monkeypatch.setattr(output, "write", write_then_interrupt)
+    monkeypatch.setattr(sys, "argv", ["modelplat", "render", str(root), "--out", str(out), "--no-cache"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    stderr = capsys.readouterr().err
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    if when == "before the swap":
+        assert exited.value.code == 130 and "no output was changed" in stderr
+        assert after == before
+    else:
+        assert exited.value.code == 0 and "written in full" in stderr
+        assert after != before and b"replicaCount: 3" in b"".join(after.values())
