@@ -322,10 +322,14 @@ def import_(
     output_file: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the values file (default: stdout)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
     fmt: Format = typer.Option(Format.text, "--format", help="Report format (the values file is always YAML)."),
+    platform: Optional[Path] = typer.Option(
+        None, "--platform", help="Platform settings file, for lint's rules (default: platform.yaml next to or "
+                                 "above --output, else the working directory)."),
 ) -> None:
     """Turn a seed-style HelmRelease into a modelplat values file, reporting every key it could not map."""
     from .errors import InvalidInput
     from .importer import import_helmrelease, to_yaml, validate_imported
+    from .pipeline import find_platform, load_platform
 
     try:
         try:
@@ -336,7 +340,17 @@ def import_(
     except ModelplatError as exc:
         _fail(exc, fmt)
         return
-    problems = validate_imported(values)
+    notes = []
+    try:
+        settings = load_platform(find_platform([output_file.parent if output_file else Path.cwd()], platform))
+    except ModelplatError as exc:
+        if platform is not None:  # asked for by name: it must load
+            _fail(exc, fmt)
+            return
+        settings = None
+        notes.append("only the schema was checked: no platform.yaml next to or above the output "
+                     "(pass --platform FILE to apply lint's rules too)")
+    problems = validate_imported(values, settings, output_file)
     document = to_yaml(values, str(helmrelease), unmapped)
     if output_file is not None:
         if output_file.exists() and not force:
@@ -347,12 +361,14 @@ def import_(
     else:
         sys.stdout.write(document)
     if fmt is Format.json:
-        sys.stderr.write(json.dumps({"unmapped": unmapped, "problems": problems}, indent=2) + "\n")
+        sys.stderr.write(json.dumps({"unmapped": unmapped, "problems": problems, "notes": notes}, indent=2) + "\n")
     else:
         for line in unmapped:
             sys.stderr.write(f"not imported: {line}\n")
         for line in problems:
             sys.stderr.write(f"needs attention: {line}\n")
+        for line in notes:
+            sys.stderr.write(f"note: {line}\n")
     # Written either way; non-zero when something needs a person, so scripts notice.
     raise typer.Exit(EXIT_INVALID if unmapped or problems else EXIT_OK)
 

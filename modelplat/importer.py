@@ -5,6 +5,8 @@ Every key it cannot carry over is reported with a reason, never dropped; it does
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import datetime
 import difflib
 import math
@@ -356,18 +358,27 @@ def _ordered(values: dict) -> dict:
     return {k: values[k] for k in sorted(values, key=lambda k: order.get(k, len(order)))}
 
 
-def validate_imported(values: dict) -> list[str]:
-    """Readable problems of the imported values against the schema; empty when valid. Never raises."""
-    from pathlib import Path
-
+def validate_imported(values: dict, platform=None, file: Path | None = None) -> list[str]:
+    """Readable problems of the imported values, empty when valid; never raises. The schema
+    always; with the platform settings, every rule lint applies too (an import that passes
+    here is not refused by lint), for the values file at `file` (its name and folder give the
+    model's name and project, as for render)."""
+    from . import rules
     from .loader import Source
+    from .plan import identity
     from .validate import validate
     from .values import ModelValues
 
-    source = Source(Path("imported.yaml"), "imported", "", values)
-    _, diagnostics = validate(source, ModelValues)
+    where = file or Path("imported.yaml")
+    source = Source(where, str(where), "", values)
+    model, diagnostics = validate(source, ModelValues)
+    if model is not None and platform is not None:
+        folder = where.parent.name if file is not None and where.parent.name else None
+        diagnostics = rules.check(model, platform, source, identity(model, where.stem, folder))
     problems = []
     for d in diagnostics:
+        if d.severity != "error":
+            continue
         text = d.message if not d.key or d.message.startswith(d.key) else f"{d.key}: {d.message}"
         problems.append(f"{text} ({d.hint})" if d.hint else text)
     return problems

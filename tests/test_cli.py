@@ -269,6 +269,30 @@ def test_import_maps_a_seed_helmrelease_and_reports_the_rest(tmp_path):
     assert again.returncode == 2 and "exists" in again.stderr
 
 
+def test_import_applies_lints_rules_so_lint_never_refuses_an_import_that_passed(tmp_path):
+    """import checked the schema only: a values file it accepted (exit 0) could then be refused
+    by lint's rules. With the platform file found beside the output, import runs them too."""
+    source = tmp_path / "hr.yaml"
+    source.write_text("kind: HelmRelease\nmetadata: {name: qwen}\nspec:\n  values:\n"
+                      "    image: {repository: vllm/vllm-openai, tag: latest}\n"
+                      "    storageUri: hf://Qwen/Qwen2.5-0.5B-Instruct\n")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models/platform.yaml").write_text("clusterName: ml\n")
+    target = tmp_path / "models/llm/qwen.yaml"
+    result = modelplat("import", str(source), "-o", str(target))
+    assert result.returncode == 1, result.stderr
+    assert "needs attention: model.image: image 'vllm/vllm-openai:latest' has the latest tag" in result.stderr
+    assert modelplat("lint", str(tmp_path / "models"), "--no-tools").returncode == 1
+    # Pinned, the same import passes, and so does lint.
+    source.write_text(source.read_text().replace("tag: latest", "tag: v0.8.5"))
+    result = modelplat("import", str(source), "-o", str(target), "--force")
+    assert result.returncode == 0, result.stderr
+    assert modelplat("lint", str(tmp_path / "models"), "--no-tools").returncode == 0
+    # Without a platform file anywhere, only the schema is checked, and it says so.
+    alone = modelplat("import", str(source), "-o", str(tmp_path / "elsewhere/qwen.yaml"), cwd=tmp_path)
+    assert alone.returncode == 0 and "note: only the schema was checked" in alone.stderr
+
+
 def test_progress_bar_only_on_a_terminal(tree, tmp_path):
     import os
     import pty
