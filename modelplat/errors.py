@@ -5,7 +5,7 @@ The CLI turns these into one readable message and an exit code; nothing here pri
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # Exit codes, documented in docs/cli.md.
@@ -21,7 +21,7 @@ class Diagnostic:
     file: str
     line: int  # 1-based; 0 when the finding is about the whole file
     column: int  # 1-based; 0 when unknown
-    code: str  # stable, kebab-case: "unknown-key", "not-yet-supported", ...
+    code: str  # stable, kebab-case: "unknown-key", "latest-tag", ...
     message: str
     hint: str = ""
     key: str = ""  # dotted path of the value concerned, e.g. "resources.limitGPU"
@@ -76,23 +76,6 @@ class ToolError(ModelplatError):
     """A required external tool is missing or failed to run at all."""
 
     exit_code = EXIT_USAGE
-
-
-@dataclass
-class Report:
-    """Diagnostics collected across many files, so one run reports every problem at once."""
-
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-
-    def extend(self, items: list[Diagnostic]) -> None:
-        self.diagnostics.extend(items)
-
-    @property
-    def errors(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity == "error"]
-
-    def ok(self) -> bool:
-        return not self.errors
 
 
 class Interrupted(BaseException):

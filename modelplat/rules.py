@@ -1,7 +1,7 @@
 """Semantic rules: checks across fields that a JSON Schema cannot express.
 
 Each rule reads validated values (and the platform settings) and returns diagnostics; rules never
-change values and never render. `unsupported` guards fields whose feature is not rendered yet.
+change values and never render. A setting that would have no effect is refused, never ignored.
 """
 
 from __future__ import annotations
@@ -86,54 +86,9 @@ def metrics_port(values: ModelValues) -> int:
         return 8002  # tensorflow over v2 is served by Triton
     return RUNTIME_METRICS_PORTS.get(values.model.format, 8080)
 
-# --- features not rendered yet -------------------------------------------------------------------
-# Each entry: (feature, key that asks for it, predicate). Only features in RENDERED are accepted;
-# a value asking for any other is an error until its templates land, never silently ignored.
-
-RENDERED = frozenset({"serving", "gpu", "metrics", "logger", "scheduling", "autoscaling", "observability",
-                      "disruption budget", "RDMA", "exposure", "auth", "canary", "mirroring", "rate limits",
-                      "token limits"})
-
-FeatureRequest = tuple[str, tuple, Callable[[ModelValues], bool]]
-
-FEATURE_REQUESTS: list[FeatureRequest] = [
-    ("exposure", ("exposeModel", "enabled"), lambda v: v.exposeModel.enabled),
-    ("exposure", ("exposeModel", "host"), lambda v: v.exposeModel.host is not None),
-    ("auth", ("auth", "jwt", "enabled"), lambda v: v.auth.jwt.enabled),
-    ("auth", ("auth", "allowedPrincipals"), lambda v: bool(v.auth.allowedPrincipals)),
-    ("auth", ("auth", "allowedNamespaces"), lambda v: bool(v.auth.allowedNamespaces)),
-    ("auth", ("auth", "customAuthz", "enabled"), lambda v: v.auth.customAuthz.enabled),
-    ("rate limits", ("ratelimitIPPerMinute",), lambda v: v.ratelimitIPPerMinute is not None),
-    ("rate limits", ("ratelimitEachSAPerMinute",), lambda v: v.ratelimitEachSAPerMinute is not None),
-    ("token limits", ("tokenLimit", "enabled"), lambda v: v.tokenLimit.enabled),
-    ("canary", ("canary", "enabled"), lambda v: v.canary.enabled),
-    ("canary", ("primaryLoad",), lambda v: v.primaryLoad is not None and v.primaryLoad != 100),
-    ("mirroring", ("mirror", "enabled"), lambda v: v.mirror.enabled),
-    ("autoscaling", ("autoscaling", "enabled"), lambda v: v.autoscaling.enabled),
-    ("observability", ("observability", "accessLog"), lambda v: v.observability.accessLog),
-    ("observability", ("observability", "alerts", "enabled"), lambda v: v.observability.alerts.enabled),
-    ("disruption budget", ("podDisruptionBudget", "enabled"), lambda v: v.podDisruptionBudget.enabled is True),
-    ("RDMA", ("rdma", "enabled"), lambda v: v.rdma.enabled),
-]
-
-
-def requested_features(values: ModelValues) -> list[tuple[str, tuple]]:
-    return [(feature, key) for feature, key, asks in FEATURE_REQUESTS if asks(values)]
-
-
 # --- the rules -------------------------------------------------------------------------------------
 
 Rule = Callable[[ModelValues, PlatformSettings, Source, "Identity"], Iterator[Diagnostic]]
-
-
-def unsupported(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
-    for feature, key in requested_features(values):
-        if feature not in RENDERED:
-            yield src.diagnostic(
-                key, "not-yet-supported",
-                f"{'.'.join(key)}: {feature} is accepted by the schema but not rendered by modelplat yet",
-                "remove it for now; modelplat never ignores a setting silently",
-            )
 
 
 def name_length(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
@@ -518,7 +473,7 @@ def exposure_host(platform: PlatformSettings, name: str, namespace: str, kind: s
     return platform.hostPattern.format(name=name, namespace=namespace, type=kind, domain=platform.domain or "")
 
 
-RULES: list[Rule] = [unsupported, name_length, resource_bounds, model_spec, env_vars, feature_consistency,
+RULES: list[Rule] = [name_length, resource_bounds, model_spec, env_vars, feature_consistency,
                      autoscaling_rules, observability_rules, rdma_rules, traffic_rules]
 
 

@@ -15,10 +15,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-# Built by scripts/install-tools.sh at these versions; any version on PATH is accepted too.
-PINNED = {"helm": "v3.21.4", "kubeconform": "v0.7.0", "helm-unittest": "v1.1.2",
-          "istioctl": "v0.0.0-20260827124520-eed52ebb66ad", "kustomize": "v5.8.0", "promtool": "v0.316.0"}
-
 # How each tool prints its version, and the pattern that picks the version out of that output
 # (the first line as is when there is none). --remote=false: istioctl must not ask a cluster.
 _VERSION_ARGS = {

@@ -76,21 +76,6 @@ def test_env_needs_exactly_one_source_and_no_duplicates(tree):
     assert "reserved-env" in codes(tree, BASE + "env:\n  - name: STORAGE_URI\n    value: x\n")
 
 
-def test_a_feature_not_rendered_is_refused_not_ignored(tree, monkeypatch):
-    # Every feature of the vocabulary renders today; the guard stays for the next one.
-    monkeypatch.setattr(rules, "RENDERED", rules.RENDERED - {"token limits"})
-    snippet = "tokenLimit:\n  enabled: true\n  tenantId: search\n  saLimit: 1000\n"
-    found = [d for d in pipeline.run([tree({"demo/m.yaml": BASE + snippet})]).diagnostics if d.code == "not-yet-supported"]
-    assert {d.key for d in found} == {"tokenLimit.enabled"}
-    assert all(d.severity == "error" and d.line > 0 for d in found)
-
-
-def test_every_feature_of_the_vocabulary_is_rendered():
-    features = {feature for feature, _, _ in rules.FEATURE_REQUESTS}
-    assert features <= rules.RENDERED
-    assert all(isinstance(key, tuple) and key for _, key, _ in rules.FEATURE_REQUESTS)
-
-
 def test_token_limit_and_rdma_are_refused_with_their_own_rules(tree):
     found = codes(tree, BASE + "tokenLimit:\n  enabled: true\nrdma:\n  enabled: true\n")
     assert {"token-limit-needs-openai", "token-limit-needs-tenant", "token-limit-empty", "rdma-needs-gpu",
