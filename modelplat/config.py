@@ -166,6 +166,12 @@ class PlatformSettings(Section):
     gateway: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+/[a-z0-9-]+$")] = Field(
         default="istio-system/model-gateway", description="Istio gateway `<namespace>/<name>` models are published on."
     )
+    gatewayNamespace: Optional[DNSLabel] = Field(
+        default=None,
+        description="Namespace the gateway's pods run in, when it is not the namespace of `gateway` (the "
+                    "Gateway resource): requests they forward must never read an exposed model's metrics.",
+        examples=["istio-ingress"],
+    )
     hostPattern: Annotated[str, StringConstraints(
         pattern=r"^([a-z0-9.-]|\{name\}|\{namespace\}|\{type\}|\{domain\})+$")] = Field(
         default="{name}-predictor-{namespace}.{type}.{domain}",

@@ -208,6 +208,7 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
                       "cluster": f"outbound|{limits.grpcPort}||{host}", "authority": host,
                       "timeout": limits.timeout, "failureModeDeny": limits.failureModeDeny},
         "gateway": platform.gateway,
+        "gatewayNamespace": platform.gatewayNamespace or platform.gateway.split("/", 1)[0],
         "jwtClaims": {k: getattr(platform.jwt, k) for k in
                       ("serviceAccountClaim", "serviceAccountHeader", "tenantClaim", "tenantHeader")},
         "scrape": platform.scrape,

@@ -385,6 +385,12 @@ def authorizationpolicy_suite(p: ModelPlan) -> dict[str, Any]:
         _case("keeps GET on the metrics path open to the scraper", [
             {"contains": {"path": "spec.rules", "content": metrics_rule}},
         ], {"metrics.enabled": True, "metrics.port": 9000, "metrics.path": "/metrics"}),
+        _case("keeps the metrics of an exposed model's serving port closed to the gateway's pods", [
+            {"contains": {"path": "spec.rules", "content": {
+                "from": [{"source": {"notNamespaces": ["istio-ingress"]}}],
+                "to": [{"operation": {"methods": ["GET"], "paths": ["/metrics"], "ports": ["8080"]}}]}}},
+        ], {"exposeModel.enabled": True, "metrics.enabled": True, "metrics.port": 8080, "model.port": 8080,
+            "metrics.path": "/metrics", "platform.gatewayNamespace": "istio-ingress"}),
         _case("adds the allowed namespaces to the token-free rule", [
             {"equal": {"path": "spec.rules[0].from[0].source.namespaces", "value": [p.namespace, "batch-jobs"]}},
         ], {"auth.allowedNamespaces": ["batch-jobs"]}),

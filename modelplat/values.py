@@ -629,6 +629,7 @@ class ChartPlatform(Section):
     clusterName: DNSLabel
     rateLimit: ChartRateLimit = Field(description="Where the model's sidecars ask the global rate limit service.")
     gateway: str = Field(description="Istio gateway `<namespace>/<name>` exposed models are published on.")
+    gatewayNamespace: DNSLabel = Field(description="Namespace the gateway's pods run in.")
     jwtClaims: ChartJWTClaims = Field(description="Claims copied to request headers for rate and token limits.")
     scrape: Literal["annotations", "podMonitor", "both"] = Field(description="How Prometheus finds model metrics.")
     metricLabels: ChartMetricLabels = Field(description="Label names tying metric series to pods (alert expressions).")

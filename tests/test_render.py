@@ -217,3 +217,14 @@ def test_metrics_are_scraped_where_the_model_server_serves_them(tree, model, por
     assert p.chart_values["metrics"]["port"] == port
     isvc = files["demo/m/chart/templates/inferenceservice.yaml"].decode()
     assert "prometheus.io/port" in isvc and ".Values.metrics.port" in isvc
+
+
+def test_the_gateway_pods_namespace_defaults_to_the_gateways_and_can_differ(tree):
+    """The exposed model's metrics rule keeps out requests forwarded by the gateway's pods, which
+    may run in another namespace than the Gateway resource (defect: it used the resource's)."""
+    run = pipeline.run([tree({"demo/m.yaml": CPU})])
+    assert run.plans[0].chart_values["platform"]["gatewayNamespace"] == "istio-system"
+    run = pipeline.run([tree({"demo/m.yaml": CPU}, platform=PLATFORM + "gatewayNamespace: istio-ingress\n")])
+    assert run.plans[0].chart_values["platform"]["gatewayNamespace"] == "istio-ingress"
+    policy = render_tree(run.plans, run.platform)["demo/m/chart/templates/authorizationpolicy.yaml"].decode()
+    assert "notNamespaces:\n              - {{ .Values.platform.gatewayNamespace | quote }}" in policy
