@@ -431,6 +431,12 @@ def custom_authz_suite(p: ModelPlan) -> dict[str, Any]:
             {"equal": {"path": "spec.rules[0].to[0].operation.paths", "value": ["*"]}},
             {"notExists": {"path": "spec.rules[0].to[0].operation.notPaths"}},
         ], {"auth.customAuthz.includePaths": [], "auth.customAuthz.excludePaths": []}),
+        _case("checks only requests for the listed hosts", [
+            {"equal": {"path": "spec.rules[0].to[0].operation.hosts", "value": ["m.ext.example.com", "*.example.org"]}},
+        ], {"auth.customAuthz.hosts": ["m.ext.example.com", "*.example.org"]}),
+        _case("checks requests for any host when none are listed", [
+            {"notExists": {"path": "spec.rules[0].to[0].operation.hosts"}},
+        ], {"auth.customAuthz.hosts": []}),
     ]}
 
 

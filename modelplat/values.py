@@ -103,6 +103,8 @@ OneLine = Annotated[str, StringConstraints(pattern=ONE_LINE, max_length=500)]
 HEADER_VALUE = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
 HeaderValue = Annotated[str, StringConstraints(pattern=HEADER_VALUE, max_length=256)]
 HEADER_NAME = r"^[a-z0-9-]+$"
+# A host an AuthorizationPolicy operation matches: a DNS name (optionally *. for any subdomain, and a port).
+AUTHZ_HOST = r"^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$"
 # An image tag (runtimeVersion, canary.imageTag), as OCI references allow it.
 IMAGE_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -411,6 +413,13 @@ class CustomAuthz(Section):
     )
     excludePaths: list[HttpPath] = Field(
         default_factory=list, description="These paths are never sent to the provider."
+    )
+    hosts: list[Annotated[str, StringConstraints(pattern=AUTHZ_HOST, max_length=253)]] = Field(
+        default_factory=list,
+        description="Only requests for these hosts (Host header; a leading `*.` matches any subdomain) are "
+                    "sent to the provider, e.g. the model's exposed host, so calls inside the mesh skip it; "
+                    "empty: any host.",
+        examples=[["qwen-chat-predictor-llm.ext.models.example.com"]],
     )
 
 

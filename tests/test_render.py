@@ -228,3 +228,12 @@ def test_the_gateway_pods_namespace_defaults_to_the_gateways_and_can_differ(tree
     assert run.plans[0].chart_values["platform"]["gatewayNamespace"] == "istio-ingress"
     policy = render_tree(run.plans, run.platform)["demo/m/chart/templates/authorizationpolicy.yaml"].decode()
     assert "notNamespaces:\n              - {{ .Values.platform.gatewayNamespace | quote }}" in policy
+
+
+def test_ext_authz_can_be_scoped_to_hosts(tree):
+    base = CPU + ("auth:\n  customAuthz:\n    enabled: true\n    provider: ext-authz\n")
+    run = pipeline.run([tree({"demo/m.yaml": base + "    hosts: [m.ext.example.com, '*.example.org']\n"})])
+    assert not run.errors and run.plans[0].chart_values["auth"]["customAuthz"]["hosts"] == [
+        "m.ext.example.com", "*.example.org"]
+    refused = pipeline.run([tree({"demo/m.yaml": base + "    hosts: ['http://x/']\n"})]).errors
+    assert [d.key for d in refused] == ["auth.customAuthz.hosts.0"]
