@@ -376,14 +376,18 @@ def rdma_rules(values: ModelValues, platform: PlatformSettings, src: Source, ide
             yield src.diagnostic(where + ("name",), "duplicate-network", f"network {net.name} is declared twice")
         seen.add(net.name)
         if net.type == "existing":
-            for field in ("resourceName", "master", "subnet"):
-                if getattr(net, field) is not None:
+            for field in ("resourceName", "master", "subnet", "rdmaCni"):
+                if getattr(net, field) not in (None, False):
                     yield src.diagnostic(where + (field,), "existing-network-field",
                                          f"{field} describes a NAD modelplat renders; an existing NAD is used as it is")
             continue
         if net.namespace is not None:
             yield src.diagnostic(where + ("namespace",), "network-namespace",
                                  "namespace is only for type: existing; rendered NADs live in the model's namespace")
+        if net.rdmaCni and net.type != "sriov":
+            yield src.diagnostic(where + ("rdmaCni",), "rdma-cni-needs-sriov",
+                                 f"the rdma CNI plugin moves an SR-IOV VF's RDMA device; a {net.type} network has none",
+                                 "use type: sriov, or remove rdmaCni")
         if net.type == "sriov":
             if not net.resourceName:
                 yield src.diagnostic(where, "sriov-needs-resource", "an SR-IOV network needs resourceName (its device pool)")

@@ -322,6 +322,8 @@ def nad_suite(p: ModelPlan) -> dict[str, Any]:
         if net.resourceName:
             asserts.append({"equal": {"path": _key("metadata.annotations", "k8s.v1.cni.cncf.io/resourceName"),
                                       "value": net.resourceName}, "documentIndex": index})
+        chain = {"path": "spec.config", "pattern": r'"plugins":\[\{.*"type":"sriov"\},\{"type":"rdma"\}\]'}
+        asserts.append({"matchRegex" if net.rdmaCni else "notMatchRegex": chain, "documentIndex": index})
     return {"suite": f"{p.name} NetworkAttachmentDefinition", "templates": ["templates/networkattachmentdefinition.yaml"],
             "release": _release(p), "tests": [
         _case("declares one Multus network per owned RDMA network", asserts),

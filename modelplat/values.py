@@ -544,6 +544,11 @@ class RDMANetwork(Section):
     subnet: Optional[Annotated[str, StringConstraints(pattern=r"^[0-9.]+/[0-9]{1,2}$")]] = Field(
         default=None, description="IPAM subnet (whereabouts).", examples=["192.168.100.0/24"]
     )
+    rdmaCni: StrictBool = Field(
+        default=False,
+        description="Chain the rdma CNI plugin after sriov, which moves the VF's RDMA device into the pod "
+                    "(nodes whose RDMA subsystem runs in exclusive netns mode need it). sriov only.",
+    )
 
 
 class RDMA(Section):

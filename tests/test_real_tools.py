@@ -266,8 +266,9 @@ def test_rdma_pods_get_networks_devices_and_ipc_lock_only(helm):
     docs = rendered_examples(helm)["llm-70b/llama-prefill"]
     nad = next(d for d in docs if d["kind"] == "NetworkAttachmentDefinition")
     config = json.loads(nad["spec"]["config"])
-    assert config == {"cniVersion": "0.3.1", "name": "kv-transfer", "type": "sriov",
-                      "ipam": {"type": "whereabouts", "range": "192.168.100.0/24"}}
+    # The example chains the rdma CNI plugin after sriov (rdmaCni: exclusive RDMA netns mode).
+    assert config == {"cniVersion": "0.3.1", "name": "kv-transfer", "plugins": [
+        {"type": "sriov", "ipam": {"type": "whereabouts", "range": "192.168.100.0/24"}}, {"type": "rdma"}]}
     assert nad["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"] == "nvidia.com/rdma_vf"
     predictor = isvc_of(docs)["spec"]["predictor"]
     assert predictor["annotations"]["k8s.v1.cni.cncf.io/networks"] == "llm-70b/kv-transfer"

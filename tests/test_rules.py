@@ -197,6 +197,10 @@ def test_rdma_rules(tree):
     assert "network-namespace" in codes(tree, rdma + "    - {name: kv, type: macvlan, master: eth1, namespace: x}\n")
     assert "duplicate-network" in codes(tree, rdma + "    - {name: kv, type: existing}\n    - {name: kv, type: existing}\n")
     assert "rdma-disabled" in codes(tree, GPU_LLM + "rdma:\n  ncclHints: true\n")
+    assert codes(tree, rdma + "    - {name: kv, type: sriov, resourceName: rdma/roce_gdr, rdmaCni: true}\n") == {}
+    d = codes(tree, rdma + "    - {name: kv, type: macvlan, master: eth1, rdmaCni: true}\n")["rdma-cni-needs-sriov"]
+    assert d.key == "rdma.networks.0.rdmaCni"
+    assert "existing-network-field" in codes(tree, rdma + "    - {name: kv, type: existing, rdmaCni: true}\n")
 
 
 JWT_PLATFORM = ("clusterName: ml\ndomain: models.example.com\njwt:\n  issuer: https://idp.example.com\n"

@@ -159,6 +159,11 @@ serving.kserve.io/inferenceservice: {{ include "modelplat.name" . | quote }}
 {{- if eq .type "macvlan" }}{{ $_ := set $config "master" .master }}{{ $_ := set $config "mode" "bridge" }}{{ end -}}
 {{- if eq .type "host-device" }}{{ $_ := set $config "device" .master }}{{ end -}}
 {{- with .subnet }}{{ $_ := set $config "ipam" (dict "type" "whereabouts" "range" .) }}{{ end -}}
+{{- if .rdmaCni -}}
+{{- /* A chain: sriov attaches the VF, then rdma moves its RDMA device into the pod's namespace. */ -}}
+{{- $_ := unset $config "cniVersion" }}{{ $_ := unset $config "name" -}}
+{{- $config = dict "cniVersion" "0.3.1" "name" .name "plugins" (list $config (dict "type" "rdma")) -}}
+{{- end -}}
 {{- toJson $config -}}
 {{- end -}}
 
