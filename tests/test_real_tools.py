@@ -17,7 +17,7 @@ from ruamel.yaml import YAML
 
 from modelplat import tools
 
-from conftest import EXAMPLES, REPO, modelplat, need_tool
+from conftest import CPU_FILE, EXAMPLES, REPO, modelplat, need_tool
 
 _yaml = YAML(typ="safe")
 
@@ -400,3 +400,15 @@ def test_podmonitor_and_canary_autoscaling_pass_the_real_tools(helm, lint_tools,
     assert canary_hpa["spec"]["scaleTargetRef"]["name"] == "m-canary-predictor"
     canary = by_kind(docs, "InferenceService", "m-canary")
     assert canary["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "external"
+
+
+def test_a_canary_header_of_the_models_own_passes_its_generated_suites(tree, lint_tools):
+    """A generated case set headerMatch {x-model-canary: "true"} and compared the whole map, but
+    Helm merges a case's map into the model's own: a model matching on any other header failed
+    lint though it was valid. Cases now assert only what they set."""
+    model = CPU_FILE + ("primaryLoad: 90\ncanary:\n  enabled: true\n  storageUri: s3://m/v2\n"
+                        "  headerMatch:\n    x-team: search\n")
+    root = tree({"demo/iris.yaml": model})
+    lint = modelplat("lint", str(root), "--require-tools", "--format", "json")
+    checks = json.loads(lint.stdout)["models"][0]["checks"]
+    assert lint.returncode == 0 and checks["helm unittest"]["status"] == "pass", checks["helm unittest"]
