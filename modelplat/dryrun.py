@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import tools
 from .errors import Diagnostic, ToolError
-from .lint import WIRING
+from .manifests import WIRING
 
 # Files of the rendered tree that are not API objects, and lint's own scratch files.
 NOT_OBJECTS = ("kustomization.yaml", "manifests.yaml", "values-from-helmrelease.yaml")
@@ -51,7 +51,7 @@ def documents(text: str, source: str, *, owner: str = WIRING, namespace: str = "
               chart_dir: str | None = None) -> list[Manifest]:
     """The objects of a YAML stream. For `helm template` output pass chart_dir: its
     `# Source:` comments then name each object's template; namespace is the release's."""
-    from .lint import split_manifests
+    from .manifests import split_manifests
 
     found = []
     for doc in split_manifests(text):

@@ -365,7 +365,7 @@ def validate_imported(values: dict, platform=None, file: Path | None = None) -> 
     model's name and project, as for render)."""
     from . import rules
     from .loader import Source
-    from .plan import identity
+    from .resolve import identity
     from .validate import validate
     from .values import ModelValues
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import outputchecks, tools, yamlout
+from .manifests import WIRING, Manifest, split_manifests
 from .errors import Diagnostic
 
 CHECKS = ("schema+rules", "helm lint", "helm template", "kubeconform", "helm unittest", "istioctl validate",
@@ -26,7 +27,6 @@ TOOL_OF = {"helm lint": "helm", "helm template": "helm", "kubeconform": "kubecon
 TOOLS = ("helm", "kubeconform", "helm-unittest", "istioctl", "kustomize", "promtool")
 # Checks of a chart's `helm template` output: without it there is nothing to check.
 FROM_MANIFESTS = ("kubeconform", "istioctl validate", "promtool")
-WIRING = "(flux wiring)"  # the row of problems that belong to no model (kustomizations, _platform/)
 SERVER_DRY_RUN = "server dry-run"  # only with lint(server_dry_run=True); see dryrun.py
 ENGINE_CHECKS = ("flux", "kserve", "istio")  # only with lint(engines=True); see engines/
 _SCRATCH = ".lint"  # per model folder: the files lint writes for the tools (never part of the output)
@@ -87,6 +87,7 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
          server_dry_run: bool = False, kubeconfig: str | None = None, engines: bool = False) -> LintReport:
     from . import pipeline, render
     from . import plan as planning
+    from .wiring import rate_limit_config_file
 
     result = pipeline.run(inputs, platform_file)
     by_file: dict[str, ModelResult] = {}
@@ -125,7 +126,7 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
             files = render.render_tree(result.plans, result.platform)
         else:  # the rate limit parse needs no tool, and only the wiring files
             files = render.render_wiring([planning.wiring_identity(p) for p in result.plans], result.platform)
-        by_config = {planning.rate_limit_config_file(p.namespace, p.name): model for p, model in pairs}
+        by_config = {rate_limit_config_file(p.namespace, p.name): model for p, model in pairs}
         _record("ratelimit config", outputchecks.ratelimit_findings(files), pairs, wiring,
                 lambda path: by_config.get(path.partition("#")[2]))
         if use_tools:
@@ -275,45 +276,6 @@ def _owner_by_path(pairs: list):
         return None
 
     return owner
-
-
-@dataclass
-class Manifest:
-    """One document of a chart's `helm template` output."""
-
-    source: str  # the template it came from, relative to the chart: "templates/virtualservice.yaml"
-    kind: str
-    name: str
-    namespace: str
-    group: str
-    body: dict
-    text: str
-
-
-_SOURCE = re.compile(r"^# Source: [^/\n]+/(\S+)", re.M)
-
-
-def split_manifests(output: str) -> list[Manifest]:
-    """helm template's output, one Manifest a document, each keeping its "# Source:" template."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    reader = YAML(typ="safe")  # one per call: a YAML instance is not thread-safe
-    manifests = []
-    for chunk in re.split(r"^---[ \t]*$", output, flags=re.M):
-        try:
-            body = reader.load(chunk)
-        except YAMLError:
-            continue  # kubeconform reports a document that is not YAML
-        if not isinstance(body, dict):
-            continue
-        source = _SOURCE.search(chunk)
-        metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-        api_version = str(body.get("apiVersion", ""))
-        manifests.append(Manifest(source.group(1) if source else "?", str(body.get("kind", "")),
-                                  str(metadata.get("name", "")), str(metadata.get("namespace", "")),
-                                  api_version.rpartition("/")[0], body, chunk.strip() + "\n"))
-    return manifests
 
 
 def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring: ModelResult,

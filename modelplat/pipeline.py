@@ -152,6 +152,7 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[Path], platform,
               platform_path: Path, progress: Progress | None = None) -> Run:
     from . import plan as planning, rules
+    from .resolve import identity
     from .validate import validate
     from .values import ModelValues
 
@@ -175,7 +176,7 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
             result.diagnostics.extend(problems)
             continue
         folder = model_file.path.parent.name if model_file.path.parent != model_file.root else None
-        ident = planning.identity(values, model_file.path.stem, folder)
+        ident = identity(values, model_file.path.stem, folder)
         problems = _identity_problems(source, values, ident, model_file)
         problems += rules.check(values, platform, source, ident)
         key = (ident.namespace, ident.name)

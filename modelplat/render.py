@@ -10,7 +10,7 @@ import json
 from functools import lru_cache
 from typing import Any, Iterable
 
-from . import __version__, metrics, plan as planning, rules, suites, yamlout
+from . import __version__, metrics, plan as planning, resolve, rules, suites, wiring, yamlout
 from .config import PlatformSettings
 from .plan import ModelPlan
 from .resources import chart_values_schema, helmignore, lua_sources
@@ -70,7 +70,7 @@ def _yaml(data: Any) -> bytes:
 def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
     env = _environment()
     context = {"plan": p, "custom": p.values.model.format == "custom", "model": p.values.model,
-               "pod_metrics": metrics.POD_METRICS, "sa_key": planning.SA_KEY,
+               "pod_metrics": metrics.POD_METRICS, "sa_key": resolve.SA_KEY,
                "model_name_formats": rules.MODEL_NAME_FORMATS}
     chart = p.chart_dir
     values = yamlout.Block(p.chart_values)  # emitted once: values.yaml and the HelmRelease share it
@@ -123,39 +123,39 @@ def render_wiring(identities: Iterable[tuple], platform: PlatformSettings) -> Fi
     for name, project, namespace, limits, tokens in identities:
         projects.setdefault(project, []).append((name, namespace))
         if limits:
-            limit_configs[planning.rate_limit_config_file(namespace, name)] = yamlout.dump(
-                planning.rate_limit_config(namespace, name, limits))
+            limit_configs[wiring.rate_limit_config_file(namespace, name)] = yamlout.dump(
+                wiring.rate_limit_config(namespace, name, limits))
         if tokens:
             tenant, scope, windows = tokens
             tenants.setdefault(tenant, {})[scope] = windows  # shared scopes agree (pipeline checks)
     for tenant, scopes in tenants.items():
-        limit_configs[planning.token_quota_config_file(tenant)] = yamlout.dump(planning.token_quota_config(tenant, scopes))
+        limit_configs[wiring.token_quota_config_file(tenant)] = yamlout.dump(wiring.token_quota_config(tenant, scopes))
     for project, members in sorted(projects.items()):
         namespaces = sorted({namespace for _, namespace in members})
         entries = [f"namespace-{ns}.yaml" for ns in namespaces]
         for ns in namespaces:
-            files[f"{project}/namespace-{ns}.yaml"] = _yaml(planning.namespace(ns, platform))
+            files[f"{project}/namespace-{ns}.yaml"] = _yaml(wiring.namespace(ns, platform))
         entries += sorted(f"{name}/helmrelease.yaml" for name, _ in members)
-        files[f"{project}/kustomization.yaml"] = _yaml(planning.kustomization(entries))
-    files[f"{PLATFORM_DIR}/flux/gitrepository.yaml"] = _yaml(planning.git_repository(platform))
-    files[f"{PLATFORM_DIR}/flux/sync.yaml"] = _yaml(planning.flux_kustomization(platform))
+        files[f"{project}/kustomization.yaml"] = _yaml(wiring.kustomization(entries))
+    files[f"{PLATFORM_DIR}/flux/gitrepository.yaml"] = _yaml(wiring.git_repository(platform))
+    files[f"{PLATFORM_DIR}/flux/sync.yaml"] = _yaml(wiring.flux_kustomization(platform))
     files[f"{PLATFORM_DIR}/flux/kustomization.yaml"] = _yaml(
-        planning.kustomization(["gitrepository.yaml", "sync.yaml"])
+        wiring.kustomization(["gitrepository.yaml", "sync.yaml"])
     )
     platform_dirs = [f"{PLATFORM_DIR}/flux"]
     if platform.prometheusAdapter.enabled:
-        adapter = planning.prometheus_adapter(platform)
+        adapter = wiring.prometheus_adapter(platform)
         for name, document in adapter.items():
             files[f"{PLATFORM_DIR}/prometheus-adapter/{name}"] = _yaml(document)
-        files[f"{PLATFORM_DIR}/prometheus-adapter/kustomization.yaml"] = _yaml(planning.kustomization(sorted(adapter)))
+        files[f"{PLATFORM_DIR}/prometheus-adapter/kustomization.yaml"] = _yaml(wiring.kustomization(sorted(adapter)))
         platform_dirs.append(f"{PLATFORM_DIR}/prometheus-adapter")
     if limit_configs:  # only when a model has request limits or token quotas to enforce
-        service = planning.rate_limit_service(platform, limit_configs)
+        service = wiring.rate_limit_service(platform, limit_configs)
         for name, document in service.items():
             files[f"{PLATFORM_DIR}/ratelimit/{name}"] = _yaml(document)
-        files[f"{PLATFORM_DIR}/ratelimit/kustomization.yaml"] = _yaml(planning.kustomization(sorted(service)))
+        files[f"{PLATFORM_DIR}/ratelimit/kustomization.yaml"] = _yaml(wiring.kustomization(sorted(service)))
         platform_dirs.append(f"{PLATFORM_DIR}/ratelimit")
-    files["kustomization.yaml"] = _yaml(planning.kustomization(platform_dirs + sorted(projects)))
+    files["kustomization.yaml"] = _yaml(wiring.kustomization(platform_dirs + sorted(projects)))
     return files
 
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 import re
 
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 from .config import PlatformSettings
 from .errors import Diagnostic
 from .loader import Source
+from .resolve import RUNTIME_PROTOCOLS, Identity, exposure_host, metrics_port, token_limit
 from .values import ModelValues
 
-if TYPE_CHECKING:  # a type only: plan imports rules
-    from .plan import Identity
 
 # Longest suffix KServe and modelplat append to a model name: "<name>-canary-predictor" must stay
 # a 63-character DNS label (it names a Service), so names are capped for every model, even one
@@ -52,43 +51,9 @@ def quantity(value: object) -> Decimal:
 # KServe's Python model servers take --model_name; TorchServe, Triton and TF Serving do not.
 MODEL_NAME_FORMATS = frozenset({"sklearn", "xgboost", "lightgbm", "huggingface"})
 
-# The protocols KServe v0.20's default ClusterServingRuntimes serve each format over (config/runtimes:
-# tensorflow-serving v1; Triton v2/grpc-v2 for onnx, tensorflow and triton; TorchServe v1/v2/grpc-v2;
-# the Python servers and MLServer v1/v2). Without protocolVersion KServe asks for v1, and a format
-# no runtime serves over that protocol gets no Deployment ("no runtime found"), which the engines
-# tests saw for onnx. An `openai` model sets no protocolVersion (v1 to KServe).
-RUNTIME_PROTOCOLS = {
-    "sklearn": ("v1", "v2"), "xgboost": ("v1", "v2"), "lightgbm": ("v1", "v2"), "huggingface": ("v1", "v2"),
-    "tensorflow": ("v1", "v2", "grpc-v2"), "pytorch": ("v1", "v2", "grpc-v2"),
-    "onnx": ("v2", "grpc-v2"), "triton": ("v2", "grpc-v2"),
-}
-
-
-def default_protocol(fmt: str) -> str | None:
-    """What modelplat sets when model.protocol is unset: nothing (KServe's v1) where a runtime
-    serves v1, else v2 (onnx and triton are served by Triton only)."""
-    served = RUNTIME_PROTOCOLS.get(fmt)
-    return None if served is None or "v1" in served else "v2"
-
-# Where KServe v0.20's default runtimes serve Prometheus metrics (their prometheus.kserve.io/port
-# annotation): the Python servers and MLServer on their HTTP port 8080, TorchServe on 8082,
-# Triton (onnx, triton, tensorflow over v2) on 8002. A custom container serves them on model.port.
-RUNTIME_METRICS_PORTS = {"pytorch": 8082, "triton": 8002, "onnx": 8002}
-
-
-def metrics_port(values: ModelValues) -> int:
-    """The port the model's metrics are scraped on: metrics.port, else the model server's own."""
-    if values.metrics.port is not None:
-        return values.metrics.port
-    if values.model.format == "custom":
-        return values.model.port
-    if values.model.format == "tensorflow" and (values.model.protocol or "v1") != "v1":
-        return 8002  # tensorflow over v2 is served by Triton
-    return RUNTIME_METRICS_PORTS.get(values.model.format, 8080)
-
 # --- the rules -------------------------------------------------------------------------------------
 
-Rule = Callable[[ModelValues, PlatformSettings, Source, "Identity"], Iterator[Diagnostic]]
+Rule = Callable[[ModelValues, PlatformSettings, Source, Identity], Iterator[Diagnostic]]
 
 
 def name_length(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
@@ -215,8 +180,6 @@ def _istio_minor(platform: PlatformSettings) -> int:
 
 
 def _token_limit_rules(values: ModelValues, platform: PlatformSettings, src: Source, openai: bool) -> Iterator[Diagnostic]:
-    from .plan import token_limit
-
     own = values.tokenLimit
     resolved = token_limit(values, platform)  # exactly what the chart receives: platform defaults filled in
 
@@ -470,11 +433,6 @@ def traffic_rules(values: ModelValues, platform: PlatformSettings, src: Source, 
     if values.mirror.enabled and values.mirror.percentage == 0:
         yield src.diagnostic(("mirror", "percentage"), "mirror-nothing", "mirror.percentage 0 mirrors nothing",
                              "set a percentage above 0, or turn mirroring off")
-
-
-def exposure_host(platform: PlatformSettings, name: str, namespace: str, kind: str) -> str:
-    """The host an exposed model gets from the platform pattern (never a wildcard)."""
-    return platform.hostPattern.format(name=name, namespace=namespace, type=kind, domain=platform.domain or "")
 
 
 RULES: list[Rule] = [name_length, resource_bounds, model_spec, env_vars, feature_consistency,

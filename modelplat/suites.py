@@ -518,7 +518,7 @@ def variant_suite(p: ModelPlan, variant: str) -> dict[str, Any]:
 
 
 def ratelimit_suite(p: ModelPlan) -> dict[str, Any]:
-    from .plan import SA_KEY
+    from .resolve import SA_KEY
 
     v = p.chart_values
     header = v["platform"]["jwtClaims"]["serviceAccountHeader"]

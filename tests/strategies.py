@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from modelplat import rules
+from modelplat import resolve
 
 # Text users put in free-text fields, including strings that look like template code in every
 # language the output passes through (Go templates, jinja with modelplat's delimiters, shell).
@@ -76,7 +76,7 @@ def model_values(draw):
     if draw(st.booleans()):
         # v1/v2/grpc-v2 set a KServe runtime's protocolVersion: not for custom containers, and
         # only one some runtime serves the format over (openai counts as v1 to KServe).
-        served = rules.RUNTIME_PROTOCOLS.get(fmt, ())
+        served = resolve.RUNTIME_PROTOCOLS.get(fmt, ())
         model["protocol"] = draw(st.sampled_from(
             ["openai"] if fmt == "custom" else [*served, *(["openai"] if "v1" in served else [])]))
     model["args"] = draw(st.lists(FREE_TEXT, max_size=4))

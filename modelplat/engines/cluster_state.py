@@ -13,7 +13,7 @@ import gzip
 import json
 from dataclasses import dataclass, field
 
-from ..lint import split_manifests
+from ..manifests import split_manifests
 from .kube import Kube
 
 VARIANT_SUFFIX = {"primary": "", "canary": "-canary", "shadow": "-shadow"}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .. import tools, yamlout
 from .. import plan as planning
 from ..config import PlatformSettings
-from ..lint import split_manifests
+from ..manifests import split_manifests
 from . import checks, istio
 from .cluster_state import ModelState, model_state
 from .controlplane import ControlPlane

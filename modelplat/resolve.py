@@ -1,0 +1,121 @@
+"""Facts derived from a model's values (and the platform settings), each worked out in one place:
+its identity, the protocol and metrics port of its runtime, its exposed host, its token quota
+with the platform's defaults filled in. The rules judge them and planning serialises them into
+the chart values; neither works them out again.
+
+Imports only values and config, so every other module may import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .config import PlatformSettings
+from .values import ModelValues
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    project: str
+    namespace: str
+
+
+def identity(values: ModelValues, file_stem: str, folder: str | None) -> Identity:
+    """Name from the file name, project from the folder, unless the file says otherwise."""
+    name = values.name or file_stem
+    project = values.project or folder or ""
+    return Identity(name=name, project=project, namespace=values.namespace or project)
+
+
+# The protocols KServe v0.20's default ClusterServingRuntimes serve each format over (config/runtimes:
+# tensorflow-serving v1; Triton v2/grpc-v2 for onnx, tensorflow and triton; TorchServe v1/v2/grpc-v2;
+# the Python servers and MLServer v1/v2). Without protocolVersion KServe asks for v1, and a format
+# no runtime serves over that protocol gets no Deployment ("no runtime found"), which the engines
+# tests saw for onnx. An `openai` model sets no protocolVersion (v1 to KServe).
+RUNTIME_PROTOCOLS = {
+    "sklearn": ("v1", "v2"), "xgboost": ("v1", "v2"), "lightgbm": ("v1", "v2"), "huggingface": ("v1", "v2"),
+    "tensorflow": ("v1", "v2", "grpc-v2"), "pytorch": ("v1", "v2", "grpc-v2"),
+    "onnx": ("v2", "grpc-v2"), "triton": ("v2", "grpc-v2"),
+}
+
+
+def default_protocol(fmt: str) -> str | None:
+    """What modelplat sets when model.protocol is unset: nothing (KServe's v1) where a runtime
+    serves v1, else v2 (onnx and triton are served by Triton only)."""
+    served = RUNTIME_PROTOCOLS.get(fmt)
+    return None if served is None or "v1" in served else "v2"
+
+# Where KServe v0.20's default runtimes serve Prometheus metrics (their prometheus.kserve.io/port
+# annotation): the Python servers and MLServer on their HTTP port 8080, TorchServe on 8082,
+# Triton (onnx, triton, tensorflow over v2) on 8002. A custom container serves them on model.port.
+RUNTIME_METRICS_PORTS = {"pytorch": 8082, "triton": 8002, "onnx": 8002}
+
+
+def metrics_port(values: ModelValues) -> int:
+    """The port the model's metrics are scraped on: metrics.port, else the model server's own."""
+    if values.metrics.port is not None:
+        return values.metrics.port
+    if values.model.format == "custom":
+        return values.model.port
+    if values.model.format == "tensorflow" and (values.model.protocol or "v1") != "v1":
+        return 8002  # tensorflow over v2 is served by Triton
+    return RUNTIME_METRICS_PORTS.get(values.model.format, 8080)
+
+
+def exposure_host(platform: PlatformSettings, name: str, namespace: str, kind: str) -> str:
+    """The host an exposed model gets from the platform pattern (never a wildcard)."""
+    return platform.hostPattern.format(name=name, namespace=namespace, type=kind, domain=platform.domain or "")
+
+
+# One rate-limit descriptor key per identity and window (plan.token_quota and the EnvoyFilter use them).
+TOKEN_WINDOWS = (("saLimit", "sa_day", "day"), ("saLimitPerMinute", "sa_minute", "minute"),
+                 ("ipLimit", "ip_day", "day"), ("ipLimitPerMinute", "ip_minute", "minute"))
+
+
+def token_limit(values: ModelValues, platform: PlatformSettings) -> dict[str, Any]:
+    """The model's tokenLimit with the platform defaults filled in (what the chart receives)."""
+    own, defaults = values.tokenLimit, platform.tokenLimit
+    doc: dict[str, Any] = {"enabled": own.enabled}
+    if own.tenantId is not None:
+        doc["tenantId"] = own.tenantId
+    for key, _, _ in TOKEN_WINDOWS:
+        value = getattr(own, key) if getattr(own, key) is not None else getattr(defaults, key)
+        if value is not None:
+            doc[key] = value
+    doc["paths"] = list(own.paths if own.paths is not None else defaults.paths)
+    doc["missingIdentity"] = own.missingIdentity or defaults.missingIdentity
+    doc["failureMode"] = own.failureMode or defaults.failureMode
+    doc["shareTenantQuota"] = own.shareTenantQuota
+    return doc
+
+
+# --- rate-limit descriptors, as data -------------------------------------------------------------
+
+def rate_limit_domain(namespace: str, name: str) -> str:
+    # One domain per model: envoyproxy/ratelimit refuses two config files with the same domain,
+    # and a domain of its own keeps one model's limits from ever counting another's requests.
+    return f"modelplat.{namespace}.{name}"
+
+
+# The descriptor keys the EnvoyFilter's actions send (templates/.../envoyfilter-ratelimit.yaml.j2):
+# remote_address is Envoy's own key for the client address action; service_account is ours.
+IP_KEY = "remote_address"
+SA_KEY = "service_account"
+
+
+# Counted by the platform's rate limit service: one domain per tenant, one `scope` per quota (the
+# tenant's shared one, or one model's), then one descriptor key per identity and window. The
+# descriptors the EnvoyFilter's actions send (envoyfilter-tokenlimit.yaml.j2) follow the same
+# names: `scope` from a generic_key action, the identity from the Lua filter's dynamic metadata.
+
+SHARED_SCOPE = "tenant"
+
+
+def token_domain(tenant: str) -> str:
+    return f"modelplat.tokens.{tenant}"
+
+
+def token_scope(namespace: str, name: str, shared: bool) -> str:
+    return SHARED_SCOPE if shared else f"{namespace}.{name}"

@@ -1,0 +1,169 @@
+"""The objects that tie the models together and that they rely on, beside their charts: Flux's
+GitRepository and Kustomizations, the project namespaces, prometheus-adapter, and the rate
+limit service with every model's limits and every tenant's token quota (render.render_wiring
+writes them under charts-out/_platform and the project folders).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import PlatformSettings
+from .resolve import IP_KEY, SA_KEY, rate_limit_domain, token_domain
+
+
+def namespace(project_namespace: str, platform: PlatformSettings) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/managed-by": "modelplat", "modelplat.io/environment": platform.environment}
+    if platform.istioInjection:
+        labels["istio-injection"] = "enabled"
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": project_namespace, "labels": labels}}
+
+
+def kustomization(resources: list[str]) -> dict[str, Any]:
+    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": resources}
+
+
+def git_repository(platform: PlatformSettings) -> dict[str, Any]:
+    src = platform.flux.gitRepository
+    spec: dict[str, Any] = {"interval": platform.flux.interval, "url": src.url, "ref": {"branch": src.branch}}
+    if src.secretRef:
+        spec["secretRef"] = {"name": src.secretRef}
+    return {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": src.name, "namespace": src.namespace},
+        "spec": spec,
+    }
+
+
+def flux_kustomization(platform: PlatformSettings) -> dict[str, Any]:
+    src = platform.flux.gitRepository
+    return {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": platform.flux.kustomizationName, "namespace": src.namespace},
+        "spec": {
+            "interval": platform.flux.interval,
+            "path": platform.flux.path,
+            "prune": True,
+            "sourceRef": {"kind": "GitRepository", "name": src.name},
+            "timeout": platform.flux.timeout,
+        },
+    }
+
+
+def prometheus_adapter(platform: PlatformSettings) -> dict[str, list[dict[str, Any]] | dict[str, Any]]:
+    """The platform's prometheus-adapter: a HelmRepository and a HelmRelease whose rules serve
+    exactly the custom metrics the charts' HPAs use (modelplat.metrics)."""
+    from . import metrics
+
+    adapter = platform.prometheusAdapter
+    source_ns = platform.flux.gitRepository.namespace
+    repository = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "HelmRepository",
+        "metadata": {"name": "prometheus-community", "namespace": source_ns},
+        "spec": {"interval": "1h", "url": adapter.repositoryUrl,
+                 **({"type": "oci"} if adapter.repositoryUrl.startswith("oci://") else {})},
+    }
+    release = {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "kind": "HelmRelease",
+        "metadata": {"name": "prometheus-adapter", "namespace": adapter.namespace,
+                     "labels": {"app.kubernetes.io/managed-by": "modelplat"}},
+        "spec": {
+            "interval": platform.flux.interval,
+            "chart": {"spec": {
+                "chart": "prometheus-adapter",
+                "version": adapter.chartVersion,
+                "sourceRef": {"kind": "HelmRepository", "name": "prometheus-community", "namespace": source_ns},
+            }},
+            "install": {"remediation": {"retries": platform.flux.retries}},
+            "upgrade": {"remediation": {"retries": platform.flux.retries}},
+            "values": {
+                "prometheus": {"url": adapter.prometheusUrl, "port": adapter.prometheusPort},
+                # Only the metrics modelplat's HPAs use; CPU and memory come from metrics-server.
+                "rules": {"default": False, "custom": metrics.adapter_rules(platform.metricLabels)},
+            },
+        },
+    }
+    return {"helmrepository.yaml": repository, "helmrelease.yaml": release}
+
+
+def rate_limit_config_file(namespace: str, name: str) -> str:
+    """The model's file in the rate limit service's config folder (its key in the ConfigMap)."""
+    return f"{namespace}.{name}.yaml"
+
+
+def rate_limit_config(namespace: str, name: str, limits: list[int | None]) -> dict[str, Any]:
+    """The ratelimit service's config for one model: per-minute limits, keyed as the actions send."""
+    descriptors = []
+    if limits[0] is not None:
+        descriptors.append({"key": IP_KEY, "rate_limit": {"unit": "minute", "requests_per_unit": limits[0]}})
+    if limits[1] is not None:
+        descriptors.append({"key": SA_KEY, "rate_limit": {"unit": "minute", "requests_per_unit": limits[1]}})
+    return {"domain": rate_limit_domain(namespace, name), "descriptors": descriptors}
+
+
+def rate_limit_service(platform: PlatformSettings, configs: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The platform's rate limit service: Redis, envoyproxy/ratelimit, and one ConfigMap holding
+    every model's config file (the service reads all files of its config folder)."""
+    settings = platform.rateLimit
+    ns = settings.namespace
+    labels = {"app.kubernetes.io/managed-by": "modelplat", "app.kubernetes.io/part-of": "modelplat-ratelimit"}
+
+    def deployment(name: str, container: dict[str, Any], volumes: list | None = None) -> dict[str, Any]:
+        pod: dict[str, Any] = {"containers": [container]}
+        if volumes:
+            pod["volumes"] = volumes
+        return {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "labels": labels | {"app.kubernetes.io/name": name}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                     "template": {"metadata": {"labels": labels | {"app.kubernetes.io/name": name}}, "spec": pod}},
+        }
+
+    def service(name: str, port: int, port_name: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": ns, "labels": labels},
+                "spec": {"selector": {"app.kubernetes.io/name": name},
+                         "ports": [{"name": port_name, "port": port, "targetPort": port}]}}
+
+    env = {
+        "LOG_LEVEL": "warn", "REDIS_SOCKET_TYPE": "tcp", "REDIS_URL": "redis:6379", "USE_STATSD": "false",
+        "RUNTIME_ROOT": "/data", "RUNTIME_SUBDIRECTORY": "ratelimit", "RUNTIME_WATCH_ROOT": "false",
+        "RUNTIME_IGNOREDOTFILES": "true", "GRPC_PORT": str(settings.grpcPort),
+    }
+    ratelimit = deployment("ratelimit", {
+        "name": "ratelimit", "image": settings.image, "command": ["/bin/ratelimit"],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "ports": [{"containerPort": settings.grpcPort, "name": "grpc"}],
+        "volumeMounts": [{"name": "config", "mountPath": "/data/ratelimit/config"}],
+    }, [{"name": "config", "configMap": {"name": "ratelimit-config"}}])
+    redis = deployment("redis", {"name": "redis", "image": settings.redisImage,
+                                 "ports": [{"containerPort": 6379, "name": "redis"}]})
+    return {
+        "namespace.yaml": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}},
+        "configmap.yaml": {"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": "ratelimit-config", "namespace": ns, "labels": labels},
+                           "data": dict(sorted(configs.items()))},
+        "ratelimit.yaml": ratelimit,
+        "ratelimit-service.yaml": service("ratelimit", settings.grpcPort, "grpc"),
+        "redis.yaml": redis,
+        "redis-service.yaml": service("redis", 6379, "redis"),
+    }
+
+
+def token_quota_config_file(tenant: str) -> str:
+    """The tenant's key in the rate limit service's ConfigMap."""
+    return f"tokens.{tenant}.yaml"
+
+
+def token_quota_config(tenant: str, scopes: dict[str, tuple]) -> dict[str, Any]:
+    """The rate limit service's config for one tenant: each scope's quotas in tokens per unit."""
+    descriptors = []
+    for scope, windows in sorted(scopes.items()):
+        descriptors.append({"key": "scope", "value": scope, "descriptors": [
+            {"key": key, "rate_limit": {"unit": unit, "requests_per_unit": tokens}} for key, unit, tokens in windows
+        ]})
+    return {"domain": token_domain(tenant), "descriptors": descriptors}
