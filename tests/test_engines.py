@@ -26,7 +26,7 @@ import engine_models
 from conftest import EXAMPLES, IN_CI
 from envoy_lua import Filter
 
-pytestmark = [pytest.mark.tools, pytest.mark.engines]
+pytestmark = pytest.mark.engines
 
 
 def need_engines() -> Engines:
