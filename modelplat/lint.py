@@ -188,30 +188,18 @@ class _PlaneStart:
     """The engines' local control plane, started in a thread of its own in a folder of its own."""
 
     def __init__(self, engines, parent: Path):
-        import threading
-
-        from .engines.controlplane import ControlPlane
+        from .engines.controlplane import ControlPlane, Started
 
         self.folder = tempfile.TemporaryDirectory(prefix="modelplat-engines-", dir=parent)
         self.plane = ControlPlane(engines, Path(self.folder.name))
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._start, name="engines-start", daemon=True)
-        self.thread.start()
-
-    def _start(self) -> None:
-        try:
-            self.plane.start()
-        except BaseException as exc:  # re-raised by join(), in the caller's thread
-            self.error = exc
+        self.started = Started(self.plane.start)  # its error is re-raised by join(), in the caller's thread
 
     def join(self):
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
+        self.started.join()
         return self.plane
 
     def stop(self) -> None:
-        self.thread.join()  # a plane half started is stopped only once its start returned
+        self.started.wait()  # a plane half started is stopped only once its start returned
         try:
             self.plane.stop()
         finally:

@@ -112,7 +112,7 @@ class ControlPlane:
             self._start_kubelet()
             self._mark("kube-controller-manager")
             # KServe and Flux need nothing of each other: they start side by side.
-            flux = _Started(self._start_git_and_flux) if self.with_flux else None
+            flux = Started(self._start_git_and_flux) if self.with_flux else None
             try:
                 if self.with_kserve:
                     self._start_kserve()
@@ -332,8 +332,8 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-class _Started:
-    """A start step run in a thread of its own; join() re-raises what it raised."""
+class Started:
+    """A start step run in a thread of its own; join() waits and re-raises what it raised."""
 
     def __init__(self, step):
         self.error: BaseException | None = None
@@ -350,8 +350,11 @@ class _Started:
             self.error = exc
         self.seconds = time.monotonic() - started
 
-    def join(self) -> None:
+    def wait(self) -> None:
         self._thread.join()
+
+    def join(self) -> None:
+        self.wait()
         if self.error is not None:
             raise self.error
 
