@@ -68,13 +68,9 @@ install_helm_unittest() {
     need_go; log "building helm-unittest $HELM_UNITTEST_VERSION"
     # `go install` refuses this module (its go.mod has a replace directive), so build it as
     # the main module from a writable copy of the downloaded source.
-    local src tmp
-    src=$(go mod download -json "github.com/helm-unittest/helm-unittest@$HELM_UNITTEST_VERSION" |
-      python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
-    tmp=$(mktemp -d)
+    local tmp
+    tmp=$(module_copy "github.com/helm-unittest/helm-unittest@$HELM_UNITTEST_VERSION")
     trap 'rm -rf "${tmp:-}"' RETURN
-    cp -r "$src/." "$tmp/"
-    chmod -R u+w "$tmp"
     (cd "$tmp" && go build -o "$CACHE/helm-unittest-$HELM_UNITTEST_VERSION/helm-unittest" ./cmd/helm-unittest)
   }
   link helm-unittest "$HELM_UNITTEST_VERSION"
@@ -197,6 +193,20 @@ module_copy() {
   echo "$tmp"
 }
 
+# Builds BINARY into DIR from a writable copy of MODULE (module_copy) and keeps the module's
+# folder DATA beside it as DIR/DATA_NAME. PREPARE (a function, or `true`) runs in the copy
+# before the build, for go.mod edits. Usage: build_from_copy DIR BINARY MODULE DATA DATA_NAME
+# PREPARE PACKAGE
+build_from_copy() {
+  local dir=$1 binary=$2 module=$3 data=$4 data_name=$5 prepare=$6 package=$7 tmp
+  tmp=$(module_copy "$module")
+  trap 'rm -rf "${tmp:-}"' RETURN
+  mkdir -p "$dir"
+  (cd "$tmp" && "$prepare" && go build -trimpath -o "$dir/$binary.tmp" "$package")
+  rm -rf "${dir:?}/$data_name" && cp -r "$tmp/$data" "$dir/$data_name"
+  mv "$dir/$binary.tmp" "$dir/$binary"
+}
+
 # KServe's controller manager, with the module's own config/ (CRDs, the inferenceservice-config
 # ConfigMap, serving runtimes, webhook configurations) kept beside it: the engines harness
 # installs exactly what this version ships.
@@ -204,13 +214,7 @@ install_kserve() {
   local dir="$CACHE/kserve-$KSERVE_VERSION"
   [ -x "$dir/manager" ] && [ -d "$dir/config" ] && return
   need_go; log "building the KServe $KSERVE_VERSION controller manager (cold: ~7 min)"
-  local tmp
-  tmp=$(module_copy "github.com/kserve/kserve@$KSERVE_VERSION")
-  trap 'rm -rf "${tmp:-}"' RETURN
-  mkdir -p "$dir"
-  (cd "$tmp" && go build -trimpath -o "$dir/manager.tmp" ./cmd/manager)
-  rm -rf "$dir/config" && cp -r "$tmp/config" "$dir/config"
-  mv "$dir/manager.tmp" "$dir/manager"
+  build_from_copy "$dir" manager "github.com/kserve/kserve@$KSERVE_VERSION" config config true ./cmd/manager
 }
 
 link_kserve() { ln -sfn "$CACHE/kserve-$KSERVE_VERSION/manager" "$BIN/kserve-manager"; }
@@ -221,18 +225,18 @@ flux_controller() {
   local name=$1 version=$2 dir="$CACHE/$1-$2"
   [ -x "$dir/$name" ] && [ -d "$dir/crds" ] && return
   need_go; log "building Flux $name $version (cold: ~3-4 min)"
-  local tmp
-  tmp=$(module_copy "github.com/fluxcd/$name@$version")
-  trap 'rm -rf "${tmp:-}"' RETURN
-  mkdir -p "$dir"
-  (cd "$tmp" && go mod edit -dropreplace "github.com/fluxcd/$name/api" &&
-    if [ "$name" = source-controller ]; then
-      # The proxy refuses the zips of fluxcd/pkg/artifact v0.18.2 and v0.18.3.
-      go mod edit -require=github.com/fluxcd/pkg/artifact@v0.18.1
-    fi &&
-    GOFLAGS=-mod=mod go build -trimpath -o "$dir/$name.tmp" .)
-  rm -rf "$dir/crds" && cp -r "$tmp/config/crd/bases" "$dir/crds"
-  mv "$dir/$name.tmp" "$dir/$name"
+  build_from_copy "$dir" "$name" "github.com/fluxcd/$name@$version" config/crd/bases crds flux_prepare .
+}
+
+# Runs in the module copy of a Flux controller ($name: flux_controller's): the edited go.mod
+# takes module resolution (GOFLAGS=-mod=mod, for this build's subshell only).
+flux_prepare() {
+  go mod edit -dropreplace "github.com/fluxcd/$name/api" || return
+  if [ "$name" = source-controller ]; then
+    # The proxy refuses the zips of fluxcd/pkg/artifact v0.18.2 and v0.18.3.
+    go mod edit -require=github.com/fluxcd/pkg/artifact@v0.18.1 || return
+  fi
+  export GOFLAGS=-mod=mod
 }
 
 install_flux() {
