@@ -14,9 +14,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .resources import shared_files
-
-FORMAT = b"modelplat-render-cache-v5"  # v2: request limits; v3: token quotas; v4: binary entries; v5: shared files by reference
+FORMAT = b"modelplat-render-cache-v6"  # v2: request limits; v3: token quotas; v4: binary entries; v5: shared files by reference; v6: shared files by digest
 
 
 def cache_dir() -> Path:
@@ -76,6 +74,7 @@ class RenderCache:
         self.root = root or cache_dir()
         self.base = hashlib.sha256(code_fingerprint().encode() + hashlib.sha256(platform_bytes).digest())
         self._db = None
+        self._blobs: dict[str, bytes] = {}  # digest → the one bytes object this process hands out
 
     def key(self, *parts: str | bytes) -> str:
         digest = self.base.copy()
@@ -102,30 +101,46 @@ class RenderCache:
         return self._db
 
     # An entry: 8 bytes (little-endian length of the header), a JSON header {"identity", "files":
-    # [[rel, size], ...]} and the files' bytes one after another (size -k: resources.shared_files()
-    # [k - 1], stored by reference, so a hit hands back the one shared object). Raw bytes, no text
-    # encoding: a 100 KB model is one copy.
+    # [[rel, size or digest], ...]} and the files' bytes one after another. A file every chart
+    # carries byte for byte (render.shared_files: templates, schema, Lua) is stored once, in the
+    # blobs table, and named by its sha256 digest; a hit hands back one shared object for it, so
+    # memory and the output's hard links stay shared. Raw bytes, no text encoding.
 
     def get(self, key: str) -> dict | None:
         import sqlite3
 
         try:
-            row = self._connect().execute("SELECT data FROM entries WHERE key = ?", (key,)).fetchone()
+            db = self._connect()
+            row = db.execute("SELECT data FROM entries WHERE key = ?", (key,)).fetchone()
+            return _decode(row[0], self._blob) if row else None
         except (sqlite3.Error, OSError):
             return None
-        return _decode(row[0]) if row else None
 
-    def put_many(self, entries: list[tuple[str, tuple | None, dict[str, bytes]]]) -> None:
+    def _blob(self, digest: str) -> bytes | None:
+        blob = self._blobs.get(digest)
+        if blob is None:
+            row = self._connect().execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
+            if row is None or hashlib.sha256(row[0]).hexdigest() != digest:
+                return None
+            blob = self._blobs[digest] = bytes(row[0])
+        return blob
+
+    def put_many(self, entries: list[tuple[str, tuple | None, dict[str, bytes]]],
+                 shared: tuple[bytes, ...] = ()) -> None:
+        """Store entries; files that are one of the `shared` objects are stored once, by digest."""
         import sqlite3
 
         if not entries:
             return
+        digests = {id(blob): hashlib.sha256(blob).hexdigest() for blob in shared}
         try:
             db = self._connect()
             db.execute("BEGIN IMMEDIATE")
             try:
+                db.executemany("INSERT OR IGNORE INTO blobs (digest, data) VALUES (?, ?)",
+                               ((digests[id(blob)], blob) for blob in shared))
                 db.executemany("INSERT OR REPLACE INTO entries (key, data) VALUES (?, ?)",
-                               ((key, _encode(identity, files)) for key, identity, files in entries))
+                               ((key, _encode(identity, files, digests)) for key, identity, files in entries))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -145,19 +160,19 @@ def _open(path: Path):
         db.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
         db.execute("PRAGMA synchronous=NORMAL")  # WAL: a power cut loses recent entries, never the file
         db.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, data BLOB NOT NULL)")
+        db.execute("CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL)")
     except BaseException:
         db.close()
         raise
     return db
 
 
-def _encode(identity: tuple | None, files: dict[str, bytes]) -> bytes:
-    shared = {len(blob): index for index, blob in enumerate(shared_files())}
+def _encode(identity: tuple | None, files: dict[str, bytes], digests: dict[int, str]) -> bytes:
     listing, payload = [], []
     for rel, data in files.items():
-        index = shared.get(len(data))
-        if index is not None and data == shared_files()[index]:
-            listing.append([rel, -1 - index])
+        digest = digests.get(id(data))
+        if digest is not None:
+            listing.append([rel, digest])
         else:
             listing.append([rel, len(data)])
             payload.append(data)
@@ -166,14 +181,18 @@ def _encode(identity: tuple | None, files: dict[str, bytes]) -> bytes:
     return b"".join([len(header).to_bytes(8, "little"), header, *payload])
 
 
-def _decode(raw: bytes) -> dict | None:
+def _decode(raw: bytes, blob) -> dict | None:
+    """An entry, or None when it is not one this code wrote (or names a blob that is gone)."""
     try:
         size = int.from_bytes(raw[:8], "little")
         header = json.loads(raw[8:8 + size])
         files, at = {}, 8 + size
         for rel, length in header["files"]:
-            if length < 0:
-                files[rel] = shared_files()[-1 - length]
+            if isinstance(length, str):
+                shared = blob(length)
+                if shared is None:
+                    return None
+                files[rel] = shared
                 continue
             files[rel] = raw[at:at + length]
             at += length

@@ -269,8 +269,6 @@ def _owner_by_path(pairs: list):
 def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring: ModelResult,
                schema_locations: list[str], jobs: int | None) -> None:
     """Runs the tools; problems that belong to no model go on the Flux wiring row."""
-    from . import plan as planning
-
     helm = tools.find("helm")
     unittest = tools.find("helm-unittest")
     manifests: dict[str, Path] = {}
@@ -284,7 +282,7 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         # Exactly what Flux's helm-controller renders: the chart with the HelmRelease's values,
         # emitted as in helmrelease.yaml (Python's JSON escapes astral characters as surrogate
         # pairs, which Go's YAML parser refuses).
-        values.write_text(yamlout.dump(planning.helm_release(p, result.platform)["spec"]["values"]))
+        values.write_text(yamlout.dump(p.chart_values))
         if helm:
             out = tools.run([helm, "lint", "--strict", str(chart), "-f", str(values), "--namespace", p.namespace])
             model.checks["helm lint"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)

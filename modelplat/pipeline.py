@@ -341,7 +341,7 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
     platform = None
     if misses:
         from .plan import wiring_identity
-        from .render import render_model
+        from .render import render_model, shared_files
 
         platform = load_platform(platform_path)
         result = run_files([m for m, _ in misses], [], inputs, platform, platform_path, progress)
@@ -358,7 +358,7 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
             identities.append(identity)
             if keys.get(p.source) and not result.diagnostics:  # only clean renders are reused
                 fresh.append((keys[p.source], identity, rendered))
-        cache.put_many(fresh)
+        cache.put_many(fresh, shared_files())
     if len({(i[0], i[2]) for i in identities}) != len(identities) or \
             len({(i[1], i[0]) for i in identities}) != len(identities) or _quota_conflicts(identities):
         return render_all(inputs, platform_file, use_cache=False)  # positioned duplicate errors

@@ -53,7 +53,6 @@ def helmignore() -> bytes:
 
 @lru_cache(maxsize=1)
 def shared_files() -> tuple[bytes, ...]:
-    """The files every chart (or every chart of a feature) carries byte for byte: one object each
-    a process, so the output writes each once and hard-links the copies, and the render cache
-    stores them by reference."""
+    """The packaged files every chart carries byte for byte (render.shared_files adds the chart
+    templates), one object each a process."""
     return (chart_values_schema(), helmignore(), *lua_sources().values())

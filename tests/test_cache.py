@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -30,21 +29,27 @@ def test_second_render_is_served_from_cache_and_identical(tree, fresh_cache):
 
 def test_hits_hand_back_the_shared_files_so_the_output_links_them(tree, fresh_cache, tmp_path):
     from modelplat import output
-    from modelplat.resources import shared_files
+    from modelplat.render import shared_files
 
     quota = JWT_LLM_FILE + "tokenLimit:\n  enabled: true\n  tenantId: team-a\n  saLimit: 100\n"
     root = tree({"llm/a.yaml": quota, "llm/b.yaml": quota, "demo/iris.yaml": CPU_FILE})
     pipeline.render_all([root])
     hit = pipeline.render_all([root])
     assert hit.cached == 3
-    for rel in ("chart/files/token_quota.lua", "chart/files/strip_identity.lua", "chart/values.schema.json",
-                "chart/.helmignore"):
-        a, b = hit.files[f"llm/a/{rel}"], hit.files[f"llm/b/{rel}"]
-        assert a is b and any(a is blob for blob in shared_files()), rel
+    shared = 0
+    for rel, a in hit.files.items():
+        if not rel.startswith("llm/a/"):
+            continue
+        b, c = hit.files[rel.replace("llm/a/", "llm/b/", 1)], hit.files[rel.replace("llm/a/", "demo/iris/", 1)]
+        if any(a == blob for blob in shared_files()):  # stored once, handed back as one object
+            assert a is b is c, rel
+            shared += 1
+    # the values schema, .helmignore, both Lua filters and every chart template
+    assert shared == len(shared_files()) >= 4 + 18
     out = tmp_path / "out"
     output.write(out, hit.files)
-    assert (out / "llm/a/chart/files/token_quota.lua").stat().st_ino == \
-        (out / "llm/b/chart/files/token_quota.lua").stat().st_ino
+    for rel in ("chart/files/token_quota.lua", "chart/templates/inferenceservice.yaml"):
+        assert (out / "llm/a" / rel).stat().st_ino == (out / "demo/iris" / rel).stat().st_ino
     assert hit.files == pipeline.render_all([root], use_cache=False).files
 
 

@@ -32,6 +32,18 @@ def rendered(tree, files: dict[str, str]):
     return run, render_tree(run.plans, run.platform)
 
 
+def helm_objects(files: dict[str, bytes], model_dir: str, tmp_path, *args: str) -> list[dict]:
+    """What `helm template` makes of one rendered chart (with extra helm arguments)."""
+    from modelplat import output, tools
+
+    helm = need_tool("helm")
+    out = tmp_path / "helm-out"
+    output.write(out, files, force=True)
+    result = tools.run([helm, "template", model_dir.rsplit("/", 1)[-1], str(out / model_dir / "chart"), *args])
+    assert result.ok, result.output
+    return [d for d in YAML(typ="safe").load_all(result.output) if d]
+
+
 def test_gpu_and_llm_get_shared_memory_cpu_does_not(tree):
     run, _ = rendered(tree, {"llm/qwen.yaml": GPU_LLM, "demo/iris.yaml": CPU})
     plans = {p.name: p for p in run.plans}
@@ -94,13 +106,17 @@ def test_flux_source_and_sync(tree):
     assert sync["kind"] == "Kustomization" and sync["spec"]["path"] == "./charts-out" and sync["spec"]["prune"] is True
 
 
-def test_chart_files_and_no_template_for_features_that_are_off(tree):
+def test_every_chart_holds_every_template_and_renders_only_what_is_on(tree, tmp_path):
+    from modelplat.render import CHART_TEMPLATES
+
     _, files = rendered(tree, {"demo/iris.yaml": CPU})
     chart = sorted(f.removeprefix("demo/iris/chart/") for f in files if f.startswith("demo/iris/chart/"))
-    assert chart == [".helmignore", "Chart.yaml", "README.md", "templates/_helpers.tpl",
-                     "templates/authorizationpolicy.yaml", "templates/inferenceservice.yaml",
-                     "templates/peerauthentication.yaml", "tests/chart_test.yaml",
-                     "values.schema.json", "values.yaml"]
+    assert chart == sorted([".helmignore", "Chart.yaml", "README.md", "templates/_helpers.tpl",
+                            "files/strip_identity.lua", "files/token_quota.lua", "tests/chart_test.yaml",
+                            "values.schema.json", "values.yaml"] + [f"templates/{t}" for t in CHART_TEMPLATES])
+    assert len(CHART_TEMPLATES) == 18
+    kinds = sorted(o["kind"] for o in helm_objects(files, "demo/iris", tmp_path))
+    assert kinds == ["AuthorizationPolicy", "InferenceService", "PeerAuthentication"]
     meta = _yaml.load(files["demo/iris/chart/Chart.yaml"])
     from modelplat import __version__
 
@@ -109,14 +125,17 @@ def test_chart_files_and_no_template_for_features_that_are_off(tree):
     assert schema["additionalProperties"] is False and "platform" in schema["properties"]
 
 
-def test_custom_container_vs_runtime_template(tree):
+def test_custom_container_vs_runtime_template(tree, tmp_path):
     _, files = rendered(tree, {"llm/qwen.yaml": GPU_LLM, "demo/iris.yaml": CPU})
-    qwen = files["llm/qwen/chart/templates/inferenceservice.yaml"].decode()
-    iris = files["demo/iris/chart/templates/inferenceservice.yaml"].decode()
-    assert "containers:" in qwen and "name: kserve-container" in qwen and "modelFormat" not in qwen
-    assert "modelFormat:\n        name: sklearn" in iris and "containers:" not in iris
-    for text in (qwen, iris):
-        assert "<<" not in text and "<%" not in text, "no jinja left in the Go template"
+    qwen = [o for o in helm_objects(files, "llm/qwen", tmp_path) if o["kind"] == "InferenceService"][0]
+    iris = [o for o in helm_objects(files, "demo/iris", tmp_path) if o["kind"] == "InferenceService"][0]
+    assert qwen["spec"]["predictor"]["containers"][0]["name"] == "kserve-container"
+    assert "model" not in qwen["spec"]["predictor"]
+    assert iris["spec"]["predictor"]["model"]["modelFormat"] == {"name": "sklearn"}
+    assert "containers" not in iris["spec"]["predictor"]
+    for rel, content in files.items():
+        if "/templates/" in rel:
+            assert b"<<" not in content and b"<%" not in content, "no jinja left in the Go template"
 
 
 def test_free_text_is_data_never_code(tree):
@@ -159,27 +178,36 @@ def test_chart_version_changes_with_the_chart_and_only_then(tree):
     assert version(first, "wine") == version(second, "wine")
 
 
-def test_scrape_mode_chooses_annotations_or_podmonitor(tree):
+def test_scrape_mode_chooses_annotations_or_podmonitor(tree, tmp_path):
     for mode, podmonitor in (("annotations", False), ("podMonitor", True), ("both", True)):
         root = tree({"demo/iris.yaml": CPU + "metrics:\n  port: 8080\n"}, platform=f"clusterName: ml\nscrape: {mode}\n")
         run = pipeline.run([root])
         files = render_tree(run.plans, run.platform)
-        assert ("demo/iris/chart/templates/podmonitor.yaml" in files) is podmonitor, mode
+        objects = helm_objects(files, "demo/iris", tmp_path)
+        assert any(o["kind"] == "PodMonitor" for o in objects) is podmonitor, mode
+        isvc = next(o for o in objects if o["kind"] == "InferenceService")
+        pod_annotations = isvc["spec"]["predictor"].get("annotations", {})
+        assert ("prometheus.io/scrape" in pod_annotations) is (mode != "podMonitor"), mode
         assert _yaml.load(files["demo/iris/chart/values.yaml"])["platform"]["scrape"] == mode
 
 
-def test_features_add_their_templates_and_suites(tree):
+def test_features_add_their_objects_and_suites(tree, tmp_path):
     text = GPU_LLM + ("replicaCount: 2\nautoscaling:\n  enabled: true\n  maxReplicaCount: 4\n  targetQueueDepth: 5\n"
                       "observability:\n  accessLog: true\n  alerts:\n    enabled: true\n"
                       "rdma:\n  enabled: true\n  resources: {rdma/roce_gdr: 1}\n  networks:\n"
                       "    - {name: kv, type: macvlan, master: eth1}\n")
+    kinds = {"hpa": "HorizontalPodAutoscaler", "poddisruptionbudget": "PodDisruptionBudget", "telemetry": "Telemetry",
+             "prometheusrule": "PrometheusRule", "networkattachmentdefinition": "NetworkAttachmentDefinition"}
     _, files = rendered(tree, {"llm/qwen.yaml": text})
-    for template in ("hpa", "poddisruptionbudget", "telemetry", "prometheusrule", "networkattachmentdefinition"):
-        assert f"llm/qwen/chart/templates/{template}.yaml" in files
-        suite = _yaml.load(files["llm/qwen/chart/tests/chart_test.yaml"])
+    made = {o["kind"] for o in helm_objects(files, "llm/qwen", tmp_path)}
+    suite = _yaml.load(files["llm/qwen/chart/tests/chart_test.yaml"])
+    for template, kind in kinds.items():
+        assert kind in made, kind
         assert any(t["template"] == f"templates/{template}.yaml" for t in suite["tests"]), template
     _, plain = rendered(tree, {"demo/iris.yaml": CPU})
-    assert not [f for f in plain if f.startswith("demo/") and ("hpa" in f or "prometheusrule" in f or "telemetry" in f)]
+    assert not {o["kind"] for o in helm_objects(plain, "demo/iris", tmp_path)} & set(kinds.values())
+    suite = _yaml.load(plain["demo/iris/chart/tests/chart_test.yaml"])
+    assert not [t for t in suite["tests"] if t["template"].removeprefix("templates/").removesuffix(".yaml") in kinds]
 
 
 def test_cpu_and_memory_limits_are_always_explicit(tree):

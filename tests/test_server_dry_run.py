@@ -17,7 +17,6 @@ import pytest
 from ruamel.yaml import YAML
 
 from modelplat import dryrun, lint, pipeline, render, tools, yamlout
-from modelplat import plan as planning
 
 from conftest import EXAMPLES, SKLEARN, modelplat, need_tool
 from kube_apiserver import free_port
@@ -46,7 +45,7 @@ def rendered(tmp_path_factory):
         (root / rel).write_bytes(content)
     for p in result.plans:
         values = root / p.model_dir / "values-from-helmrelease.yaml"
-        values.write_text(yamlout.dump(planning.helm_release(p, result.platform)["spec"]["values"]))
+        values.write_text(yamlout.dump(p.chart_values))
         out = tools.run([helm, "template", p.name, str(root / p.chart_dir), "-f", str(values),
                          "--namespace", p.namespace])
         assert out.ok, out.output

@@ -26,7 +26,7 @@ def envoyfilters(tmp_path_factory) -> dict[str, dict]:
     """The qwen-chat example's EnvoyFilters as Helm renders them (what Istio would receive)."""
     import subprocess
 
-    from modelplat import pipeline, plan as planning, yamlout
+    from modelplat import pipeline, yamlout
     from modelplat.render import render_model
 
     helm = need_tool("helm")
@@ -37,7 +37,7 @@ def envoyfilters(tmp_path_factory) -> dict[str, dict]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
     values = root / "values.yaml"
-    values.write_text(yamlout.dump(planning.helm_release(p, result.platform)["spec"]["values"]))
+    values.write_text(yamlout.dump(p.chart_values))
     out = subprocess.run([helm, "template", p.name, str(root / p.chart_dir), "-f", str(values), "-n", p.namespace],
                          capture_output=True, text=True, check=True, timeout=120).stdout
     docs = [d for d in YAML(typ="safe").load_all(out) if d and d["kind"] == "EnvoyFilter"]

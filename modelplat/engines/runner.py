@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 
 from .. import tools, yamlout
-from .. import plan as planning
 from ..config import PlatformSettings
 from ..manifests import split_manifests
 from . import checks, istio
@@ -52,7 +51,7 @@ def chart_objects(plans, platform: PlatformSettings, root) -> dict[str, set[tupl
     out = {}
     for p in plans:
         values = root / p.model_dir / ".engines-values.yaml"
-        values.write_text(yamlout.dump(planning.helm_release(p, platform)["spec"]["values"]))
+        values.write_text(yamlout.dump(p.chart_values))
         res = tools.run([helm, "template", p.name, str(root / p.chart_dir), "-f", str(values),
                          "--namespace", p.namespace])
         values.unlink()
