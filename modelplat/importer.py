@@ -159,6 +159,15 @@ def _values(values: dict, out: dict, unmapped: list[str], prefix: str) -> None:
             unmapped.append(f"{where(key)}: expected a mapping, got {type(value).__name__} {value!r}")
         return dict(value) if isinstance(value, dict) else {}
 
+    # A seed canary chart keeps each InferenceService's own keys in a section of its own
+    # (primary: / canary:); the primary's are the model's.
+    primary = section("primary")
+    for key in sorted(primary, key=str):
+        if key in rest:
+            unmapped.append(f"{where('primary', key)}: {key} is also set at the top level, which is kept")
+        else:
+            rest[key] = primary[key]
+
     # Seed keys whose modelplat name or place differs.
     model = section("model")
     if "storageUri" in rest:
@@ -173,6 +182,11 @@ def _values(values: dict, out: dict, unmapped: list[str], prefix: str) -> None:
             if "format" in model:
                 unmapped.append(f"{where(key)}: model.format is already {model['format']!r}")
                 continue
+            if isinstance(value, dict) and set(value) <= {"name", "version"} and isinstance(value.get("name"), str):
+                if "version" in value:  # KServe's modelFormat: {name, version}
+                    unmapped.append(f"{where(key, 'version')}: modelplat picks the runtime by model.format and "
+                                    "model.runtimeVersion, not by a format version")
+                value = value["name"]
             model["format"] = _FORMAT_ALIASES.get(str(value).lower(), str(value).lower()) if isinstance(value, str) else value
     if "image" in rest:
         image = _image(rest.pop("image"), where("image"), unmapped)
@@ -180,10 +194,36 @@ def _values(values: dict, out: dict, unmapped: list[str], prefix: str) -> None:
             model["image"] = image
     if "image" in model and "format" not in model:
         model["format"] = "custom"  # a seed image is a serving container: modelplat's custom format
+    elif "image" in model and model["format"] != "custom":
+        unmapped.append(f"{where('image')}: {model.pop('image')!r} is not imported: KServe's runtime for format "
+                        f"{model['format']!r} brings its own image (pin its version with model.runtimeVersion), "
+                        "or set format: custom to run this image")
 
     canary = section("canary")
-    if "newStorageUri" in rest:
-        canary["storageUri"] = rest.pop("newStorageUri")
+    for holder, label in ((rest, where("newStorageUri")), (canary, where("canary", "newStorageUri"))):
+        if "newStorageUri" in holder:
+            value = holder.pop("newStorageUri")
+            if "storageUri" in canary and canary["storageUri"] != value:
+                unmapped.append(f"{label}: canary.storageUri is already {canary['storageUri']!r}")
+            else:
+                canary["storageUri"] = value
+    for key in ("modelFormat", "format"):  # a canary serves the primary's format
+        if key in canary:
+            value = canary.pop(key)
+            name = value.get("name") if isinstance(value, dict) else value
+            if str(name).lower() != str(model.get("format", "")).lower():
+                unmapped.append(f"{where('canary', key)}: a canary serves the primary's model.format "
+                                f"({model.get('format')!r}), not {name!r}")
+    if "image" in canary:  # the seed's canary image: modelplat's canary changes only the tag
+        image = _image(canary.pop("image"), where("canary", "image"), unmapped)
+        repository, _, tag = (image or "").rpartition(":") if image and "@" not in image else ("", "", "")
+        primary_repository = str(model.get("image", "")).rpartition(":")[0]
+        if tag and "/" not in tag and repository and repository == primary_repository:
+            canary.setdefault("imageTag", tag)
+        elif image:
+            unmapped.append(f"{where('canary', 'image')}: a canary runs the primary's image with another tag "
+                            f"(canary.imageTag); {image!r} is another image")
+    if any(k in canary for k in ("storageUri", "imageTag")):
         canary.setdefault("enabled", True)
 
     token = section("tokenLimit")

@@ -211,3 +211,64 @@ def test_conflicting_or_malformed_seed_keys_are_reported_not_dropped():
         "storageUri: model.storageUri is already 's3://c/d'",
         "tokenLimit.tenant_id: tokenLimit.tenantId is already set to 't'",
     ]
+
+
+SEED_CANARY = """\
+apiVersion: helm.toolkit.fluxcd.io/v2beta1
+kind: HelmRelease
+metadata:
+  name: iris
+  namespace: ml-demo
+spec:
+  values:
+    primaryLoad: 80
+    primary:
+      modelFormat:
+        name: sklearn
+      storageUri: s3://models/iris/v1
+    canary:
+      storageUri: s3://models/iris/v2
+"""
+SEED_CANARY_CUSTOM = """\
+primaryLoad: 90
+image:
+  repository: registry.example.com/iris-server
+  tag: v1.0.0
+storageUri: s3://models/iris/v1
+canary:
+  newStorageUri: s3://models/iris/v2
+  image:
+    repository: registry.example.com/iris-server
+    tag: v1.1.0
+"""
+
+
+def test_the_seed_canary_release_keeps_format_storage_and_the_canarys_storage(tree):
+    """The seed's canary chart keeps each InferenceService's keys in a section of its own, and
+    KServe's modelFormat mapping: every one has a modelplat key, and none is dropped."""
+    values, unmapped = import_helmrelease(SEED_CANARY, "seed/iris-canary.yaml")
+    assert values["model"] == {"format": "sklearn", "storageUri": "s3://models/iris/v1"}
+    assert values["canary"] == {"enabled": True, "storageUri": "s3://models/iris/v2"}
+    assert values["primaryLoad"] == 80
+    assert unmapped == []
+    assert validate_imported(values) == []
+    values, unmapped = import_helmrelease(SEED_CANARY_CUSTOM, "seed/iris-canary.yaml")
+    assert values["model"] == {"format": "custom", "storageUri": "s3://models/iris/v1",
+                               "image": "registry.example.com/iris-server:v1.0.0"}
+    assert values["canary"] == {"enabled": True, "storageUri": "s3://models/iris/v2", "imageTag": "v1.1.0"}
+    assert unmapped == [] and validate_imported(values) == []
+
+
+def test_a_canary_of_another_format_or_image_is_reported_not_dropped():
+    other = SEED_CANARY.replace("      storageUri: s3://models/iris/v2\n",
+                                "      storageUri: s3://models/iris/v2\n      modelFormat: xgboost\n"
+                                "      image: registry.example.com/other:v2\n")
+    values, unmapped = import_helmrelease(other, "seed/iris-canary.yaml")
+    assert values["canary"] == {"enabled": True, "storageUri": "s3://models/iris/v2"}
+    assert any(u.startswith("spec.values.canary.modelFormat: a canary serves the primary's model.format")
+               for u in unmapped), unmapped
+    assert any(u.startswith("spec.values.canary.image: a canary runs the primary's image") for u in unmapped)
+    runtime_image = SEED_CANARY.replace("    primaryLoad: 80\n", "    primaryLoad: 80\n    image: x/sklearn:v1\n")
+    values, unmapped = import_helmrelease(runtime_image, "seed/iris-canary.yaml")
+    assert "image" not in values["model"]
+    assert [u for u in unmapped if u.startswith("spec.values.image: 'x/sklearn:v1' is not imported")], unmapped
