@@ -188,6 +188,7 @@ def lint(
     engines: bool = typer.Option(
         False, "--engines", help="Also deliver the output through a local Flux, KServe and Istio config "
         "generation on loopback, and check what they make of each model (minutes; needs the engines built)."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse a tool's result on a chart none of whose inputs changed (~/.cache/modelplat)."),
 ) -> None:
     """Validate every values file and check every rendered chart with the real tools."""
     from .lint import lint as run_lint
@@ -195,7 +196,8 @@ def lint(
     try:
         report = run_lint(inputs, platform, use_tools=tools_, require_tools=require_tools,
                           schema_locations=schema_location, jobs=jobs, server_dry_run=server_dry_run,
-                          kubeconfig=str(kubeconfig) if kubeconfig else None, engines=engines)
+                          kubeconfig=str(kubeconfig) if kubeconfig else None, engines=engines,
+                          use_cache=cache)
     except ModelplatError as exc:
         _fail(exc, fmt)
         return

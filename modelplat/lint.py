@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import outputchecks, tools, yamlout
+from . import outputchecks, tools, verdicts, yamlout
 from .manifests import WIRING, Manifest, split_manifests
 from .errors import Diagnostic
 
@@ -84,7 +84,8 @@ class LintReport:
 
 def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bool = True,
          require_tools: bool = False, schema_locations: list[str] | None = None, jobs: int | None = None,
-         server_dry_run: bool = False, kubeconfig: str | None = None, engines: bool = False) -> LintReport:
+         server_dry_run: bool = False, kubeconfig: str | None = None, engines: bool = False,
+         use_cache: bool = True) -> LintReport:
     from . import pipeline, render
     from . import plan as planning
     from .wiring import rate_limit_config_file
@@ -138,13 +139,17 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
                 # The control plane starts while the static tools run: most of its half minute
                 # is waiting on etcd, the API server and the controllers.
                 plane = _PlaneStart(found, root.parent) if engines and not engines_missing else None
+                from .cache import cache_dir
+
+                cache = verdicts.Verdicts(root, cache_dir(), enabled=use_cache)
                 try:
-                    _run_tools(root, files, result, pairs, wiring, schema_locations or [], jobs)
+                    _run_tools(root, files, result, pairs, wiring, schema_locations or [], jobs, cache)
                     if server_dry_run:
                         _server_dry_run(root, result, pairs, wiring, kubeconfig, jobs)
                     if plane is not None:
                         _engines(root, result, pairs, wiring, plane)
                 finally:
+                    cache.close()
                     if plane is not None:
                         plane.stop()
     if wiring.checks:
@@ -267,13 +272,28 @@ def _owner_by_path(pairs: list):
 
 
 def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring: ModelResult,
-               schema_locations: list[str], jobs: int | None) -> None:
-    """Runs the tools; problems that belong to no model go on the Flux wiring row."""
+               schema_locations: list[str], jobs: int | None, cache: "verdicts.Verdicts") -> None:
+    """Runs the tools; problems that belong to no model go on the Flux wiring row. A chart's
+    helm lint, helm template and helm-unittest results come from `cache` when nothing they
+    read changed (verdicts.py)."""
     helm = tools.find("helm")
     unittest = tools.find("helm-unittest")
     manifests: dict[str, Path] = {}
     istio_files: dict[str, tuple] = {}  # scratch file → (plan, model, its Istio manifests)
     rule_files: dict[str, tuple] = {}  # scratch file → (plan, model, the PrometheusRule)
+
+    helm_id = verdicts.tool_identity(helm, tools.version("helm")) if helm else b""
+    unittest_id = verdicts.tool_identity(unittest, tools.version("helm-unittest")) if unittest else b""
+
+    def run(tool_id: bytes, args: list[str], *inputs: bytes) -> tools.Result:
+        """The tool's result, reused when this tool build already ran these args on these bytes."""
+        key = cache.key(tool_id, "\0".join(args[1:]), *inputs)
+        hit = cache.get(key)
+        if hit is not None:
+            return tools.Result(*hit)
+        out = tools.run(args)
+        cache.put(key, out.ok, out.output)
+        return out
 
     def per_chart(pair) -> None:
         p, model = pair
@@ -282,11 +302,15 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         # Exactly what Flux's helm-controller renders: the chart with the HelmRelease's values,
         # emitted as in helmrelease.yaml (Python's JSON escapes astral characters as surrogate
         # pairs, which Go's YAML parser refuses).
-        values.write_text(yamlout.dump(p.chart_values))
+        values_text = yamlout.dump(p.chart_values)
+        values.write_text(values_text)
+        chart_digest = verdicts.files_digest(files, p.chart_dir + "/")
         if helm:
-            out = tools.run([helm, "lint", "--strict", str(chart), "-f", str(values), "--namespace", p.namespace])
+            out = run(helm_id, [helm, "lint", "--strict", str(chart), "-f", str(values), "--namespace", p.namespace],
+                      chart_digest, values_text.encode())
             model.checks["helm lint"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)
-            out = tools.run([helm, "template", p.name, str(chart), "-f", str(values), "--namespace", p.namespace])
+            out = run(helm_id, [helm, "template", p.name, str(chart), "-f", str(values), "--namespace", p.namespace],
+                      chart_digest, values_text.encode())
             model.checks["helm template"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)
             if out.ok:
                 target = root / p.model_dir / "manifests.yaml"
@@ -295,12 +319,13 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
                 _write_scratch(root / p.model_dir / _SCRATCH, p, model, split_manifests(out.output),
                                istio_files, rule_files)
         if unittest:
-            out = tools.run([unittest, "--strict", "-f", "tests/*_test.yaml", str(chart)])
+            out = run(unittest_id, [unittest, "--strict", "-f", "tests/*_test.yaml", str(chart)], chart_digest)
             model.checks["helm unittest"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)
 
     workers = jobs or os.cpu_count() or 2
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(per_chart, pairs))
+    cache.flush()
     rendered = [model for p, model in pairs if p.model_dir in manifests]
     # The whole-output tools, each one process over every chart, side by side.
     steps = [lambda: _kubeconform(root, result, pairs, manifests, wiring, schema_locations),

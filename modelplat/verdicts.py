@@ -1,0 +1,132 @@
+"""Lint's verdict cache: a real tool's result on a chart, reused while nothing it read changed.
+
+`modelplat lint` runs helm lint, helm template and helm-unittest on every chart; in a repository
+of a thousand models a commit changes one or two. A verdict is stored under a key over every
+input of that run, so reusing it is the same as running the tool again:
+
+- the tool's binary: its resolved path, size, modification time and version (a rebuilt or
+  upgraded tool is a new key);
+- the arguments, with the temporary folder lint renders into replaced by a placeholder;
+- every file of the chart and the values file, byte for byte (their names too);
+- this module's FORMAT (changed whenever what is stored changes).
+
+What is stored is the tool's raw result (exit status and output, the folder again a placeholder),
+never lint's judgement of it: the findings are worked out afresh from it every run. `lint
+--no-cache` runs every tool and stores what it finds. Lives in the user's cache folder (beside
+the render cache); an unreadable or unwritable cache only costs time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+FORMAT = b"modelplat-lint-verdicts-v1"
+_PLACEHOLDER = "\x00root\x00"
+
+
+def tool_identity(path: str, version: str) -> bytes:
+    """What names one build of a tool: the binary it resolves to, its size and mtime, its version."""
+    real = os.path.realpath(path)
+    try:
+        stat = os.stat(real)
+        stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:
+        stamp = "?"
+    return f"{real}\0{stamp}\0{version}".encode()
+
+
+def files_digest(files: dict[str, bytes], prefix: str) -> bytes:
+    """A digest over the files below `prefix` (names relative to it, and bytes)."""
+    digest = hashlib.sha256()
+    for rel in sorted(r for r in files if r.startswith(prefix)):
+        data = files[rel]
+        name = rel[len(prefix):].encode()
+        digest.update(len(name).to_bytes(8, "little") + name + len(data).to_bytes(8, "little") + data)
+    return digest.digest()
+
+
+class Verdicts:
+    """Raw tool results by key; thread-safe (lint runs the tools of several charts at once)."""
+
+    def __init__(self, root: Path, folder: Path | None, enabled: bool = True):
+        self.root = str(root)  # the temporary folder lint renders into
+        self.enabled = enabled and folder is not None
+        self.path = folder / "lint.sqlite3" if folder is not None else None
+        self._lock = threading.Lock()
+        self._db = None
+        self._pending: list[tuple[str, bytes]] = []
+        self.hits = self.misses = 0
+
+    def key(self, *parts: bytes | str) -> str:
+        digest = hashlib.sha256(FORMAT)
+        for part in parts:
+            data = part.encode() if isinstance(part, str) else part
+            data = data.replace(self.root.encode(), _PLACEHOLDER.encode())
+            digest.update(len(data).to_bytes(8, "little") + data)
+        return digest.hexdigest()
+
+    def _connect(self):
+        import sqlite3
+
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, data BLOB NOT NULL)")
+            self._db = db
+        return self._db
+
+    def get(self, key: str) -> tuple[bool, str] | None:
+        """(ok, output) of an earlier run with exactly these inputs, or None."""
+        import sqlite3
+
+        if not self.enabled:
+            return None
+        with self._lock:
+            try:
+                row = self._connect().execute("SELECT data FROM verdicts WHERE key = ?", (key,)).fetchone()
+            except (sqlite3.Error, OSError):
+                self.enabled = False
+                return None
+            if row is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+        try:
+            ok, output = json.loads(row[0])
+        except (ValueError, TypeError):
+            return None
+        return bool(ok), str(output).replace(_PLACEHOLDER, self.root)
+
+    def put(self, key: str, ok: bool, output: str) -> None:
+        if self.path is None:
+            return
+        data = json.dumps([ok, output.replace(self.root, _PLACEHOLDER)]).encode()
+        with self._lock:
+            self._pending.append((key, data))
+
+    def flush(self) -> None:
+        """Store what this run found (one transaction)."""
+        import sqlite3
+
+        if self.path is None or not self._pending:
+            return
+        with self._lock:
+            pending, self._pending = self._pending, []
+            try:
+                db = self._connect()
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("INSERT OR REPLACE INTO verdicts (key, data) VALUES (?, ?)", pending)
+                db.execute("COMMIT")
+            except (sqlite3.Error, OSError):
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None

@@ -1,0 +1,105 @@
+"""Lint reuses a tool's verdict on a chart only while nothing the tool read changed
+(modelplat/verdicts.py): the cost of a lint follows the change, and a cached run says exactly
+what a `--no-cache` run says."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from conftest import CPU_FILE, modelplat
+
+WINE = "model:\n  format: sklearn\n  storageUri: s3://m/wine\n"
+
+
+@pytest.fixture
+def counted(tmp_path: Path, lint_tools):
+    """helm and helm-unittest behind shims that log each run (first on PATH, as a user's own
+    install would be), and a private cache; returns (env, calls())."""
+    shims, log = tmp_path / "shims", tmp_path / "calls.log"
+    shims.mkdir()
+    for tool in ("helm", "helm-unittest"):
+        shim = shims / tool
+        shim.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\nexec "{lint_tools[tool]}" "$@"\n')
+        shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
+    env = {"PATH": f"{shims}{os.pathsep}{os.environ['PATH']}", "MODELPLAT_CACHE_DIR": str(tmp_path / "cache")}
+
+    def calls() -> list[str]:
+        lines = log.read_text().splitlines() if log.exists() else []
+        log.unlink(missing_ok=True)
+        return [line for line in lines if " version" not in line]
+
+    return env, calls, shims
+
+
+def _lint(root: Path, env: dict, *extra: str) -> dict:
+    proc = modelplat("lint", str(root), "--require-tools", "--format", "json", *extra, env=env)
+    assert proc.returncode in (0, 1), proc.stderr
+    report = json.loads(proc.stdout)
+    report.pop("tools")  # the shims' versions are read afresh each run either way
+    return report
+
+
+def _charts(calls: list[str]) -> set[str]:
+    """Which charts the tools ran on (the chart folder's model name)."""
+    found = set()
+    for line in calls:
+        for word in line.split():
+            if word.endswith("/chart"):
+                found.add(word.rsplit("/", 2)[-2])
+    return found
+
+
+def test_an_unchanged_chart_reuses_its_verdicts_and_a_changed_one_runs_again(tree, counted):
+    env, calls, _ = counted
+    root = tree({"demo/iris.yaml": CPU_FILE, "demo/wine.yaml": WINE})
+    first = _lint(root, env)
+    assert _charts(calls()) == {"iris", "wine"}
+    assert len(calls()) == 0
+    again = _lint(root, env)
+    assert calls() == [] and again == first  # every verdict reused, the same report
+    (root / "demo/wine.yaml").write_text(WINE + "replicaCount: 2\n")
+    changed = _lint(root, env)
+    ran = calls()
+    assert _charts(ran) == {"wine"} and len(ran) == 3  # helm lint, helm template, helm-unittest
+    uncached = _lint(root, env, "--no-cache")
+    assert _charts(calls()) == {"iris", "wine"}
+    assert uncached == changed
+
+
+def test_a_rebuilt_tool_is_a_new_key(tree, counted):
+    env, calls, shims = counted
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    _lint(root, env)
+    calls()
+    shim = shims / "helm"
+    shim.write_text(shim.read_text() + "# rebuilt\n")  # same version, another binary
+    _lint(root, env)
+    assert {line.split()[1] for line in calls()} == {"lint", "template"}  # helm's runs only
+
+
+def test_a_failing_verdict_is_reused_with_its_message_in_this_runs_folder(tree, counted):
+    """The verdict stores the tool's output with lint's temporary folder as a placeholder, so a
+    reused failure names this run's files."""
+    env, calls, shims = counted
+    shim = shims / "helm-unittest"
+    shim.write_text(shim.read_text().replace("exec ", 'echo "broken: $4/templates/x.yaml"; exit 1\n# '))
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    first = _lint(root, env)
+    assert calls()
+    second = _lint(root, env)
+    assert calls() == []
+
+    def detail(report):
+        (model,) = report["models"]
+        return model["checks"]["helm unittest"]
+
+    folders = [re.search(r"(\S*modelplat-lint-[^/]+)/", detail(r)["detail"]).group(1) for r in (first, second)]
+    assert detail(first)["status"] == detail(second)["status"] == "fail"
+    assert folders[0] != folders[1]
+    assert detail(second)["detail"] == detail(first)["detail"].replace(folders[0], folders[1])
