@@ -1,0 +1,127 @@
+"""Every `modelplat ...` command README.md and docs/ show runs, against a copy of the examples,
+and exits as the text says (`# exit N` beside it, else 0).
+
+Commands are taken from shell code blocks and from inline code with inputs (`modelplat lint
+models --no-tools`), in the order a reader meets them; each page is one session in a folder of
+its own holding `examples/` and `models/` (both copies of the examples) and the committed
+`charts-out/`, so `init`, then `lint`, then `render`, then `render --check` build on each other
+as they do for the reader.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from modelplat import tools
+
+from conftest import EXAMPLES, REPO
+
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+SHELL = {"sh", "bash", "shell", "console"}
+# Subcommands that need inputs: an inline mention without them (`modelplat lint`) names the
+# command, it is not one to run.
+NEEDS_INPUTS = {"lint", "render", "diff", "init", "import", "explain"} - {"explain"}
+# Commands that need what a page says they need and a docs session has not: each flag is run for
+# real by its own tests (test_engines.py, test_server_dry_run.py), against a control plane.
+ELSEWHERE = {"--engines": "tests/test_engines.py", "--server-dry-run": "tests/test_server_dry_run.py"}
+_EXIT = re.compile(r"#\s*exit (\d+)")
+_FENCE = re.compile(r"^```(\w*)\s*$")
+
+
+@dataclass(frozen=True)
+class Command:
+    page: str
+    line: int
+    text: str
+    exit: int
+
+    def __str__(self) -> str:
+        return f"{self.page}:{self.line}: {self.text}"
+
+
+def commands(page: Path) -> list[Command]:
+    """The page's commands in reading order."""
+    rel = page.relative_to(REPO).as_posix()
+    found: list[Command] = []
+    lang = None  # inside a fence: its language
+    for number, line in enumerate(page.read_text().splitlines(), 1):
+        fence = _FENCE.match(line.strip())
+        if fence:
+            lang = None if lang is not None else fence.group(1)
+            continue
+        if lang is not None:
+            stripped = line.strip().removeprefix("$ ")
+            if lang in SHELL and stripped.startswith("modelplat"):
+                command, _, comment = stripped.partition(" #")
+                expected = _EXIT.search("#" + comment) if comment else None
+                found.append(Command(rel, number, command.strip(), int(expected.group(1)) if expected else 0))
+            continue
+        for inline in re.findall(r"`(modelplat [^`]+)`", line):
+            words = inline.split()
+            if re.search(r"[<\[]|\.\.\.|[A-Z]{3,}", inline):
+                continue  # a synopsis (`modelplat lint [OPTIONS] INPUTS...`), not a command
+            if words[1] in NEEDS_INPUTS and (len(words) < 3 or words[2].startswith("-")):
+                continue  # the command's name in a sentence
+            found.append(Command(rel, number, inline, 0))
+    return found
+
+
+ALL = [c for page in PAGES for c in commands(page)]
+
+
+def test_the_docs_show_commands_and_each_one_is_run_here_or_elsewhere():
+    """The collection itself: every page's commands are found, and a command not run here names
+    the test that runs its flag."""
+    assert len(ALL) >= 15, [str(c) for c in ALL]
+    assert any(c.page == "README.md" and c.text.startswith("modelplat init") for c in ALL)
+    for command in ALL:
+        for flag, test in ELSEWHERE.items():
+            if flag in command.text:
+                assert flag in (REPO / test).read_text(), (command, test)
+
+
+@pytest.fixture
+def session(tmp_path: Path, lint_tools):
+    """A reader's folder: examples/, models/ and the committed charts-out/; HOME inside it."""
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    shutil.copytree(EXAMPLES, tmp_path / "models")
+    shutil.copytree(REPO / "charts-out", tmp_path / "charts-out")
+    (tmp_path / "home").mkdir()
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, HOME=str(tmp_path / "home"), COLUMNS="200",
+               PATH=os.pathsep.join([str(bin_dir), str(tools.tools_bin()), os.environ.get("PATH", "")]))
+    assert shutil.which("modelplat", path=env["PATH"]) == str(bin_dir / "modelplat")
+    return tmp_path, env
+
+
+@pytest.mark.parametrize("page", [p.relative_to(REPO).as_posix() for p in PAGES
+                                  if any(c.page == p.relative_to(REPO).as_posix() and
+                                         not any(f in c.text for f in ELSEWHERE) for c in ALL)])
+def test_every_command_on_the_page_exits_as_the_text_says(page, session):
+    folder, env = session
+    ran = []
+    for command in commands(REPO / page):
+        if any(flag in command.text for flag in ELSEWHERE):
+            continue
+        proc = subprocess.run(["bash", "-c", command.text], cwd=folder, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == command.exit, f"{command}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}"
+        ran.append(command.text)
+    assert ran
+    if page == "README.md":  # what its walk-through leaves behind
+        assert (folder / "examples/fraud/card-scorer.yaml").is_file()
+        assert (folder / "charts-out/fraud/card-scorer/helmrelease.yaml").is_file()
+
+
+def test_commands_are_shell_words_a_reader_can_paste():
+    for command in ALL:
+        assert shlex.split(command.text)[0] == "modelplat", command
