@@ -65,7 +65,13 @@ class FluxSettings(Section):
     interval: Duration = Field(default="10m", description="Reconcile interval of HelmReleases and the Kustomization.")
     timeout: Duration = Field(default="15m", description="Helm install/upgrade timeout (GPU models load slowly).")
     retries: Annotated[int, Field(ge=0, le=20)] = Field(default=3, description="Install/upgrade remediation retries.")
-    kustomizationName: DNSLabel = Field(default="modelplat-models")
+    kustomizationName: DNSLabel = Field(
+        default="modelplat-models",
+        description="Flux Kustomization that applies the models (and the Flux objects themselves); it waits for the platform's.")
+    platformKustomizationName: DNSLabel = Field(
+        default="modelplat-platform",
+        description="Flux Kustomization that applies the platform services the models use (rate-limit service, "
+                    "prometheus-adapter) and waits until they are healthy.")
 
 
 class MetricLabels(Section):

@@ -461,14 +461,19 @@ def _kustomize(root: Path, files: dict[str, bytes], pairs: list, wiring: ModelRe
     kustomize = tools.find("kustomize")
     if not kustomize:
         return
-    findings = outputchecks.kustomization_findings(files)
-    out = tools.run([kustomize, "build", str(root)], timeout=600)
-    if not out.ok:
-        # kustomize names the innermost path it failed on last; that decides whose problem it is.
-        paths = [Path(m).relative_to(root).as_posix() for m in _QUOTED_PATH.findall(out.output)
-                 if m.startswith(str(root) + "/")]
-        message = out.output.replace(str(root) + "/", "").replace(str(root), ".")
-        findings.append(outputchecks.Finding(paths[-1] if paths else "", f"kustomize build: {message}"))
+    from .wiring import KUSTOMIZE_ROOTS
+
+    findings = outputchecks.kustomization_findings(files, KUSTOMIZE_ROOTS)
+    for folder in KUSTOMIZE_ROOTS:  # what each Flux Kustomization builds
+        if f"{folder}/kustomization.yaml".lstrip("/") not in files:
+            continue
+        out = tools.run([kustomize, "build", str(root / folder)], timeout=600)
+        if not out.ok:
+            # kustomize names the innermost path it failed on last; that decides whose problem it is.
+            paths = [Path(m).relative_to(root).as_posix() for m in _QUOTED_PATH.findall(out.output)
+                     if m.startswith(str(root) + "/")]
+            message = out.output.replace(str(root) + "/", "").replace(str(root), ".")
+            findings.append(outputchecks.Finding(paths[-1] if paths else folder, f"kustomize build: {message}"))
     _record("kustomize build", findings, pairs, wiring, _owner_by_path(pairs))
 
 

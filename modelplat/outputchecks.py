@@ -14,6 +14,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from .wiring import KUSTOMIZE_ROOTS
+
 
 KUSTOMIZATION = "kustomization.yaml"
 RATELIMIT_CONFIGMAP = "_platform/ratelimit/configmap.yaml"
@@ -43,14 +45,15 @@ def _mapping(reader, text, path: str, where: str, findings: list) -> dict | None
         return None
     return document
 
-def kustomization_findings(files: Mapping[str, bytes]) -> list[Finding]:
-    """Every kustomization.yaml must list exactly what lies beside and below it.
+def kustomization_findings(files: Mapping[str, bytes], roots: tuple[str, ...] = KUSTOMIZE_ROOTS) -> list[Finding]:
+    """Every YAML file and every folder holding its own kustomization.yaml must be listed by one
+    kustomization.yaml above it, and nothing may be listed that does not exist.
 
     kustomize itself refuses an entry that does not exist, but silently ignores a file nobody
     lists: Flux would never apply it (a model whose HelmRelease is not listed is never deployed).
-    Below a kustomization, what must be listed is every YAML file and every folder holding its
-    own kustomization.yaml, down to (not into) those folders and Helm charts (a folder with a
-    Chart.yaml: helm-controller reads it from Git, kustomize must not).
+    Listing stops at Helm charts (a folder with a Chart.yaml: helm-controller reads it from Git,
+    kustomize must not) and at `roots`, the folders a Flux Kustomization of their own builds: no
+    other kustomization may list those, or two Kustomizations would own the same objects.
     """
     reader = YAML(typ="safe")
     paths = set(files)
@@ -61,30 +64,34 @@ def kustomization_findings(files: Mapping[str, bytes]) -> list[Finding]:
             folder = _parent(folder)
     kustomized = {_parent(p) for p in paths if p.rpartition("/")[2] == KUSTOMIZATION}
     charts = {_parent(p) for p in paths if p.rpartition("/")[2] == "Chart.yaml"}
-    expected_in = _expected_entries(paths, kustomized, charts)
     findings: list[Finding] = []
+    listed_by: dict[str, list[str]] = {}
     for folder in sorted(kustomized):
         own = _join(folder, KUSTOMIZATION)
         document = _mapping(reader, files[own], own, own, findings)
         if document is None:
             continue
-        listed: set[str] = set()
         for entry in _entries(document):
             if "://" in entry or entry.startswith("github.com/"):
                 continue  # a remote base: nothing on disk to compare with
             target = posixpath.normpath(_join(folder, entry))
-            listed.add(target)
-            if target in paths:
+            listed_by.setdefault(target, []).append(own)
+            if target in roots:
+                findings.append(Finding(target, f"{own}: lists '{entry}', which a Flux Kustomization of its own "
+                                                "builds (its objects would have two owners)"))
+            elif target in paths or target in kustomized:
                 continue
-            if target in kustomized:
-                continue
-            if target in folders:
+            elif target in folders:
                 findings.append(Finding(target, f"{own}: lists '{entry}', a folder without a {KUSTOMIZATION}"))
             else:
                 findings.append(Finding(target, f"{own}: lists '{entry}', which does not exist (a stale entry)"))
-        for expected in sorted(expected_in[folder]):
-            if expected not in listed:
-                findings.append(Finding(expected, f"{expected}: not listed in {own}, so Flux never applies it"))
+    for item, owners in sorted(_listable(paths, kustomized, charts, set(roots)).items()):
+        by = listed_by.get(item, [])
+        if not by:
+            findings.append(Finding(item, f"{item}: not listed in {_join(owners[0], KUSTOMIZATION)}, "
+                                          "so Flux never applies it"))
+        elif len(by) > 1:
+            findings.append(Finding(item, f"{item}: listed by {' and '.join(by)}: applied twice"))
     return findings
 
 
@@ -105,20 +112,24 @@ def _entries(document: dict) -> list[str]:
     return entries
 
 
-def _expected_entries(paths: set[str], kustomized: set[str], charts: set[str]) -> dict[str, set[str]]:
-    """Folder of each kustomization.yaml → the paths it must list. One pass over the paths:
-    each YAML file (and each nested kustomization's folder) belongs to the nearest
-    kustomization above it, unless a Helm chart's folder lies between."""
-    expected: dict[str, set[str]] = {folder: set() for folder in kustomized}
+def _listable(paths: set[str], kustomized: set[str], charts: set[str], roots: set[str]) -> dict[str, list[str]]:
+    """Each path that one kustomization.yaml must list → the folders of the kustomizations above
+    it that may (nearest first): every YAML file and every kustomized folder other than a root,
+    outside Helm charts."""
+    listable: dict[str, list[str]] = {}
     items = [p for p in paths if p.endswith((".yaml", ".yml")) and p.rpartition("/")[2] != KUSTOMIZATION]
-    items += [folder for folder in kustomized if folder]
+    items += [folder for folder in kustomized if folder and folder not in roots]
     for item in items:
-        parent = _parent(item)
-        while parent not in kustomized and parent not in charts and parent:
+        owners, parent = [], _parent(item)
+        while parent not in charts:
+            if parent in kustomized:
+                owners.append(parent)
+            if not parent:
+                if owners:
+                    listable[item] = owners
+                break
             parent = _parent(parent)
-        if parent in kustomized:
-            expected[parent].add(item)
-    return expected
+    return listable
 
 
 # --- the rate limit service's config -------------------------------------------------------------

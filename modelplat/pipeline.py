@@ -15,6 +15,7 @@ from typing import Callable
 
 from .errors import Diagnostic, InvalidInput
 from .loader import LoadError, Source, load
+from .records import WiringIdentity
 
 PLATFORM_NAMES = ("platform.yaml", "platform.yml")
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -241,7 +242,7 @@ def _quota_disagreements(quotas):
 
 def _quota_conflicts(identities) -> bool:
     """Models sharing a tenant's quota that declare different limits (cached identities)."""
-    return any(True for _ in _quota_disagreements(identity[4] for identity in identities))
+    return any(True for _ in _quota_disagreements(identity.tokens for identity in identities))
 
 
 def _shared_quota_problems(plans) -> list[Diagnostic]:
@@ -320,7 +321,7 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
     if problems or not model_files:
         return render_all(inputs, platform_file, use_cache=False, progress=progress)
     files: dict[str, bytes] = {}
-    identities: list[tuple] = []  # see plan.wiring_identity
+    identities: list[WiringIdentity] = []  # see plan.wiring_identity
     misses: list[tuple[ModelFile, str]] = []
     for model_file in model_files:
         try:
@@ -335,9 +336,7 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
             misses.append((model_file, key))
         else:
             files.update(entry["files"])
-            name, project, namespace, limits, tokens = entry["identity"]
-            tokens = (tokens[0], tokens[1], tuple(tuple(w) for w in tokens[2])) if tokens else None
-            identities.append((name, project, namespace, tuple(limits) if limits else None, tokens))
+            identities.append(WiringIdentity.from_json(entry["identity"]))
     platform = None
     if misses:
         from .plan import wiring_identity
@@ -359,8 +358,8 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
             if keys.get(p.source) and not result.diagnostics:  # only clean renders are reused
                 fresh.append((keys[p.source], identity, rendered))
         cache.put_many(fresh, shared_files())
-    if len({(i[0], i[2]) for i in identities}) != len(identities) or \
-            len({(i[1], i[0]) for i in identities}) != len(identities) or _quota_conflicts(identities):
+    if len({(i.name, i.namespace) for i in identities}) != len(identities) or \
+            len({(i.project, i.name) for i in identities}) != len(identities) or _quota_conflicts(identities):
         return render_all(inputs, platform_file, use_cache=False)  # positioned duplicate errors
     wiring_key = cache.key("wiring", json.dumps(sorted(identities)))
     wiring = cache.get(wiring_key)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import PlatformSettings
+from .records import WiringIdentity
 from .resolve import (TOKEN_WINDOWS, Identity, default_protocol, exposure_host, metrics_port, rate_limit_domain,
                       token_limit, token_scope)
 from .values import ModelValues
@@ -217,11 +218,11 @@ def common_labels(ident: Identity, platform: PlatformSettings) -> dict[str, str]
 # --- what the wiring needs of each model (wiring.py renders the rest) --------------------------------
 
 
-def wiring_identity(p: "ModelPlan") -> tuple:
-    """What the Flux wiring and the platform services need of one model (cached with it):
-    (name, project, namespace, request limits or None, token quota or None)."""
+def wiring_identity(p: "ModelPlan") -> WiringIdentity:
+    """What the Flux wiring and the platform services need of one model (cached with it)."""
     limits = rate_limits(p.values)
-    return (p.name, p.identity.project, p.namespace, tuple(limits) if limits else None, token_quota(p.chart_values))
+    return WiringIdentity(p.name, p.identity.project, p.namespace, tuple(limits) if limits else None,
+                          token_quota(p.chart_values))
 
 
 def rate_limits(values: ModelValues) -> list[int | None] | None:

@@ -11,6 +11,11 @@ from typing import Any
 from .config import PlatformSettings
 from .resolve import IP_KEY, SA_KEY, rate_limit_domain, token_domain
 
+PLATFORM_DIR = "_platform"
+# The folders (relative to the output root) a Flux Kustomization builds: the models' root, which
+# also lists _platform/flux, and the platform services' (flux_kustomizations).
+KUSTOMIZE_ROOTS = ("", PLATFORM_DIR)
+
 
 def namespace(project_namespace: str, platform: PlatformSettings) -> dict[str, Any]:
     labels = {"app.kubernetes.io/managed-by": "modelplat", "modelplat.io/environment": platform.environment}
@@ -36,19 +41,33 @@ def git_repository(platform: PlatformSettings) -> dict[str, Any]:
     }
 
 
-def flux_kustomization(platform: PlatformSettings) -> dict[str, Any]:
-    src = platform.flux.gitRepository
+def flux_kustomizations(platform: PlatformSettings) -> dict[str, dict[str, Any]]:
+    """The two Flux Kustomizations, as Flux's own multi-tenant layouts split them: the platform
+    services first (`wait`: Ready only once every object it applied is healthy), then the models,
+    which depend on it. The models' one also applies `_platform/flux` (the source and both
+    Kustomizations), so Flux keeps its own configuration in sync with Git."""
+    flux, src = platform.flux, platform.flux.gitRepository
+
+    def flux_kustomization(name: str, path: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": src.namespace},
+            "spec": {
+                "interval": flux.interval,
+                "path": path,
+                "prune": True,
+                "sourceRef": {"kind": "GitRepository", "name": src.name},
+                "timeout": flux.timeout,
+                **extra,
+            },
+        }
+
+    root = flux.path.rstrip("/")
     return {
-        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-        "kind": "Kustomization",
-        "metadata": {"name": platform.flux.kustomizationName, "namespace": src.namespace},
-        "spec": {
-            "interval": platform.flux.interval,
-            "path": platform.flux.path,
-            "prune": True,
-            "sourceRef": {"kind": "GitRepository", "name": src.name},
-            "timeout": platform.flux.timeout,
-        },
+        "platform.yaml": flux_kustomization(flux.platformKustomizationName, f"{root}/{PLATFORM_DIR}", wait=True),
+        "sync.yaml": flux_kustomization(flux.kustomizationName, root,
+                                   dependsOn=[{"name": flux.platformKustomizationName}]),
     }
 
 

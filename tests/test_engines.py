@@ -86,6 +86,31 @@ def test_flux_delivers_every_model_and_each_release_holds_exactly_its_charts_obj
         assert {k for k, _, _ in state.release_objects} >= {"InferenceService", "PeerAuthentication"}
 
 
+def test_flux_applies_the_platform_services_first_and_the_models_after_them(models):
+    """Two Kustomizations, as Flux's multi-tenant layouts have them: the platform's applies the
+    rate-limit service and waits until it is healthy; the models' depends on it and holds every
+    HelmRelease (and Flux's own objects), never a platform service."""
+    platform = models.gitops.platform.flux
+    kustomizations = models.report.settled.kustomizations
+    services, apps = kustomizations[platform.platformKustomizationName], kustomizations[platform.kustomizationName]
+    assert apps["spec"]["dependsOn"] == [{"name": platform.platformKustomizationName}]
+    assert services["spec"]["wait"] is True
+
+    def inventory(kustomization) -> set[tuple[str, str]]:
+        # Flux's entry ids: <namespace>_<name>_<group>_<kind>
+        return {(entry["id"].split("_")[-1], entry["id"].split("_")[1])
+                for entry in kustomization["status"]["inventory"]["entries"]}
+
+    assert {("Deployment", "ratelimit"), ("Deployment", "redis")} <= inventory(services)
+    assert not {kind for kind, _ in inventory(services)} & {"HelmRelease", "Kustomization", "GitRepository"}
+    assert {("HelmRelease", p.name) for p in models.plans} <= inventory(apps)
+    assert {("Kustomization", platform.platformKustomizationName), ("GitRepository", platform.gitRepository.name)} \
+        <= inventory(apps)
+    assert not {name for kind, name in inventory(apps) if kind == "Deployment"}
+    # Health was checked, not assumed: Flux says so in the Ready message of the platform's.
+    assert services["status"]["lastAppliedRevision"] == apps["status"]["lastAppliedRevision"]
+
+
 # --- 2. KServe ---------------------------------------------------------------------------------------
 
 def test_kserve_turns_every_inferenceservice_into_what_the_values_ask_for(models):

@@ -61,6 +61,26 @@ def test_a_project_missing_from_the_root_and_a_folder_without_kustomization():
     assert "llm/qwen-chat/helmrelease.yaml" in paths and "llm/namespace-llm.yaml" in paths
 
 
+def test_the_platform_services_are_a_root_of_their_own_and_nothing_is_applied_twice():
+    """Two Flux Kustomizations build the output: the models' (the root, which lists
+    _platform/flux) and the platform's (_platform). Neither may take the other's objects."""
+    files = committed_output()
+    root = files["kustomization.yaml"].decode()
+    assert "  - _platform/flux\n" in root and "  - _platform\n" not in root
+    both = dict(files, **{"kustomization.yaml": root.replace("  - _platform/flux\n",
+                                                             "  - _platform/flux\n  - _platform\n").encode()})
+    (finding,) = outputchecks.kustomization_findings(both)
+    assert finding.path == "_platform" and "two owners" in finding.message
+    twice = dict(files, **{"kustomization.yaml": root.replace("  - _platform/flux\n",
+                                                              "  - _platform/flux\n  - _platform/ratelimit\n").encode()})
+    (finding,) = outputchecks.kustomization_findings(twice)
+    assert finding.path == "_platform/ratelimit" and "applied twice" in finding.message
+    services = files["_platform/kustomization.yaml"].decode()
+    dropped = dict(files, **{"_platform/kustomization.yaml": services.replace("  - ratelimit\n", "").encode()})
+    (finding,) = outputchecks.kustomization_findings(dropped)
+    assert finding.path == "_platform/ratelimit" and "not listed in _platform/kustomization.yaml" in finding.message
+
+
 # --- the rate limit service's config (pure) ------------------------------------------------------
 
 

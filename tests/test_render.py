@@ -78,9 +78,9 @@ def test_helmrelease_values_are_exactly_the_chart_values(tree):
 def test_the_rate_limit_service_is_rendered_only_for_models_that_use_it(tree):
     _, files = rendered(tree, {"demo/iris.yaml": CPU, "demo/wine.yaml": CPU})
     assert not [f for f in files if f.startswith("_platform/ratelimit/")]
-    assert "_platform/ratelimit" not in _yaml.load(files["kustomization.yaml"])["resources"]
+    assert _yaml.load(files["_platform/kustomization.yaml"])["resources"] == ["prometheus-adapter"]
     _, files = rendered(tree, {"demo/iris.yaml": CPU, "demo/wine.yaml": CPU + "ratelimitIPPerMinute: 10\n"})
-    assert "_platform/ratelimit" in _yaml.load(files["kustomization.yaml"])["resources"]
+    assert _yaml.load(files["_platform/kustomization.yaml"])["resources"] == ["prometheus-adapter", "ratelimit"]
     config = _yaml.load(files["_platform/ratelimit/configmap.yaml"])
     assert list(config["data"]) == ["demo.wine.yaml"]
 
@@ -89,10 +89,12 @@ def test_kustomizations_list_exactly_the_files_beside_them(tree):
     limited = CPU + "ratelimitIPPerMinute: 10\n"
     _, files = rendered(tree, {"llm/qwen.yaml": GPU_LLM, "demo/iris.yaml": limited, "demo/wine.yaml": CPU})
     top = _yaml.load(files["kustomization.yaml"])
-    assert top["resources"] == ["_platform/flux", "_platform/prometheus-adapter", "_platform/ratelimit", "demo", "llm"]
+    assert top["resources"] == ["_platform/flux", "demo", "llm"]  # the models' Flux Kustomization
+    assert _yaml.load(files["_platform/kustomization.yaml"])["resources"] == ["prometheus-adapter", "ratelimit"]
     demo = _yaml.load(files["demo/kustomization.yaml"])
     assert demo["resources"] == ["namespace-demo.yaml", "iris/helmrelease.yaml", "wine/helmrelease.yaml"]
-    for folder in ("", "demo/", "llm/", "_platform/flux/", "_platform/prometheus-adapter/", "_platform/ratelimit/"):
+    for folder in ("", "demo/", "llm/", "_platform/", "_platform/flux/", "_platform/prometheus-adapter/",
+                   "_platform/ratelimit/"):
         listed = _yaml.load(files[f"{folder}kustomization.yaml"])["resources"]
         for entry in listed:
             assert f"{folder}{entry}" in files or any(f.startswith(f"{folder}{entry}/") for f in files), entry
@@ -104,6 +106,11 @@ def test_flux_source_and_sync(tree):
     assert source["kind"] == "GitRepository" and source["spec"]["ref"] == {"branch": "main"}
     sync = _yaml.load(files["_platform/flux/sync.yaml"])
     assert sync["kind"] == "Kustomization" and sync["spec"]["path"] == "./charts-out" and sync["spec"]["prune"] is True
+    platform = _yaml.load(files["_platform/flux/platform.yaml"])
+    assert platform["spec"]["path"] == "./charts-out/_platform" and platform["spec"]["wait"] is True
+    assert sync["spec"]["dependsOn"] == [{"name": platform["metadata"]["name"]}] and "wait" not in sync["spec"]
+    assert _yaml.load(files["_platform/flux/kustomization.yaml"])["resources"] == [
+        "gitrepository.yaml", "platform.yaml", "sync.yaml"]
 
 
 def test_every_chart_holds_every_template_and_renders_only_what_is_on(tree, tmp_path):

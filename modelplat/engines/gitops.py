@@ -125,10 +125,12 @@ class GitOps:
         if have != want:
             return None, f"GitRepository at {have} ({condition(source).get('message', '')})"
         kustomizations = {k["metadata"]["name"]: k for k in kube.list("Kustomization", FLUX_NAMESPACE)}
-        main = kustomizations.get(self.platform.flux.kustomizationName) or {}
-        status = main.get("status") or {}
-        if status.get("lastAppliedRevision") != want or condition(main).get("status") != "True":
-            return None, f"Kustomization: {condition(main).get('message', 'not applied yet')}"
+        # The platform services' Kustomization first (healthy, `wait`), then the models' (dependsOn).
+        for name in (self.platform.flux.platformKustomizationName, self.platform.flux.kustomizationName):
+            applied = kustomizations.get(name) or {}
+            status = applied.get("status") or {}
+            if status.get("lastAppliedRevision") != want or condition(applied).get("status") != "True":
+                return None, f"Kustomization {name}: {condition(applied).get('message', 'not applied yet')}"
         releases = {}
         for hr in kube.list("HelmRelease"):
             meta = hr["metadata"]
