@@ -225,7 +225,7 @@ def lint(
         if report.missing_tools:
             level = "[bold red]error" if require_tools else "[yellow]warning"
             console.print(f"{level}:[/] not found: {', '.join(report.missing_tools)}; their checks were skipped. "
-                          "Install them with scripts/install-tools.sh (or put them on PATH).")
+                          "Install them with `modelplat tools install` (or put them on PATH).")
     if require_tools and report.missing_tools:
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_INVALID)
@@ -373,6 +373,63 @@ def import_(
             sys.stderr.write(f"note: {line}\n")
     # Written either way; non-zero when something needs a person, so scripts notice.
     raise typer.Exit(EXIT_INVALID if unmapped or problems else EXIT_OK)
+
+
+tools_app = typer.Typer(no_args_is_help=True, help="The real tools modelplat runs: list them, build them, find them.")
+app.add_typer(tools_app, name="tools")
+
+
+@tools_app.command("list")
+def tools_list(fmt: Format = typer.Option(Format.text, "--format", help="Output format.")) -> None:
+    """Each tool, its pinned version, what uses it, and the binary lint will run (PATH first,
+    then the tool cache)."""
+    from .toolbuild import status
+
+    rows = status()
+    if fmt is Format.json:
+        print(json.dumps({"tools": [r.as_dict() for r in rows]}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table("tool", "pinned", "used by", "found", "version")
+    for r in rows:
+        found = _escape(r.path) if r.path else "[red]missing[/]"
+        mark = "" if not r.path or r.pinned_build or not r.pinned else " [yellow](not the pinned build)[/]"
+        table.add_row(r.tool, r.pinned or "(distribution)", r.used_by, found + mark, r.version)
+    _console().print(table)
+
+
+@tools_app.command("install")
+def tools_install(
+    names: List[str] = typer.Argument(None, metavar="[TOOL|GROUP]...", help="Tools or groups (lint, server-dry-run, engines, all); default: lint."),
+) -> None:
+    """Build the pinned tools from their Go modules into the tool cache (skips what is built)."""
+    from . import toolbuild
+
+    try:
+        wanted = toolbuild.expand(list(names or []))
+    except ValueError as exc:
+        sys.stderr.write(f"error: unknown tool or group '{exc}'; tools: {', '.join(toolbuild.TOOLS)}; "
+                         f"groups: {', '.join(toolbuild.GROUPS)}\n")
+        raise typer.Exit(EXIT_USAGE)
+    problems = toolbuild.missing_prerequisites(wanted)
+    for problem in problems:
+        sys.stderr.write(f"error: {problem}\n")
+    if problems:
+        raise typer.Exit(EXIT_USAGE)
+    status = toolbuild.install(wanted)
+    if status != 0:
+        sys.stderr.write(f"error: building {', '.join(wanted)} failed (exit {status}); the log above says where\n")
+        raise typer.Exit(EXIT_USAGE)
+    print(toolbuild.tools_cache() / "bin")
+
+
+@tools_app.command("path")
+def tools_path() -> None:
+    """Print the folder the built tools are linked in (for PATH; lint finds them there anyway)."""
+    from .tools import tools_bin
+
+    print(tools_bin())
 
 
 @app.command()

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from modelplat import tools
+from modelplat import toolbuild, tools
 
-from conftest import EXAMPLES, REPO
+from conftest import EXAMPLES, REPO, need_tool
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 SHELL = {"sh", "bash", "shell", "console"}
@@ -97,7 +97,15 @@ def session(tmp_path: Path, lint_tools):
     shutil.copytree(REPO / "charts-out", tmp_path / "charts-out")
     (tmp_path / "home").mkdir()
     bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, HOME=str(tmp_path / "home"), COLUMNS="200",
+    # HOME is the reader's own, but the tools are the ones this session built: `modelplat tools
+    # install` finds them all built (it must not build a second set under HOME), and Go keeps
+    # its module and build caches.
+    go_env = {}
+    if shutil.which("go"):
+        out = subprocess.run(["go", "env", "GOPATH", "GOMODCACHE", "GOCACHE"], capture_output=True, text=True).stdout
+        go_env = dict(zip(("GOPATH", "GOMODCACHE", "GOCACHE"), out.split()))
+    env = dict(os.environ, **go_env, HOME=str(tmp_path / "home"), COLUMNS="200",
+               MODELPLAT_TOOLS_CACHE=str(tools.tools_bin().parent),
                PATH=os.pathsep.join([str(bin_dir), str(tools.tools_bin()), os.environ.get("PATH", "")]))
     assert shutil.which("modelplat", path=env["PATH"]) == str(bin_dir / "modelplat")
     return tmp_path, env
@@ -112,8 +120,14 @@ def test_every_command_on_the_page_exits_as_the_text_says(page, session):
     for command in commands(REPO / page):
         if any(flag in command.text for flag in ELSEWHERE):
             continue
-        proc = subprocess.run(["bash", "-c", command.text], cwd=folder, env=env, capture_output=True, text=True,
-                              timeout=600)
+        words = shlex.split(command.text)
+        if words[1:3] == ["tools", "install"]:  # builds nothing when this session's tools are all there
+            for tool in toolbuild.expand([w for w in words[3:] if not w.startswith("-")]):
+                need_tool(tool)
+        # As typed at a bash prompt: bash stays the command's parent (a lone command would be
+        # exec'd in its place), which is what shell completion detects the shell from.
+        proc = subprocess.run(["bash", "-c", f"{command.text}\nexit $?"], cwd=folder, env=env, capture_output=True,
+                              text=True, timeout=600)
         assert proc.returncode == command.exit, f"{command}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}"
         ran.append(command.text)
     assert ran

@@ -3,6 +3,7 @@ vendored CRD schemas ship inside the package."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -34,7 +35,9 @@ def test_wheel_contains_the_data_folders(installed):
     for required in ("modelplat/templates/chart/templates/inferenceservice.yaml.j2",
                      "modelplat/schemas/chart-values.schema.json",
                      "modelplat/vendor/crd-schemas/serving.kserve.io/inferenceservice_v1beta1.json",
-                     "modelplat/vendor/crd-schemas/LICENSE"):
+                     "modelplat/vendor/crd-schemas/LICENSE",
+                     "modelplat/toolchain/pins.env", "modelplat/toolchain/install-tools.sh",
+                     "modelplat/toolchain/sidecar-config/main.go"):
         assert required in names
     # The upstream CRDs feed only the tests' API server; users' clusters have their own.
     assert not [n for n in names if "crd-manifests" in n]
@@ -60,3 +63,64 @@ def test_installed_wheel_renders_and_lints_outside_the_checkout(installed, tmp_p
     imported = subprocess.run([str(installed / "bin/python"), "-c", "import modelplat.resources as r; print(r.templates_dir())"],
                               cwd=tmp_path, capture_output=True, text=True)
     assert str(installed) in imported.stdout, "the wheel's own templates are used, not the checkout's"
+
+
+@pytest.mark.slow
+def test_installed_wheel_lists_builds_and_finds_its_tools(installed, tmp_path):
+    """`modelplat tools`: the pins ship in the package; `tools install` builds one into an empty
+    cache (the others of lint already built there, as a CI cache restore leaves them), and lint
+    --require-tools runs exactly the tools `tools list` reports, with nothing else on PATH."""
+    import json
+
+    from modelplat import toolbuild
+
+    tools_bin = {tool: need_tool(tool) for tool in LINT_TOOLS}
+    exe = str(installed / "bin/modelplat")
+    cache = tmp_path / "tools-cache"
+    cache.mkdir()
+    for tool in LINT_TOOLS:  # restored from "CI's cache": every lint tool but kubeconform
+        if tool != "kubeconform":
+            built = Path(os.path.realpath(tools_bin[tool])).parent
+            (cache / built.name).symlink_to(built)
+    go = Path(need_tool("go")).parent
+    env = {"PATH": os.pathsep.join([str(installed / "bin"), str(go), "/usr/bin", "/bin"]),
+           "HOME": os.environ["HOME"], "MODELPLAT_TOOLS_CACHE": str(cache)}
+    for variable in ("GOPATH", "GOMODCACHE", "GOCACHE", "GOFLAGS", "GOPROXY", "XDG_CACHE_HOME", "MODELPLAT_CACHE_DIR"):
+        if variable in os.environ:
+            env[variable] = os.environ[variable]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([exe, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+
+    listed = json.loads(run("tools", "list", "--format", "json").stdout)["tools"]
+    pins = {t["tool"]: t["pinned"] for t in listed}
+    assert pins["kubeconform"] == toolbuild.pins()["KUBECONFORM"] and pins["helm"] == toolbuild.pins()["HELM"]
+    assert next(t for t in listed if t["tool"] == "kubeconform")["path"] is None
+    assert run("tools", "path").stdout.strip() == str(cache / "bin")
+
+    built = run("tools", "install", "kubeconform")
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.strip() == str(cache / "bin")
+    assert "building kubeconform" in built.stderr
+    again = run("tools", "install", "lint")  # every lint tool is there now: nothing to build
+    assert again.returncode == 0 and "building" not in again.stderr, again.stderr
+    listed = {t["tool"]: t for t in json.loads(run("tools", "list", "--format", "json").stdout)["tools"]}
+    for tool in LINT_TOOLS:
+        assert listed[tool]["path"] == str(cache / "bin" / tool) and listed[tool]["pinnedBuild"], listed[tool]
+    lint = run("lint", str(EXAMPLES), "--require-tools", "--format", "json")
+    assert lint.returncode == 0, lint.stdout[-2000:] + lint.stderr
+    assert json.loads(lint.stdout)["missingTools"] == []
+
+
+@pytest.mark.slow
+def test_a_missing_prerequisite_is_named_before_anything_runs(installed, tmp_path):
+    env = {"PATH": os.pathsep.join([str(installed / "bin"), "/usr/bin", "/bin"]), "HOME": str(tmp_path),
+           "MODELPLAT_TOOLS_CACHE": str(tmp_path / "empty-cache")}
+    result = subprocess.run([str(installed / "bin/modelplat"), "tools", "install", "kubeconform"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Go 1.26+ is needed to build kubeconform" in result.stderr
+    assert not (tmp_path / "empty-cache" / "bin").exists() or not any((tmp_path / "empty-cache" / "bin").iterdir())
+    unknown = subprocess.run([str(installed / "bin/modelplat"), "tools", "install", "helmm"], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2 and "unknown tool or group 'helmm'" in unknown.stderr

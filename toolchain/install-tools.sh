@@ -4,33 +4,18 @@
 # warm run costs nothing. Prebuilt-binary downloads are deliberately not used: only the Go module
 # proxy is reachable from CI machines, and a pinned source build is reproducible anyway.
 #
-# Usage: scripts/install-tools.sh [tool...]      (default: every tool below)
+# Usage: install-tools.sh [tool...]      (default: every tool below; `modelplat tools install`
+# runs it from the installed package). Pins: pins.env beside it.
 # Prints the bin directory on its last line; put it on PATH or pass MODELPLAT_TOOLS_DIR.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${MODELPLAT_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelplat-tools}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
 
-HELM_VERSION=v3.21.4
-KUBECONFORM_VERSION=v0.7.0
-HELM_UNITTEST_VERSION=v1.1.2
-# Prometheus publishes its Go module as v0.3xx (v0.316.0 is Prometheus 3.16).
-PROMTOOL_VERSION=v0.316.0
-# Istio tags are not Go semver: pin the pseudo-version of Istio master of 2026-08-27.
-ISTIOCTL_VERSION=v0.0.0-20260827124520-eed52ebb66ad
-KUSTOMIZE_VERSION=v5.8.0
-# envoyproxy/ratelimit publishes no semver tags; this is the commit the platform's image is built from.
-RATELIMIT_VERSION=v1.4.1-0.20260122083618-3fb702589d36
-KUBERNETES_VERSION=v1.36.3
-ETCD_VERSION=v3.6.8
-# The engines the output is reconciled by in the tests (`lint --engines`).
-KSERVE_VERSION=v0.20.0
-SOURCE_CONTROLLER_VERSION=v1.9.5   # Flux 2.9.5
-KUSTOMIZE_CONTROLLER_VERSION=v1.9.5
-HELM_CONTROLLER_VERSION=v1.6.4
-# sidecar-config (tools/sidecar-config) is built against the same Istio as istioctl.
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=pins.env
+. "$HERE/pins.env"
 
 # Every build uses the same flags, so packages two tools share (Istio for istioctl and
 # sidecar-config, Kubernetes libraries at the same version) compile once into the Go build cache;
@@ -257,9 +242,9 @@ install_flux() {
   done
 }
 
-# Istio's own config generation (tools/sidecar-config in this repository), at istioctl's Istio.
+# Istio's own config generation (sidecar-config/ beside this script), at istioctl's Istio.
 install_sidecar_config() {
-  local src="$ROOT/tools/sidecar-config" dir sum
+  local src="$HERE/sidecar-config" dir sum
   sum=$(cat "$src"/*.go "$src/go.mod" "$src/go.sum" | sha256sum | cut -c1-12)
   dir="$CACHE/sidecar-config-$ISTIOCTL_VERSION-$sum"
   installed sidecar-config "$ISTIOCTL_VERSION-$sum" || {
@@ -272,6 +257,15 @@ install_sidecar_config() {
     mv "$dir/sidecar-config.tmp" "$dir/sidecar-config"
   }
   link sidecar-config "$ISTIOCTL_VERSION-$sum"
+}
+
+install_actionlint() {
+  installed actionlint "$ACTIONLINT_VERSION" || {
+    need_go; log "building actionlint $ACTIONLINT_VERSION"
+    GOBIN="$CACHE/actionlint-$ACTIONLINT_VERSION" go install "${GO_BUILD[@]}" \
+      "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+  }
+  link actionlint "$ACTIONLINT_VERSION"
 }
 
 install_one() {
@@ -295,24 +289,38 @@ install_one() {
     helm-controller) flux_controller helm-controller "$HELM_CONTROLLER_VERSION"
       link helm-controller "$HELM_CONTROLLER_VERSION" ;;
     sidecar-config) install_sidecar_config ;;
+    actionlint) install_actionlint ;;
     *) log "unknown tool: $1"; exit 2 ;;
   esac
 }
 
 # Every tool, longest cold build first (figures: docs/performance.md). sidecar-config comes
-# late: it waits for istioctl, whose compiled Istio packages it reuses from the build cache.
+# late: it waits for istioctl (when both are built), whose compiled Istio packages it reuses.
 ALL_TOOLS="kubernetes istioctl promtool source-controller kserve kustomize-controller helm-controller
-  helm etcd helm-unittest sidecar-config ratelimit kustomize kubeconform redis"
+  helm etcd helm-unittest sidecar-config ratelimit actionlint kustomize kubeconform redis"
+ALL_TOOLS=$(echo $ALL_TOOLS)  # one space between names
 
-# One worker: claims the next unclaimed tool of ALL_TOOLS (mkdir is atomic), builds it, marks it
+# The build unit of a tool name (the three Kubernetes binaries are one build, ...).
+unit() {
+  case "$1" in
+    kube-apiserver | kubectl | kube-controller-manager) echo kubernetes ;;
+    kserve-manager) echo kserve ;;
+    redis-server) echo redis ;;
+    flux) echo source-controller kustomize-controller helm-controller ;;
+    *) echo "$1" ;;
+  esac
+}
+
+# One worker: claims the next unclaimed tool of the list (mkdir is atomic), builds it, marks it
 # done. Each build runs in its own subshell with errexit on, so a failing step stops that build
 # (errexit is ignored inside a function called from a condition). Logs what each tool cost.
 worker() {
   local claims=$1 t start rc
+  shift
   set +e
-  for t in $ALL_TOOLS; do
+  for t in "$@"; do
     mkdir "$claims/$t" 2>/dev/null || continue
-    if [ "$t" = sidecar-config ]; then
+    if [ "$t" = sidecar-config ] && [ -d "$claims/istioctl" ]; then
       while [ ! -e "$claims/istioctl/done" ]; do
         [ -e "$claims/failed" ] && return 1
         sleep 2
@@ -327,23 +335,36 @@ worker() {
   done
 }
 
+# The requested tools (default: all), as build units in ALL_TOOLS's order.
+wanted=""
 if [ $# -gt 0 ]; then
-  for t in "$@"; do install_one "$t"; done
-else
-  # Two workers share the list: on 2 cores one compiles while the other downloads modules or
-  # links a large binary, and neither idles while work is left. Peak memory of a pair stays
-  # under ~4 GB (kube-apiserver's link is the largest).
-  claims=$(mktemp -d)
-  trap 'rm -rf "$claims"' EXIT
-  started=$SECONDS
-  worker "$claims" &
-  first=$!
-  worker "$claims" &
-  second=$!
-  status=0
-  wait "$first" || status=$?
-  wait "$second" || status=$?
-  [ "$status" = 0 ] || { log "error: a tool build failed (see above)"; exit "$status"; }
-  [ $((SECONDS - started)) -lt 2 ] || log "every tool ready after $((SECONDS - started)) s"
+  for t in "$@"; do
+    for u in $(unit "$t"); do
+      case " $ALL_TOOLS " in *" $u "*) ;; *) log "unknown tool: $t"; exit 2 ;; esac
+      wanted="$wanted $u"
+    done
+  done
 fi
+order=""
+for t in $ALL_TOOLS; do
+  case " $wanted " in *" $t "*) order="$order $t" ;; *) [ -n "$wanted" ] || order="$order $t" ;; esac
+done
+
+# Two workers share the list: on 2 cores one compiles while the other downloads modules or links
+# a large binary, and neither idles while work is left. Peak memory of a pair stays under ~4 GB
+# (kube-apiserver's link is the largest).
+claims=$(mktemp -d)
+trap 'rm -rf "$claims"' EXIT
+started=$SECONDS
+# shellcheck disable=SC2086 # the tool names are words
+worker "$claims" $order &
+first=$!
+# shellcheck disable=SC2086
+worker "$claims" $order &
+second=$!
+status=0
+wait "$first" || status=$?
+wait "$second" || status=$?
+[ "$status" = 0 ] || { log "error: a tool build failed (see above)"; exit "$status"; }
+[ $((SECONDS - started)) -lt 2 ] || log "every tool ready after $((SECONDS - started)) s"
 echo "$BIN"

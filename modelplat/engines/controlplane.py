@@ -40,7 +40,7 @@ _yaml = YAML(typ="safe")
 
 @dataclass
 class Engines:
-    """Paths of the engine binaries and the config shipped with them (see scripts/install-tools.sh)."""
+    """Paths of the engine binaries and the config shipped with them (see toolchain/install-tools.sh, `modelplat tools install engines`)."""
 
     etcd: str
     apiserver: str
@@ -49,7 +49,7 @@ class Engines:
     kserve_manager: str
     kustomize: str
     openssl: str
-    sidecar_config: str  # Istio's config generation (tools/sidecar-config)
+    sidecar_config: str  # Istio's config generation (toolchain/sidecar-config)
     flux: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -1,4 +1,4 @@
-"""Istio's config generation for the model pods and the gateway, through tools/sidecar-config
+"""Istio's config generation for the model pods and the gateway, through toolchain/sidecar-config
 (Istio's own discovery server, in-process), and readers for what it generated.
 
 It is handed Istio objects and the Services, Pods and EndpointSlices a cluster holds; it returns
@@ -94,7 +94,7 @@ def generate(inputs: Inputs, proxies: list[Proxy], *, timeout: int = 300) -> dic
     """Runs Istio's config generation once for every proxy; {proxy name: ProxyConfig}."""
     binary = tools.find("sidecar-config")
     if not binary:
-        raise IstioError("sidecar-config is not installed (scripts/install-tools.sh sidecar-config)")
+        raise IstioError("sidecar-config is not installed (modelplat tools install sidecar-config)")
     payload = {
         "config": "---\n".join(yamlout.dump(o) for o in inputs.config),
         "kubernetes": "---\n".join(yamlout.dump(o) for o in inputs.kubernetes),
