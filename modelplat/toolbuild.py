@@ -43,7 +43,8 @@ TOOLS: dict[str, tuple[str | None, str]] = {
 GROUPS = {
     "lint": [t for t, (_, user) in TOOLS.items() if user == "lint"],
     "server-dry-run": ["kubectl"],
-    "engines": [t for t, (_, user) in TOOLS.items() if user == "lint --engines"],
+    # `lint --engines` runs the static tools too, and applies the Flux objects with kubectl.
+    "engines": [t for t, (_, user) in TOOLS.items() if user in ("lint", "lint --server-dry-run", "lint --engines")],
     "all": list(TOOLS),
 }
 GO_MINIMUM = (1, 26)  # helm, helm-unittest and the engines declare go 1.26 in their go.mod

@@ -39,8 +39,9 @@ def test_wheel_contains_the_data_folders(installed):
                      "modelplat/toolchain/pins.env", "modelplat/toolchain/install-tools.sh",
                      "modelplat/toolchain/sidecar-config/main.go"):
         assert required in names
-    # The upstream CRDs feed only the tests' API server; users' clusters have their own.
-    assert not [n for n in names if "crd-manifests" in n]
+    # The upstream CRDs `lint --engines` installs ship too: they are small once compressed.
+    assert "modelplat/vendor/crd-manifests/serving.kserve.io_inferenceservices.yaml" in names
+    assert wheel.stat().st_size < 3 * 1024 * 1024, wheel.stat().st_size
 
 
 @pytest.mark.slow
@@ -63,6 +64,10 @@ def test_installed_wheel_renders_and_lints_outside_the_checkout(installed, tmp_p
     imported = subprocess.run([str(installed / "bin/python"), "-c", "import modelplat.resources as r; print(r.templates_dir())"],
                               cwd=tmp_path, capture_output=True, text=True)
     assert str(installed) in imported.stdout, "the wheel's own templates are used, not the checkout's"
+    crds = subprocess.run([str(installed / "bin/python"), "-c",
+                           "from modelplat.engines.apiserver import crd_manifests; print(crd_manifests())"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert crds.returncode == 0 and crds.stdout.startswith(str(installed)), crds.stdout + crds.stderr
 
 
 @pytest.mark.slow

@@ -23,11 +23,11 @@ from ..resources import vendor_dir
 
 
 def crd_manifests() -> Path:
-    """The upstream CRDs vendored with the source (vendor/crd-manifests, not in the wheel)."""
+    """The upstream CRDs vendored with modelplat (vendor/crd-manifests, in the wheel too)."""
     path = vendor_dir() / "crd-manifests"
     if not path.is_dir():
         raise StartError("the vendored CRD manifests (vendor/crd-manifests) are not in this installation: "
-                         "run from a modelplat source checkout")
+                         "reinstall modelplat")
     return path
 
 ETCD_READY_SECONDS = 30
