@@ -48,7 +48,7 @@ GROUPS = {
     "all": list(TOOLS),
 }
 GO_MINIMUM = (1, 26)  # helm, helm-unittest and the engines declare go 1.26 in their go.mod
-# Beyond Go, what a build needs (the engines' harness also runs openssl and git at lint time).
+# Beyond Go, what a build needs (the engines' harness also needs git and openssl when it runs).
 _NEEDS = {"redis-server": "apt-get (Debian/Ubuntu) to install redis-server"}
 
 
@@ -138,6 +138,11 @@ def missing_prerequisites(wanted: list[str]) -> list[str]:
                                 f"{GO_MINIMUM[0]}.{GO_MINIMUM[1]}+")
     if "redis-server" in to_build and not shutil.which("redis-server") and not shutil.which("apt-get"):
         problems.append(f"redis-server is missing and cannot be installed here: {_NEEDS['redis-server']}")
+    if any(TOOLS[t][1] == "lint --engines" for t in wanted):
+        for program, why in (("git", "serves the rendered output to Flux over HTTP (git http-backend)"),
+                             ("openssl", "makes the local API server's and webhooks' certificates")):
+            if not shutil.which(program):
+                problems.append(f"{program} is needed by lint --engines, which these tools are for: it {why}")
     return problems
 
 

@@ -29,7 +29,7 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 SHELL = {"sh", "bash", "shell", "console"}
 # Subcommands that need inputs: an inline mention without them (`modelplat lint`) names the
 # command, it is not one to run.
-NEEDS_INPUTS = {"lint", "render", "diff", "init", "import", "explain"} - {"explain"}
+NEEDS_INPUTS = {"lint", "render", "diff", "init", "import", "tools"}
 # Commands that need what a page says they need and a docs session has not: each flag is run for
 # real by its own tests (test_engines.py, test_server_dry_run.py), against a control plane.
 ELSEWHERE = {"--engines": "tests/test_engines.py", "--server-dry-run": "tests/test_server_dry_run.py"}
@@ -65,6 +65,8 @@ def commands(page: Path) -> list[Command]:
                 expected = _EXIT.search("#" + comment) if comment else None
                 found.append(Command(rel, number, command.strip(), int(expected.group(1)) if expected else 0))
             continue
+        if line.startswith("#"):
+            continue  # a heading names a command (`## modelplat tools list | install | path`)
         for inline in re.findall(r"`(modelplat [^`]+)`", line):
             words = inline.split()
             if re.search(r"[<\[]|\.\.\.|[A-Z]{3,}", inline):

@@ -129,3 +129,19 @@ def test_a_missing_prerequisite_is_named_before_anything_runs(installed, tmp_pat
     unknown = subprocess.run([str(installed / "bin/modelplat"), "tools", "install", "helmm"], env=env,
                              capture_output=True, text=True, timeout=120)
     assert unknown.returncode == 2 and "unknown tool or group 'helmm'" in unknown.stderr
+
+
+@pytest.mark.slow
+def test_the_engines_prerequisites_are_named_too(installed, tmp_path):
+    """git and openssl, which lint --engines runs, are asked for when the engines are built."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for program in ("bash", "env", "sh"):
+        (bare / program).symlink_to(need_tool(program))
+    (bare / "go").symlink_to(need_tool("go"))
+    env = {"PATH": os.pathsep.join([str(installed / "bin"), str(bare)]), "HOME": str(tmp_path),
+           "MODELPLAT_TOOLS_CACHE": str(tmp_path / "empty-cache")}
+    result = subprocess.run([str(installed / "bin/modelplat"), "tools", "install", "etcd"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "git is needed by lint --engines" in result.stderr and "openssl is needed by lint --engines" in result.stderr
