@@ -274,8 +274,8 @@ def _owner_by_path(pairs: list):
 def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring: ModelResult,
                schema_locations: list[str], jobs: int | None, cache: "verdicts.Verdicts") -> None:
     """Runs the tools; problems that belong to no model go on the Flux wiring row. A chart's
-    helm lint, helm template and helm-unittest results come from `cache` when nothing they
-    read changed (verdicts.py)."""
+    helm lint, helm template and helm-unittest results, and kubeconform's findings in each file,
+    come from `cache` when nothing they read changed (verdicts.py)."""
     helm = tools.find("helm")
     unittest = tools.find("helm-unittest")
     manifests: dict[str, Path] = {}
@@ -328,13 +328,14 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
     cache.flush()
     rendered = [model for p, model in pairs if p.model_dir in manifests]
     # The whole-output tools, each one process over every chart, side by side.
-    steps = [lambda: _kubeconform(root, result, pairs, manifests, wiring, schema_locations),
+    steps = [lambda: _kubeconform(root, result, pairs, manifests, wiring, schema_locations, cache),
              lambda: _istioctl(root, istio_files, rendered, wiring),
              lambda: _promtool(root, rule_files, rendered, wiring),
              lambda: _kustomize(root, files, pairs, wiring)]
     with ThreadPoolExecutor(max_workers=len(steps)) as pool:
         for future in [pool.submit(step) for step in steps]:
             future.result()
+    cache.flush()
 
 
 def _write_scratch(folder: Path, p, model: ModelResult, docs: list[Manifest], istio_files: dict,
@@ -478,7 +479,7 @@ def _kustomize(root: Path, files: dict[str, bytes], pairs: list, wiring: ModelRe
 
 
 def _kubeconform(root: Path, result, pairs: list, manifests: dict[str, Path], wiring: ModelResult,
-                 schema_locations: list[str]) -> None:
+                 schema_locations: list[str], cache: "verdicts.Verdicts") -> None:
     kubeconform = tools.find("kubeconform")
     if not kubeconform:
         return
@@ -497,13 +498,33 @@ def _kubeconform(root: Path, result, pairs: list, manifests: dict[str, Path], wi
     args = [kubeconform, "-strict", "-summary", "-output", "json"]
     for location in locations:
         args += ["-schema-location", location]
-    out = tools.run(args + targets, timeout=600)
+    # Each file's findings are reused while the file, the tool build and the schemas are the
+    # same; kubeconform runs over the others only. A --schema-location of the user's (a URL or a
+    # folder that may change) turns the reuse off.
+    keys: dict[str, str] = {}
+    reused: list[dict] = []
+    if not schema_locations:
+        schemas = verdicts.folder_stamp(Path(tools.crd_schema_location().split("{{")[0]), Path(core.split("{{")[0]))
+        tool_id = verdicts.tool_identity(kubeconform, tools.version("kubeconform"))
+        for target in targets:
+            key = cache.key(tool_id, "\0".join(args[1:]), schemas, target, Path(target).read_bytes())
+            hit = cache.get(key)
+            if hit is not None and hit[0]:
+                reused += json.loads(hit[1])
+            else:
+                keys[target] = key
+    run_on = targets if schema_locations else list(keys)
+    out = tools.run(args + run_on, timeout=600) if run_on else tools.Result(True, "{}")
     problems: dict[str, list[str]] = {}
     try:
         report = json.loads(out.output[out.output.index("{"):]) if "{" in out.output else {}
     except ValueError:
         report = {}
-    for resource in report.get("resources", []):
+    found = [r for r in report.get("resources", []) if r.get("status") in ("statusInvalid", "statusError")]
+    if report and (out.ok or found):  # a run that said what it found: store each file's findings
+        for target, key in keys.items():
+            cache.put(key, True, json.dumps([r for r in found if r.get("filename") == target]))
+    for resource in found + reused:
         if resource.get("status") in ("statusInvalid", "statusError"):
             rel = Path(resource["filename"]).relative_to(root).as_posix()
             problems.setdefault(rel, []).append(

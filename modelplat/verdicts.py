@@ -39,6 +39,19 @@ def tool_identity(path: str, version: str) -> bytes:
     return f"{real}\0{stamp}\0{version}".encode()
 
 
+def folder_stamp(*folders: Path) -> bytes:
+    """What names the contents of schema folders cheaply: every file's path, size and mtime."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.digest()
+
+
 def files_digest(files: dict[str, bytes], prefix: str) -> bytes:
     """A digest over the files below `prefix` (names relative to it, and bytes)."""
     digest = hashlib.sha256()

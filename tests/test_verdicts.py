@@ -19,11 +19,11 @@ WINE = "model:\n  format: sklearn\n  storageUri: s3://m/wine\n"
 
 @pytest.fixture
 def counted(tmp_path: Path, lint_tools):
-    """helm and helm-unittest behind shims that log each run (first on PATH, as a user's own
+    """helm, helm-unittest and kubeconform behind shims that log each run (first on PATH, as a user's own
     install would be), and a private cache; returns (env, calls())."""
     shims, log = tmp_path / "shims", tmp_path / "calls.log"
     shims.mkdir()
-    for tool in ("helm", "helm-unittest"):
+    for tool in ("helm", "helm-unittest", "kubeconform"):
         shim = shims / tool
         shim.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\nexec "{lint_tools[tool]}" "$@"\n')
         shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
@@ -32,7 +32,7 @@ def counted(tmp_path: Path, lint_tools):
     def calls() -> list[str]:
         lines = log.read_text().splitlines() if log.exists() else []
         log.unlink(missing_ok=True)
-        return [line for line in lines if " version" not in line]
+        return [line for line in lines if " version" not in line and line != "kubeconform -v"]  # version queries
 
     return env, calls, shims
 
@@ -59,14 +59,20 @@ def test_an_unchanged_chart_reuses_its_verdicts_and_a_changed_one_runs_again(tre
     env, calls, _ = counted
     root = tree({"demo/iris.yaml": CPU_FILE, "demo/wine.yaml": WINE})
     first = _lint(root, env)
-    assert _charts(calls()) == {"iris", "wine"}
+    ran = calls()
+    assert _charts(ran) == {"iris", "wine"}
+    (kubeconform,) = [line for line in ran if line.startswith("kubeconform ")]
+    assert "demo/iris/manifests.yaml" in kubeconform and "demo/wine/manifests.yaml" in kubeconform
     assert len(calls()) == 0
     again = _lint(root, env)
     assert calls() == [] and again == first  # every verdict reused, the same report
     (root / "demo/wine.yaml").write_text(WINE + "replicaCount: 2\n")
     changed = _lint(root, env)
     ran = calls()
-    assert _charts(ran) == {"wine"} and len(ran) == 3  # helm lint, helm template, helm-unittest
+    helm_runs = [line for line in ran if not line.startswith("kubeconform ")]
+    assert _charts(helm_runs) == {"wine"} and len(helm_runs) == 3  # helm lint, helm template, helm-unittest
+    (kubeconform,) = [line for line in ran if line.startswith("kubeconform ")]
+    assert "demo/wine/manifests.yaml" in kubeconform and "demo/iris/" not in kubeconform  # its files only
     uncached = _lint(root, env, "--no-cache")
     assert _charts(calls()) == {"iris", "wine"}
     assert uncached == changed
