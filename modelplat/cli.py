@@ -405,6 +405,7 @@ def tools_install(
 ) -> None:
     """Build the pinned tools from their Go modules into the tool cache (skips what is built)."""
     from . import toolbuild
+    from .tools import tools_cache
 
     try:
         wanted = toolbuild.expand(list(names or []))
@@ -421,7 +422,7 @@ def tools_install(
     if status != 0:
         sys.stderr.write(f"error: building {', '.join(wanted)} failed (exit {status}); the log above says where\n")
         raise typer.Exit(EXIT_USAGE)
-    print(toolbuild.tools_cache() / "bin")
+    print(tools_cache() / "bin")  # where the script linked them
 
 
 @tools_app.command("path")

@@ -524,11 +524,10 @@ def _kubeconform(root: Path, result, pairs: list, manifests: dict[str, Path], wi
     if report and (out.ok or found):  # a run that said what it found: store each file's findings
         for target, key in keys.items():
             cache.put(key, True, json.dumps([r for r in found if r.get("filename") == target]))
-    for resource in found + reused:
-        if resource.get("status") in ("statusInvalid", "statusError"):
-            rel = Path(resource["filename"]).relative_to(root).as_posix()
-            problems.setdefault(rel, []).append(
-                f"{rel}: {resource.get('kind')}/{resource.get('name')}: {resource.get('msg')}")
+    for resource in found + reused:  # both hold only invalid and error results
+        rel = Path(resource["filename"]).relative_to(root).as_posix()
+        problems.setdefault(rel, []).append(
+            f"{rel}: {resource.get('kind')}/{resource.get('name')}: {resource.get('msg')}")
     if not out.ok and not problems:
         problems["?"] = [out.output or "kubeconform failed"]
     for p, model in pairs:

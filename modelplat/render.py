@@ -154,11 +154,10 @@ def render_wiring(identities: Iterable[WiringIdentity], platform: PlatformSettin
             files[f"{project}/namespace-{ns}.yaml"] = _yaml(wiring.namespace(ns, platform))
         entries += sorted(f"{name}/helmrelease.yaml" for name, _ in members)
         files[f"{project}/kustomization.yaml"] = _yaml(wiring.kustomization(entries))
-    files[f"{PLATFORM_DIR}/flux/gitrepository.yaml"] = _yaml(wiring.git_repository(platform))
-    for name, document in wiring.flux_kustomizations(platform).items():
+    flux = {"gitrepository.yaml": wiring.git_repository(platform), **wiring.flux_kustomizations(platform)}
+    for name, document in flux.items():
         files[f"{PLATFORM_DIR}/flux/{name}"] = _yaml(document)
-    files[f"{PLATFORM_DIR}/flux/kustomization.yaml"] = _yaml(
-        wiring.kustomization(["gitrepository.yaml", "platform.yaml", "sync.yaml"]))
+    files[f"{PLATFORM_DIR}/flux/kustomization.yaml"] = _yaml(wiring.kustomization(sorted(flux)))
     services = []  # what the platform Kustomization applies (_platform/kustomization.yaml)
     if platform.prometheusAdapter.enabled:
         adapter = wiring.prometheus_adapter(platform)

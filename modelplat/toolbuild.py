@@ -82,7 +82,7 @@ class ToolStatus:
 
 def status() -> list[ToolStatus]:
     versions = pins()
-    cache = tools_cache()
+    cache = tools.tools_cache()
     rows = []
     for tool, (pin, used_by) in TOOLS.items():
         path = tools.find(tool)
@@ -97,13 +97,7 @@ def _built_here(path: Path, cache: Path, tool: str, pinned: str) -> bool:
     target = path.parent / os.readlink(path) if path.is_symlink() else path
     folder = target.parent
     return folder.parent.resolve() == cache.resolve() and folder.name.startswith(
-        f"{'kserve' if tool == 'kserve-manager' else tool}-{pinned}")
-
-
-def tools_cache() -> Path:
-    """Where install-tools.sh builds (its bin/ is tools.tools_bin())."""
-    explicit = os.environ.get("MODELPLAT_TOOLS_CACHE")
-    return Path(explicit) if explicit else tools.cache_root() / "modelplat-tools"
+        f"{tools.build_name(tool)}-{pinned}")
 
 
 def expand(names: list[str]) -> list[str]:
@@ -121,7 +115,7 @@ def expand(names: list[str]) -> list[str]:
 
 def missing_prerequisites(wanted: list[str]) -> list[str]:
     """What the builds of `wanted` need and this machine lacks, each with what to do."""
-    cache = tools_cache()
+    cache = tools.tools_cache()
     versions = pins()
     to_build = [t for t in wanted if not _built(t, cache, versions)]
     problems = []
@@ -150,8 +144,7 @@ def _built(tool: str, cache: Path, versions: dict[str, str]) -> bool:
     pin = TOOLS[tool][0]
     if pin is None:
         return shutil.which(tool) is not None
-    folder = {"kube-apiserver": "kube-apiserver", "kserve-manager": "kserve"}.get(tool, tool)
-    return any(cache.glob(f"{folder}-{versions.get(pin, '?')}*"))
+    return any(cache.glob(f"{tools.build_name(tool)}-{versions.get(pin, '?')}*"))
 
 
 def _go_version(go: str) -> tuple[int, int] | None:

@@ -34,12 +34,22 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
+def tools_cache() -> Path:
+    """Where install-tools.sh builds each tool (`<build name>-<version>/`) and links it (`bin/`)."""
+    cache = os.environ.get("MODELPLAT_TOOLS_CACHE")
+    return Path(cache) if cache else cache_root() / "modelplat-tools"
+
+
 def tools_bin() -> Path:
     explicit = os.environ.get("MODELPLAT_TOOLS_DIR")
     if explicit:
         return Path(explicit)
-    cache = os.environ.get("MODELPLAT_TOOLS_CACHE")
-    return (Path(cache) if cache else cache_root() / "modelplat-tools") / "bin"
+    return tools_cache() / "bin"
+
+
+def build_name(tool: str) -> str:
+    """The name of the tool's build folder in the tool cache (before `-<version>`)."""
+    return _BUILT_AS.get(tool, tool)
 
 
 @lru_cache(maxsize=None)
@@ -59,7 +69,7 @@ def version(tool: str) -> str:
     if not path:
         return "missing"
     folder = Path(os.path.realpath(path)).parent.name  # e.g. kubeconform-v0.7.0
-    built_as = _BUILT_AS.get(tool, tool)
+    built_as = build_name(tool)
     if folder.startswith(f"{built_as}-v"):
         return folder[len(built_as) + 1:]
     if tool not in _VERSION_ARGS:

@@ -72,7 +72,6 @@ class Verdicts:
         self._lock = threading.Lock()
         self._db = None
         self._pending: list[tuple[str, bytes]] = []
-        self.hits = self.misses = 0
 
     def key(self, *parts: bytes | str) -> str:
         digest = hashlib.sha256(FORMAT)
@@ -105,10 +104,8 @@ class Verdicts:
             except (sqlite3.Error, OSError):
                 self.enabled = False
                 return None
-            if row is None:
-                self.misses += 1
-                return None
-            self.hits += 1
+        if row is None:
+            return None
         try:
             ok, output = json.loads(row[0])
         except (ValueError, TypeError):
