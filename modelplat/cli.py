@@ -320,31 +320,27 @@ def diff(
 
 @app.command(name="import")
 def import_(
-    helmrelease: Path = typer.Argument(..., help="A seed-platform HelmRelease (or a bare values file)."),
-    output_file: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the values file (default: stdout)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
-    fmt: Format = typer.Option(Format.text, "--format", help="Report format (the values file is always YAML)."),
+    source: Path = typer.Argument(..., help="KServe InferenceServices (one or many documents), or a seed-platform "
+                                            "HelmRelease (or a bare values file)."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Where to write: a values file, or for several InferenceServices a folder "
+                                     "(<folder>/<name>.yaml each; default: stdout)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    fmt: Format = typer.Option(Format.text, "--format", help="Report format (the values files are always YAML)."),
     platform: Optional[Path] = typer.Option(
         None, "--platform", help="Platform settings file, for lint's rules (default: platform.yaml next to or "
                                  "above --output, else the working directory)."),
 ) -> None:
-    """Turn a seed-style HelmRelease into a modelplat values file, reporting every key it could not map."""
+    """Turn KServe InferenceServices, or a seed-style HelmRelease, into modelplat values files,
+    reporting every field it could not map and every problem lint would refuse."""
     from .errors import InvalidInput
-    from .importer import import_helmrelease, to_yaml, validate_imported
+    from .importer import to_yaml, validate_imported
+    from .isvc_import import import_file
     from .pipeline import find_platform, load_platform
 
-    try:
-        try:
-            text = helmrelease.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"cannot read {helmrelease}: {exc}") from None
-        values, unmapped = import_helmrelease(text, str(helmrelease))
-    except ModelplatError as exc:
-        _fail(exc, fmt)
-        return
     notes = []
     try:
-        settings = load_platform(find_platform([output_file.parent if output_file else Path.cwd()], platform))
+        settings = load_platform(find_platform([output.parent if output else Path.cwd()], platform))
     except ModelplatError as exc:
         if platform is not None:  # asked for by name: it must load
             _fail(exc, fmt)
@@ -352,27 +348,59 @@ def import_(
         settings = None
         notes.append("only the schema was checked: no platform.yaml next to or above the output "
                      "(pass --platform FILE to apply lint's rules too)")
-    problems = validate_imported(values, settings, output_file)
-    document = to_yaml(values, str(helmrelease), unmapped)
-    if output_file is not None:
-        if output_file.exists() and not force:
-            _console(stderr=True).print(f"[bold red]error:[/] {_escape(str(output_file))} exists (pass --force to overwrite)")
-            raise typer.Exit(EXIT_USAGE)
-        output_file.parent.mkdir(parents=True, exist_ok=True)
-        output_file.write_text(document)
-    else:
-        sys.stdout.write(document)
+    try:
+        try:
+            text = source.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read {source}: {exc}") from None
+        results = import_file(text, str(source), settings)
+    except ModelplatError as exc:
+        _fail(exc, fmt)
+        return
+    many = len(results) > 1
+    if many and output is not None and output.suffix in (".yaml", ".yml"):
+        _console(stderr=True).print(f"[bold red]error:[/] {_escape(str(source))} holds {len(results)} "
+                                    "InferenceServices: pass a folder to --output, not a file")
+        raise typer.Exit(EXIT_USAGE)
+    targets = [None if output is None else (output / f"{values.get('name', f'model-{i + 1}')}.yaml" if many else output)
+               for i, (values, _) in enumerate(results)]
+    existing = [str(t) for t in targets if t is not None and t.exists()]
+    if existing and not force:
+        _console(stderr=True).print(f"[bold red]error:[/] {_escape(', '.join(existing))} exist"
+                                    f"{'s' if len(existing) == 1 else ''} (pass --force to overwrite)")
+        raise typer.Exit(EXIT_USAGE)
+    report, documents = [], []
+    for (values, unmapped), target in zip(results, targets):
+        problems = validate_imported(values, settings, target)
+        document = to_yaml(values, str(source), unmapped)
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(document)
+        else:
+            documents.append(document)
+        report.append({"name": values.get("name"), "file": str(target) if target else None,
+                       "unmapped": unmapped, "problems": problems})
+    if documents:
+        sys.stdout.write("---\n".join(documents))
+    failed = any(r["unmapped"] or r["problems"] for r in report)
+    if output is not None:
+        project = output if many else output.parent  # its folder names the project
+        notes.append(f"render every model of the tree (a render replaces the whole output): modelplat render "
+                     f"{project.parent}" + (f" --platform {platform}" if platform else ""))
     if fmt is Format.json:
-        sys.stderr.write(json.dumps({"unmapped": unmapped, "problems": problems, "notes": notes}, indent=2) + "\n")
+        body = report[0] | {"notes": notes} if not many else {"models": report, "notes": notes}
+        sys.stderr.write(json.dumps(body, indent=2) + "\n")
     else:
-        for line in unmapped:
-            sys.stderr.write(f"not imported: {line}\n")
-        for line in problems:
-            sys.stderr.write(f"needs attention: {line}\n")
+        for r in report:
+            prefix = f"{r['name']}: " if many else ""
+            for line in r["unmapped"]:
+                sys.stderr.write(f"{prefix}not imported: {line}\n")
+            for line in r["problems"]:
+                sys.stderr.write(f"{prefix}needs attention: {line}\n")
         for line in notes:
             sys.stderr.write(f"note: {line}\n")
     # Written either way; non-zero when something needs a person, so scripts notice.
-    raise typer.Exit(EXIT_INVALID if unmapped or problems else EXIT_OK)
+    raise typer.Exit(EXIT_INVALID if failed else EXIT_OK)
 
 
 tools_app = typer.Typer(no_args_is_help=True, help="The real tools modelplat runs: list them, build them, find them.")

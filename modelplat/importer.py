@@ -87,9 +87,9 @@ def _pick(documents: list[Any], source: str) -> Any:
     return document
 
 
-def import_helmrelease(text: str, source: str) -> tuple[dict, list[str]]:
+def import_helmrelease(text: str, source: str, documents: list | None = None) -> tuple[dict, list[str]]:
     """(values mapping, unmapped keys as 'dotted.path: reason') for a seed HelmRelease or values file."""
-    document = _pick(_load(text, source), source)
+    document = _pick(_load(text, source) if documents is None else documents, source)
     unmapped: list[str] = []
     out: dict[str, Any] = {}
     if document.get("kind") == "HelmRelease":

@@ -12,6 +12,7 @@ REQUESTS_PER_SECOND = "requests_per_second"
 GPU_UTILIZATION = "gpu_utilization"
 KV_CACHE_UTILIZATION = "kv_cache_utilization"  # percent of vLLM's KV cache in use, 0-100
 QUEUE_DEPTH = "queue_depth"  # vLLM requests waiting for a slot
+REQUESTS_IN_FLIGHT = "requests_in_flight"  # mean requests being served at once (KServe: concurrency)
 
 # autoscaling.<target key> → the Pods metric it scales on
 POD_METRICS = {
@@ -19,6 +20,7 @@ POD_METRICS = {
     "targetGPUUtilizationPercentage": GPU_UTILIZATION,
     "targetKVCacheUtilizationPercentage": KV_CACHE_UTILIZATION,
     "targetQueueDepth": QUEUE_DEPTH,
+    "targetConcurrency": REQUESTS_IN_FLIGHT,
 }
 
 
@@ -39,6 +41,10 @@ def adapter_rules(labels: Any) -> list[dict[str, Any]]:
         # of the pod that served them.
         rule("istio_requests_total", ns, pod, REQUESTS_PER_SECOND,
              'sum(rate(<<.Series>>{<<.LabelMatchers>>,reporter="destination"}[2m])) by (<<.GroupBy>>)'),
+        # Little's law: the seconds of request time a pod served per second is the mean number of
+        # requests in flight on it, read from the same destination-side sidecar metrics.
+        rule("istio_request_duration_milliseconds_sum", ns, pod, REQUESTS_IN_FLIGHT,
+             'sum(rate(<<.Series>>{<<.LabelMatchers>>,reporter="destination"}[2m])) by (<<.GroupBy>>) / 1000'),
         rule("DCGM_FI_DEV_GPU_UTIL", labels.dcgmNamespace, labels.dcgmPod, GPU_UTILIZATION,
              "avg(avg_over_time(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)"),
         # vLLM reports the fraction 0-1; HPAs and owners think in percent.

@@ -155,15 +155,14 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
         protocol = default_protocol(values.model.format)
         if protocol:
             doc["model"]["protocol"] = protocol
-    defaults = platform.defaults.resources
-    resources = doc["resources"]
-    for key in ("requestCPU", "limitCPU", "requestMemory", "limitMemory"):
-        if key not in resources and getattr(defaults, key) is not None:
-            resources[key] = getattr(defaults, key)
-    doc["resources"] = {k: resources[k] for k in
-                        ("requestCPU", "limitCPU", "requestMemory", "limitMemory", "requestGPU", "limitGPU") if k in resources}
+    doc["resources"] = _resources(doc["resources"], platform)
+    if values.transformer is not None:
+        transformer = doc["transformer"]
+        transformer["resources"] = _resources(transformer["resources"], platform)
+        transformer.setdefault("replicaCount", values.replicaCount)
     doc["sharedMemory"] = {"enabled": shm, "sizeLimit": values.sharedMemory.sizeLimit or platform.defaults.sharedMemorySize}
-    for path in (("labels",), ("scheduling", "nodeSelector"), ("rdma", "resources"), ("canary", "headerMatch")):
+    for path in (("labels",), ("annotations",), ("podAnnotations",), ("scheduling", "nodeSelector"), ("rdma", "resources"),
+                 ("canary", "headerMatch")):
         parent = doc
         for part in path[:-1]:
             parent = parent.get(part, {})
@@ -203,6 +202,20 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
         "sharedMemorySize": platform.defaults.sharedMemorySize,
     }
     return doc
+
+
+def _resources(resources: dict[str, Any], platform: PlatformSettings) -> dict[str, Any]:
+    """Requests and limits as Kubernetes would resolve them: a limit without a request is also the
+    request; what is still unset takes the platform's defaults."""
+    defaults = platform.defaults.resources
+    for kind in ("CPU", "Memory"):
+        if f"request{kind}" not in resources and f"limit{kind}" in resources:
+            resources[f"request{kind}"] = resources[f"limit{kind}"]
+    for key in ("requestCPU", "limitCPU", "requestMemory", "limitMemory"):
+        if key not in resources and getattr(defaults, key) is not None:
+            resources[key] = getattr(defaults, key)
+    return {k: resources[k] for k in
+            ("requestCPU", "limitCPU", "requestMemory", "limitMemory", "requestGPU", "limitGPU") if k in resources}
 
 
 def common_labels(ident: Identity, platform: PlatformSettings) -> dict[str, str]:

@@ -47,6 +47,54 @@ def default_protocol(fmt: str) -> str | None:
     served = RUNTIME_PROTOCOLS.get(fmt)
     return None if served is None or "v1" in served else "v2"
 
+# The ClusterServingRuntime KServe v0.20 picks when model.runtime is unset: among the runtimes that
+# auto-select the format and serve the protocol, the highest priority (sortSupportedRuntimeByPriority).
+# "openai" models are served over KServe's v1 routes.
+DEFAULT_RUNTIMES = {
+    ("sklearn", "v1"): "kserve-sklearnserver", ("sklearn", "v2"): "kserve-mlserver",
+    ("xgboost", "v1"): "kserve-xgbserver", ("xgboost", "v2"): "kserve-mlserver",
+    ("lightgbm", "v1"): "kserve-lgbserver", ("lightgbm", "v2"): "kserve-mlserver",
+    ("huggingface", "v1"): "kserve-huggingfaceserver", ("huggingface", "v2"): "kserve-huggingfaceserver",
+    ("tensorflow", "v1"): "kserve-tensorflow-serving", ("tensorflow", "v2"): "kserve-tritonserver",
+    ("tensorflow", "grpc-v2"): "kserve-tritonserver",
+    ("pytorch", "v1"): "kserve-torchserve", ("pytorch", "v2"): "kserve-torchserve",
+    ("pytorch", "grpc-v2"): "kserve-torchserve",
+    ("onnx", "v2"): "kserve-tritonserver", ("onnx", "grpc-v2"): "kserve-tritonserver",
+    ("triton", "v2"): "kserve-tritonserver", ("triton", "grpc-v2"): "kserve-tritonserver",
+}
+
+# How each runtime decides the model name clients send (found in the runtimes' code; the engines
+# tests read it back from the Deployments KServe's controller makes):
+# - "arg": the runtime's args hold --model_name={{.Name}}, KServe appends the InferenceService's args
+#   after them, and the server keeps the last one (Python argparse; TF Serving's Flags::Parse).
+# - "env": MLServer reads MLSERVER_MODEL_NAME, which KServe sets to the InferenceService's name only
+#   when the spec does not set it. Its runtime has no args: any args replace `mlserver start`.
+# - "artefacts": TorchServe (config.properties model_snapshot) and Triton (model repository folder
+#   names) name models after the model's files, whatever the InferenceService is called.
+SERVED_NAME_BY = {
+    "kserve-sklearnserver": "arg", "kserve-xgbserver": "arg", "kserve-lgbserver": "arg",
+    "kserve-huggingfaceserver": "arg", "kserve-tensorflow-serving": "arg",
+    "kserve-mlserver": "env", "kserve-torchserve": "artefacts", "kserve-tritonserver": "artefacts",
+}
+
+
+def serving_runtime(values: ModelValues) -> str | None:
+    """The ClusterServingRuntime that serves the model (None: a custom container)."""
+    spec = values.model
+    if spec.format == "custom":
+        return None
+    if spec.runtime:
+        return spec.runtime
+    protocol = spec.protocol or default_protocol(spec.format) or "v1"
+    return DEFAULT_RUNTIMES.get((spec.format, "v1" if protocol == "openai" else protocol))
+
+
+def served_name_by(values: ModelValues) -> str | None:
+    """"arg", "env" or "artefacts" (see SERVED_NAME_BY); None for a runtime modelplat does not know."""
+    runtime = serving_runtime(values)
+    return SERVED_NAME_BY.get(runtime) if runtime else None
+
+
 # Where KServe v0.20's default runtimes serve Prometheus metrics (their prometheus.kserve.io/port
 # annotation): the Python servers and MLServer on their HTTP port 8080, TorchServe on 8082,
 # Triton (onnx, triton, tensorflow over v2) on 8002. A custom container serves them on model.port.

@@ -14,7 +14,9 @@ from typing import Callable, Iterator
 from .config import PlatformSettings
 from .errors import Diagnostic
 from .loader import Source
-from .resolve import RUNTIME_PROTOCOLS, Identity, exposure_host, metrics_port, token_limit
+from .metrics import POD_METRICS
+from .resolve import (RUNTIME_PROTOCOLS, Identity, exposure_host, metrics_port, served_name_by, serving_runtime,
+                      token_limit)
 from .values import ModelValues
 
 
@@ -48,8 +50,6 @@ def quantity(value: object) -> Decimal:
         raise ValueError(f"not a quantity: {value!r}") from None
 
 
-# KServe's Python model servers take --model_name; TorchServe, Triton and TF Serving do not.
-MODEL_NAME_FORMATS = frozenset({"sklearn", "xgboost", "lightgbm", "huggingface"})
 
 # --- the rules -------------------------------------------------------------------------------------
 
@@ -70,7 +70,8 @@ def name_length(values: ModelValues, platform: PlatformSettings, src: Source, id
 def resource_bounds(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
     res, defaults = values.resources, platform.defaults.resources
     for kind in ("CPU", "Memory"):
-        request = getattr(res, f"request{kind}") or getattr(defaults, f"request{kind}")
+        # Kubernetes' rule: a limit without a request is also the request (plan.py resolves it so).
+        request = getattr(res, f"request{kind}") or getattr(res, f"limit{kind}") or getattr(defaults, f"request{kind}")
         limit = getattr(res, f"limit{kind}") or getattr(defaults, f"limit{kind}")
         if request is None or limit is None:
             continue
@@ -124,17 +125,30 @@ def model_spec(values: ModelValues, platform: PlatformSettings, src: Source, ide
                                  f"KServe's runtimes serve format {spec.format} over {', '.join(served)}, "
                                  f"not {spec.protocol}: KServe would find no runtime and create no Deployment",
                                  f"use protocol {served[0]}" if served else "pick a runtime with model.runtime")
-    if spec.servedModelName and spec.format not in MODEL_NAME_FORMATS:
+    name_by = served_name_by(values)
+    if spec.servedModelName and name_by not in ("arg", "env"):
+        runtime = serving_runtime(values)
+        why = ("TorchServe and Triton name models after the model's files (config.properties, the repository's "
+               "folders)" if name_by == "artefacts" else
+               f"modelplat does not know how runtime {runtime} takes a model name" if runtime else
+               "a custom container takes the name its own way")
         yield src.diagnostic(("model", "servedModelName"), "served-model-name-unsupported",
-                             f"model.servedModelName is passed as --model_name to KServe's Python runtimes "
-                             f"({', '.join(sorted(MODEL_NAME_FORMATS))}), not to format {spec.format}",
-                             "pass your server's own flag in model.args, e.g. --served-model-name for vLLM")
+                             f"model.servedModelName cannot be passed to {runtime or 'format custom'}: {why}",
+                             "pass your server's own flag in model.args (e.g. --served-model-name for vLLM), or "
+                             "name the model in its files")
+    if name_by == "env" and spec.args:
+        yield src.diagnostic(("model", "args"), "args-replace-command",
+                             "KServe's MLServer runtime (sklearn, xgboost and lightgbm over v2) has no args of its own: "
+                             "these would replace its `mlserver start` command and the container would not start",
+                             "remove model.args; configure MLServer with env (MLSERVER_*), or use protocol v1")
     gpu = bool(values.resources.requestGPU or values.resources.limitGPU)
-    if values.gpu.product and not gpu:
-        yield src.diagnostic(("gpu", "product"), "gpu-product-needs-gpu",
-                             "gpu.product only applies to pods that request a GPU",
-                             "set resources.requestGPU/limitGPU, or remove gpu.product")
-    for key, image in (("model", spec.image), ("mirror", values.mirror.image)):
+    for key in ("product", "accelerator"):
+        if getattr(values.gpu, key) and not gpu:
+            yield src.diagnostic(("gpu", key), f"gpu-{key}-needs-gpu",
+                                 f"gpu.{key} only applies to pods that request a GPU",
+                                 f"set resources.requestGPU/limitGPU, or remove gpu.{key}")
+    transformer = values.transformer.image if values.transformer else None
+    for key, image in (("model", spec.image), ("mirror", values.mirror.image), ("transformer", transformer)):
         if image:
             yield from _image_tag(src, (key, "image"), image)
     for key, tag in ((("canary", "imageTag"), values.canary.imageTag), (("model", "runtimeVersion"), spec.runtimeVersion)):
@@ -164,15 +178,25 @@ def _image_tag(src: Source, key: tuple, image: str) -> Iterator[Diagnostic]:
 
 
 def env_vars(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
-    seen: set[str] = set()
-    for index, var in enumerate(values.env):
-        if (var.value is None) == (var.secretKeyRef is None):
-            yield src.diagnostic(("env", index), "env-value", f"env[{index}] ({var.name}) needs exactly one of value or secretKeyRef")
-        if var.name in seen:
-            yield src.diagnostic(("env", index, "name"), "duplicate-env", f"environment variable {var.name} is set twice")
-        seen.add(var.name)
-        if var.name == "STORAGE_URI":
-            yield src.diagnostic(("env", index, "name"), "reserved-env", "STORAGE_URI is set by modelplat from model.storageUri")
+    lists = [(("env",), values.env)]
+    if values.transformer:
+        lists.append((("transformer", "env"), values.transformer.env))
+    for at, env in lists:
+        seen: set[str] = set()
+        for index, var in enumerate(env):
+            if (var.value is None) == (var.secretKeyRef is None):
+                yield src.diagnostic((*at, index), "env-value",
+                                     f"{'.'.join(at)}[{index}] ({var.name}) needs exactly one of value or secretKeyRef")
+            if var.name in seen:
+                yield src.diagnostic((*at, index, "name"), "duplicate-env", f"environment variable {var.name} is set twice")
+            seen.add(var.name)
+            if var.name == "STORAGE_URI" and at == ("env",):
+                yield src.diagnostic((*at, index, "name"), "reserved-env",
+                                     "STORAGE_URI is set by modelplat from model.storageUri")
+            if var.name == "MLSERVER_MODEL_NAME" and at == ("env",):
+                yield src.diagnostic((*at, index, "name"), "reserved-env",
+                                     "MLSERVER_MODEL_NAME is set by modelplat from model.servedModelName (the "
+                                     "canary and shadow keep it)", "set model.servedModelName instead")
 
 
 def _istio_minor(platform: PlatformSettings) -> int:
@@ -249,6 +273,15 @@ def feature_consistency(values: ModelValues, platform: PlatformSettings, src: So
             yield src.diagnostic(("rdma", "enabled"), "rdma-needs-gpu", "RDMA is for GPU models; request a GPU")
         if not values.rdma.networks:
             yield src.diagnostic(("rdma",), "rdma-needs-network", "rdma.networks needs at least one network")
+    if values.autoscaling.enabled and "maxReplicaCount" not in values.autoscaling.model_fields_set:
+        yield src.diagnostic(("autoscaling", "enabled"), "autoscaling-needs-maximum",
+                             "autoscaling.enabled needs autoscaling.maxReplicaCount: without it the HPA would be "
+                             f"held at {values.replicaCount} replica{'s' if values.replicaCount > 1 else ''}",
+                             f"set autoscaling.maxReplicaCount (KServe: maxReplicas), e.g. {max(values.replicaCount * 3, 3)}")
+    elif values.autoscaling.enabled and values.autoscaling.maxReplicaCount == values.replicaCount:
+        yield src.diagnostic(("autoscaling", "maxReplicaCount"), "autoscaling-fixed",
+                             f"autoscaling.maxReplicaCount equals replicaCount ({values.replicaCount}): the HPA can "
+                             "never scale", "raise maxReplicaCount, or turn autoscaling off", severity="warning")
     if values.autoscaling.enabled and values.autoscaling.maxReplicaCount < values.replicaCount:
         yield src.diagnostic(("autoscaling", "maxReplicaCount"), "max-below-min",
                              f"autoscaling.maxReplicaCount ({values.autoscaling.maxReplicaCount}) is below replicaCount ({values.replicaCount})")
@@ -267,8 +300,7 @@ def _explicit(section, field: str) -> bool:
 
 def autoscaling_rules(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
     scaling = values.autoscaling
-    targets = [f for f in ("targetCPUUtilizationPercentage", "targetMemoryUtilizationPercentage", "targetRequestRate",
-                           "targetGPUUtilizationPercentage", "targetKVCacheUtilizationPercentage", "targetQueueDepth")
+    targets = [f for f in ("targetCPUUtilizationPercentage", "targetMemoryUtilizationPercentage", *POD_METRICS)
                if getattr(scaling, f) is not None]
     if not scaling.enabled:
         for field in sorted(scaling.model_fields_set - {"enabled"}):
@@ -425,18 +457,106 @@ def traffic_rules(values: ModelValues, platform: PlatformSettings, src: Source, 
     if expose.enabled and expose.host and "type" in expose.model_fields_set:
         yield src.diagnostic(("exposeModel", "type"), "feature-disabled",
                              "exposeModel.type only shapes the derived host; it has no effect with exposeModel.host")
-    if (values.canary.enabled or values.mirror.enabled) and values.model.format not in MODEL_NAME_FORMATS | {"custom"}:
+    if (values.canary.enabled or values.mirror.enabled) and values.model.format != "custom" \
+            and served_name_by(values) is None:
         yield src.diagnostic(("canary" if values.canary.enabled else "mirror",), "variant-model-name",
-                             f"the {values.model.format} runtime may serve the canary/shadow under its own "
-                             "InferenceService name", "check that clients' model name reaches every variant",
+                             f"modelplat does not know how runtime {serving_runtime(values)} names models: it may "
+                             "serve the canary/shadow under their own InferenceService names (<name>-canary)",
+                             "pass the primary's name with the runtime's own flag in model.args",
                              severity="warning")
     if values.mirror.enabled and values.mirror.percentage == 0:
         yield src.diagnostic(("mirror", "percentage"), "mirror-nothing", "mirror.percentage 0 mirrors nothing",
                              "set a percentage above 0, or turn mirroring off")
 
 
+# Keys of labels and annotations that modelplat or KServe set: an owner's value would be lost,
+# clash with the chart's own key, or break what the platform relies on. (prefix, why)
+OWNED_LABELS = (
+    ("app.kubernetes.io/", "modelplat's standard labels name the model, its release and project"),
+    ("modelplat.io/", "modelplat's selectors (policies, rate limits, HPAs) read these"),
+    ("serving.kserve.io/", "KServe's controller sets and selects on these"),
+    ("helm.sh/", "Helm owns these"),
+    ("app", "KServe's controller labels every pod app=isvc.<name>-<component>"),
+    ("component", "KServe's controller labels every pod with its component"),
+)
+OWNED_ANNOTATIONS = (
+    ("modelplat.io/", "modelplat's own"),
+    ("serving.kserve.io/deploymentMode", "modelplat serves every model in RawDeployment mode"),
+    ("serving.kserve.io/autoscalerClass", "set from autoscaling: the chart's HPA owns replicas"),
+    ("serving.kserve.io/metric", "set from autoscaling (autoscaling.target*)"),
+    ("serving.kserve.io/targetUtilizationPercentage", "set from autoscaling (autoscaling.target*)"),
+    ("autoscaling.knative.dev/", "modelplat runs no Knative"),
+    ("meta.helm.sh/", "Helm owns these"),
+    ("helm.sh/", "Helm owns these"),
+    ("kubectl.kubernetes.io/last-applied-configuration", "kubectl owns it"),
+)
+OWNED_POD_ANNOTATIONS = OWNED_ANNOTATIONS + (
+    ("prometheus.io/", "set from metrics (enabled, port, path)"),
+    ("k8s.v1.cni.cncf.io/", "set from rdma.networks"),
+    ("scheduling.volcano.sh/queue-name", "set from scheduling.queue"),
+    ("sidecar.istio.io/inject", "every model runs in the mesh: auth, rate and token limits live in its sidecar"),
+    ("serving.kserve.io/", "KServe's controller reads and sets these"),
+)
+
+
+def _owned(key: str, owned: tuple) -> str | None:
+    for prefix, why in owned:
+        if key == prefix or (prefix.endswith("/") and key.startswith(prefix)) or key == prefix.rstrip("/"):
+            return why
+    return None
+
+
+def ownership_rules(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
+    """Labels and annotations an owner may add, except the keys modelplat or KServe own."""
+    for field, owned, where in (("labels", OWNED_LABELS, "a label"), ("annotations", OWNED_ANNOTATIONS, "an annotation"),
+                                ("podAnnotations", OWNED_POD_ANNOTATIONS, "a pod annotation")):
+        for key in getattr(values, field):
+            why = _owned(key, owned)
+            if why:
+                keys = ", ".join(p + "*" if p.endswith("/") else p for p, _ in owned)
+                yield src.diagnostic((field, key), "owned-key", f"{field}.{key}: {where} modelplat or KServe owns ({why})",
+                                     f"remove it; the {field} keys modelplat or KServe own: {keys}")
+
+
+def _probe_rules(src: Source, at: tuple, probes) -> Iterator[Diagnostic]:
+    for kind in ("readiness", "liveness", "startup"):
+        probe = getattr(probes, kind)
+        if probe is None:
+            continue
+        key = (*at, kind)
+        needs = {"http": "path", "exec": "command"}.get(probe.type)
+        if needs and getattr(probe, needs) is None:
+            example = "path: /health" if needs == "path" else "command: [cat, /tmp/ready]"
+            yield src.diagnostic(key, "probe-incomplete", f"a {probe.type} probe needs {needs}", f"e.g. {example}")
+        for field, only in (("path", "http"), ("command", "exec"), ("service", "grpc")):
+            if getattr(probe, field) is not None and probe.type != only:
+                yield src.diagnostic((*key, field), "probe-field-unused",
+                                     f"{field} is only used by a {only} probe (this one is {probe.type})",
+                                     f"set type: {only}, or remove {field}")
+        if probe.type == "exec" and probe.port is not None:
+            yield src.diagnostic((*key, "port"), "probe-field-unused", "an exec probe has no port", "remove port")
+
+
+def container_rules(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
+    """Probes of the serving and transformer containers; the transformer's own fields."""
+    yield from _probe_rules(src, ("probes",), values.probes)
+    transformer = values.transformer
+    if transformer is None:
+        return
+    yield from _probe_rules(src, ("transformer", "probes"), transformer.probes)
+    res, defaults = transformer.resources, platform.defaults.resources
+    for kind in ("CPU", "Memory"):
+        request = getattr(res, f"request{kind}") or getattr(res, f"limit{kind}") or getattr(defaults, f"request{kind}")
+        limit = getattr(res, f"limit{kind}") or getattr(defaults, f"limit{kind}")
+        if request is not None and limit is not None and quantity(limit) < quantity(request):
+            yield src.diagnostic(("transformer", "resources", f"limit{kind}"), "limit-below-request",
+                                 f"transformer.resources.limit{kind} ({limit}) is below its request ({request})",
+                                 "a limit must be at least the request")
+
+
 RULES: list[Rule] = [name_length, resource_bounds, model_spec, env_vars, feature_consistency,
-                     autoscaling_rules, observability_rules, rdma_rules, traffic_rules]
+                     autoscaling_rules, observability_rules, rdma_rules, traffic_rules, ownership_rules,
+                     container_rules]
 
 
 def check(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> list[Diagnostic]:

@@ -34,6 +34,42 @@ _PATTERN_HELP = {
 }
 
 
+# KServe InferenceService keys people carry over by habit → what modelplat calls them. Asked only for
+# a key the section does not know, so a real modelplat key is never shadowed.
+KSERVE_KEYS = {
+    "minReplicas": "replicaCount (KServe's minReplicas)",
+    "maxReplicas": "autoscaling.maxReplicaCount, with autoscaling.enabled: true",
+    "canaryTrafficPercent": "canary.enabled: true with primaryLoad: <100 - canaryTrafficPercent> (modelplat's canary "
+                            "is a second InferenceService)",
+    "scaleMetric": "an autoscaling target per metric: cpu → autoscaling.targetCPUUtilizationPercentage, memory → "
+                   "targetMemoryUtilizationPercentage, concurrency → targetConcurrency, rps → targetRequestRate",
+    "scaleTarget": "the value of an autoscaling target, e.g. autoscaling.targetCPUUtilizationPercentage: 70",
+    "serviceAccount": "serviceAccountName",
+    "containers": "model.format: custom with model.image, model.command, model.args and model.port",
+    "predictor": "modelplat's keys directly (model, resources, ...); `modelplat import FILE` converts an "
+                 "InferenceService",
+    "modelFormat": "model.format",
+    "protocolVersion": "model.protocol",
+    "storageUri": "model.storageUri",
+    "runtimeVersion": "model.runtimeVersion",
+    "httpGet": "path and port: a probe is an HTTP GET unless type says tcp, grpc or exec",
+    "tcpSocket": "type: tcp with port",
+    "grpc": "type: grpc with port",
+    "exec": "type: exec with command",
+    "readinessProbe": "probes.readiness", "livenessProbe": "probes.liveness", "startupProbe": "probes.startup",
+    "requests": "requestCPU, requestMemory and requestGPU",
+    "limits": "limitCPU, limitMemory and limitGPU",
+    "nvidia.com/gpu": "resources.requestGPU",
+    "nodeSelector": "scheduling.nodeSelector (a GPU model: gpu.product or gpu.accelerator)",
+    "tolerations": "nothing: GPU pods tolerate the platform's GPU taint by themselves",
+    "priorityClassName": "scheduling.priorityClassName",
+    "schedulerName": "scheduling.schedulerName",
+    "annotations": "annotations (the InferenceService's) or podAnnotations (the pods'), at the top level",
+    "metadata": "name, namespace, labels and annotations at the top level",
+    "spec": "modelplat's keys directly (model, resources, ...); `modelplat import FILE` converts an InferenceService",
+}
+
+
 def _pattern_help() -> dict[str, str]:
     from . import values
 
@@ -64,6 +100,9 @@ def _diagnostic(source: Source, model: type, err: dict):
     hint = ""
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
+        if str(key) in KSERVE_KEYS:
+            return source.diagnostic(loc, "unknown-key", f"unknown key '{key}' (a KServe key)",
+                                     f"did you mean {KSERVE_KEYS[str(key)]}?")
         close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
         if not close:  # seed files often differ only by case (e.g. requestGpu)
             close = [k for k in allowed if k.lower() == str(key).lower()][:1]
@@ -88,6 +127,8 @@ def _diagnostic(source: Source, model: type, err: dict):
             expected, f"a {expected}"
         )
         hint = "quote numbers that are meant as text; write integers without quotes" if got == "str" else ""
+        if got == "str" and key in ("requestGPU", "limitGPU"):
+            hint = f"GPU counts are integers: write {value} without quotes (KServe's resources take them as text)"
         return source.diagnostic(loc, "wrong-type", f"{where}: expected {expected}, got {got} {value!r}", hint)
     message = err["msg"]
     if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than", "too_long", "too_short",

@@ -109,6 +109,8 @@ AUTHZ_HOST = r"^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$"
 IMAGE_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 TENANT_ID = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+# Annotation values: any text without control characters but newline and tab, as Kubernetes stores it.
+AnnotationValue = Annotated[str, StringConstraints(pattern=NO_CONTROL, max_length=8192)]
 # Container args and env values: any printable text (it is YAML data, never template code).
 Arg = Annotated[str, StringConstraints(pattern=NO_CONTROL, max_length=4096)]
 
@@ -183,15 +185,24 @@ class ModelSpec(Section):
     )
 
 
-class Resources(Section):
-    """Compute requests and limits (seed key names). Unset CPU/memory values take the platform defaults."""
+class ContainerResources(Section):
+    """CPU and memory of a container (seed key names). Unset: the platform defaults; a limit without
+    a request makes the request equal to the limit, as Kubernetes does."""
 
-    requestCPU: Optional[Quantity] = Field(default=None, description="CPU request.", examples=["2"])
+    requestCPU: Optional[Quantity] = Field(default=None, description="CPU request; unset: limitCPU if set, "
+                                           "else the platform default.", examples=["2"])
     limitCPU: Optional[Quantity] = Field(default=None, description="CPU limit; must be >= requestCPU.", examples=["4"])
-    requestMemory: Optional[Quantity] = Field(default=None, description="Memory request.", examples=["8Gi"])
+    requestMemory: Optional[Quantity] = Field(default=None, description="Memory request; unset: limitMemory if "
+                                              "set, else the platform default.", examples=["8Gi"])
     limitMemory: Optional[Quantity] = Field(
         default=None, description="Memory limit; must be >= requestMemory.", examples=["16Gi"]
     )
+
+
+class Resources(ContainerResources):
+    """Compute requests and limits (seed key names). Unset CPU/memory values take the platform
+    defaults; a limit without a request makes the request equal to the limit, as Kubernetes does."""
+
     requestGPU: StrictInt = Field(
         default=0, ge=0, le=16, description="GPUs requested. Any GPU schedules the pod onto the GPU node group."
     )
@@ -220,8 +231,17 @@ class GPU(Section):
     product: Optional[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,61}[A-Za-z0-9]$")]] = (
         Field(
             default=None,
-            description="Required GPU product (value of the platform's GPU product node label).",
+            description="Required GPU product (value of the platform's GPU product node label, e.g. "
+                        "nvidia.com/gpu.product from GPU feature discovery), on any cloud.",
             examples=["NVIDIA-A100-SXM4-80GB", "NVIDIA-L4"],
+        )
+    )
+    accelerator: Optional[Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]] = (
+        Field(
+            default=None,
+            description="GKE accelerator type (node label cloud.google.com/gke-accelerator): GKE labels its GPU "
+                        "node pools with it whatever the platform's product label is.",
+            examples=["nvidia-l4", "nvidia-tesla-a100", "nvidia-h100-80gb"],
         )
     )
 
@@ -244,10 +264,19 @@ class EnvVar(Section):
 
 
 class Probe(Section):
-    """An HTTP GET probe on the serving container."""
+    """A probe on a container: HTTP GET (`path`), TCP connect, gRPC health check or a command."""
 
-    path: HttpPath = Field(description="HTTP path.", examples=["/v2/health/ready", "/health"])
-    port: Optional[Port] = Field(default=None, description="Port; unset: the serving port.")
+    type: Literal["http", "tcp", "grpc", "exec"] = Field(
+        default="http", description="`http` GETs `path`; `tcp` opens a connection; `grpc` calls the gRPC health "
+        "service; `exec` runs `command` in the container.")
+    path: Optional[HttpPath] = Field(default=None, description="HTTP path (type http, required there).",
+                                     examples=["/v2/health/ready", "/health"])
+    port: Optional[Port] = Field(default=None, description="Port (http, tcp, grpc); unset: the container's port.")
+    service: Optional[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,253}$")]] = Field(
+        default=None, description="gRPC health service name (type grpc); unset: the server's overall health.")
+    command: Optional[list[Arg]] = Field(
+        default=None, description="Command run in the container (type exec, required there); exit 0 is healthy.",
+        examples=[["cat", "/tmp/ready"]])
     initialDelaySeconds: StrictInt = Field(default=0, ge=0, le=3600)
     periodSeconds: StrictInt = Field(default=10, ge=1, le=3600)
     timeoutSeconds: StrictInt = Field(default=1, ge=1, le=3600)
@@ -260,6 +289,24 @@ class Probes(Section):
     startup: Optional[Probe] = Field(
         default=None, description="Startup probe: give slow-loading LLMs time before liveness applies."
     )
+
+
+class Transformer(Section):
+    """KServe's transformer: a pre/post-processing container (e.g. a tokenizer) in front of the
+    predictor. Clients reach the transformer; KServe tells it the predictor's address."""
+
+    image: Image = Field(description="Transformer image; a tag other than `latest`, or a digest.",
+                         examples=["registry.example.com/nlp/bert-tokenizer:1.4.0"])
+    command: Optional[list[Arg]] = Field(default=None, description="Container entrypoint override.")
+    args: list[Arg] = Field(default_factory=list, description="Arguments of the transformer container.",
+                            examples=[["--model_name=bert", "--predictor_protocol=v2"]])
+    port: Port = Field(default=8080, description="Port the transformer listens on.")
+    env: list[EnvVar] = Field(default_factory=list, description="Environment of the transformer container.")
+    resources: ContainerResources = Field(default_factory=ContainerResources,
+                                          description="CPU and memory of the transformer (no GPUs).")
+    probes: Probes = Field(default_factory=Probes, description="Probes of the transformer container.")
+    replicaCount: Optional[StrictInt] = Field(default=None, ge=1, le=1000,
+                                             description="Transformer replicas; unset: the model's replicaCount.")
 
 
 class Scheduling(Section):
@@ -296,7 +343,8 @@ class Autoscaling(Section):
     """
 
     enabled: StrictBool = Field(default=False, description="Scale between replicaCount and maxReplicaCount.")
-    maxReplicaCount: StrictInt = Field(default=1, ge=1, le=1000, description="Upper bound of replicas.")
+    maxReplicaCount: StrictInt = Field(default=1, ge=1, le=1000,
+                                       description="Upper bound of replicas; required when autoscaling is enabled.")
     targetCPUUtilizationPercentage: Optional[Percent] = Field(default=None, examples=[70])
     targetMemoryUtilizationPercentage: Optional[Percent] = Field(default=None, examples=[80])
     targetRequestRate: Optional[Number(gt=0)] = Field(
@@ -312,6 +360,12 @@ class Autoscaling(Section):
     )
     targetQueueDepth: Optional[Annotated[StrictInt, Field(ge=1)]] = Field(
         default=None, description="vLLM waiting requests per pod (LLMs).", examples=[10]
+    )
+    targetConcurrency: Optional[Number(gt=0)] = Field(
+        default=None,
+        description="Requests in flight per pod (KServe's scaleMetric concurrency; metric requests_in_flight: "
+                    "the seconds Istio saw requests take per second, which is the mean number in flight).",
+        examples=[8],
     )
     behavior: ScalingBehavior = Field(default_factory=ScalingBehavior)
 
@@ -578,8 +632,18 @@ class ModelValues(Section):
     project: Optional[DNSLabel] = Field(default=None, description="Project; unset: the folder name.")
     namespace: Optional[DNSLabel] = Field(default=None, description="Namespace; unset: the project.")
     description: Optional[OneLine] = Field(default=None, description="One line about the model.")
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, description="Extra labels on every resource.")
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, description="Extra labels on every resource "
+                                               "(and the pods); keys modelplat or KServe own are refused.")
+    annotations: dict[LabelKey, AnnotationValue] = Field(
+        default_factory=dict, description="Annotations on the InferenceService; keys modelplat or KServe own are "
+        "refused.", examples=[{"example.com/owner": "team-fraud"}])
+    podAnnotations: dict[LabelKey, AnnotationValue] = Field(
+        default_factory=dict, description="Annotations on the model's pods; keys modelplat or KServe own are "
+        "refused.", examples=[{"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}])
     model: ModelSpec
+    transformer: Optional[Transformer] = Field(
+        default=None, description="A pre/post-processing container in front of the predictor (KServe's "
+        "spec.transformer); unset: none.")
     resources: Resources = Field(default_factory=Resources)
     gpu: GPU = Field(default_factory=GPU)
     sharedMemory: SharedMemory = Field(default_factory=SharedMemory)

@@ -36,6 +36,10 @@ def resources(draw, gpu: bool):
            "limitMemory": f"{request_mem + draw(st.integers(0, 8))}Gi"}
     if draw(st.booleans()):
         out["limitCPU"] = "8"
+        if draw(st.booleans()):
+            del out["requestCPU"]  # a limit alone: Kubernetes makes it the request too
+    if draw(st.booleans()):
+        del out["requestMemory"]
     if gpu:
         count = draw(st.integers(1, 8))
         keys = draw(st.sampled_from([("requestGPU",), ("limitGPU",), ("requestGPU", "limitGPU")]))
@@ -45,11 +49,19 @@ def resources(draw, gpu: bool):
 
 @st.composite
 def probe(draw):
-    p = {"path": draw(st.sampled_from(["/health", "/v2/health/ready", "/ready"]))}
+    kind = draw(st.sampled_from(["http", "http", "tcp", "grpc", "exec"]))
+    if kind == "http":
+        p = {"path": draw(st.sampled_from(["/health", "/v2/health/ready", "/ready"]))}
+    else:
+        p = {"type": kind}
+    if kind == "exec":
+        p["command"] = draw(st.lists(FREE_TEXT, min_size=1, max_size=3))
+    if kind == "grpc" and draw(st.booleans()):
+        p["service"] = draw(st.sampled_from(["inference", "grpc.health.v1.Health"]))
     for key, lo, hi in (("periodSeconds", 1, 60), ("failureThreshold", 1, 100), ("initialDelaySeconds", 0, 600)):
         if draw(st.booleans()):
             p[key] = draw(st.integers(lo, hi))
-    if draw(st.booleans()):
+    if kind != "exec" and draw(st.booleans()):
         p["port"] = draw(st.integers(1024, 9000))
     return p
 
@@ -71,15 +83,19 @@ def model_values(draw):
             model["port"] = draw(st.integers(1024, 9000))
     else:
         model["storageUri"] = draw(STORAGE)
-        if fmt in ("sklearn", "xgboost", "lightgbm", "huggingface") and draw(st.booleans()):
-            model["servedModelName"] = draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True))
     if draw(st.booleans()):
         # v1/v2/grpc-v2 set a KServe runtime's protocolVersion: not for custom containers, and
         # only one some runtime serves the format over (openai counts as v1 to KServe).
         served = resolve.RUNTIME_PROTOCOLS.get(fmt, ())
         model["protocol"] = draw(st.sampled_from(
             ["openai"] if fmt == "custom" else [*served, *(["openai"] if "v1" in served else [])]))
-    model["args"] = draw(st.lists(FREE_TEXT, max_size=4))
+    protocol = model.get("protocol") or resolve.default_protocol(fmt) or "v1"
+    runtime = resolve.DEFAULT_RUNTIMES.get((fmt, "v1" if protocol == "openai" else protocol))
+    name_by = resolve.SERVED_NAME_BY.get(runtime)
+    if name_by in ("arg", "env") and draw(st.booleans()):
+        model["servedModelName"] = draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True))
+    # MLServer's runtime has no args of its own: any would replace its command (refused).
+    model["args"] = [] if name_by == "env" else draw(st.lists(FREE_TEXT, max_size=4))
     values: dict = {"model": model, "resources": draw(resources(gpu))}
     if draw(st.booleans()):
         values["description"] = draw(FREE_TEXT)
@@ -95,6 +111,24 @@ def model_values(draw):
         ]
     if gpu and draw(st.booleans()):
         values["gpu"] = {"product": draw(st.sampled_from(["NVIDIA-L4", "NVIDIA-A100-SXM4-80GB", "Tesla-T4"]))}
+    if gpu and draw(st.booleans()):
+        values.setdefault("gpu", {})["accelerator"] = draw(st.sampled_from(["nvidia-l4", "nvidia-tesla-a100"]))
+    if draw(st.booleans()):
+        values["annotations"] = {"example.com/owner": draw(FREE_TEXT), "note": draw(FREE_TEXT)}
+    if draw(st.booleans()):
+        values["podAnnotations"] = {"cluster-autoscaler.kubernetes.io/safe-to-evict": draw(FREE_TEXT)}
+    if draw(st.booleans()):
+        transformer: dict = {"image": "registry.example.com/team/tokenizer:1.4.0",
+                             "args": draw(st.lists(FREE_TEXT, max_size=3))}
+        if draw(st.booleans()):
+            transformer["env"] = [{"name": "TOKENIZER", "value": draw(FREE_TEXT)}]
+        if draw(st.booleans()):
+            transformer["resources"] = {"limitCPU": draw(CPU), "limitMemory": f"{draw(MEMORY_GI)}Gi"}
+        if draw(st.booleans()):
+            transformer["probes"] = {"readiness": draw(probe())}
+        if draw(st.booleans()):
+            transformer["replicaCount"] = draw(st.integers(1, 5))
+        values["transformer"] = transformer
     if draw(st.booleans()):
         values["sharedMemory"] = {"enabled": draw(st.booleans()), "sizeLimit": f"{draw(st.integers(1, 16))}Gi"}
     if draw(st.booleans()):
@@ -105,11 +139,13 @@ def model_values(draw):
     llm = model.get("protocol") == "openai"
     if draw(st.booleans()):
         scaling: dict = {"enabled": True, "maxReplicaCount": values.get("replicaCount", 1) + draw(st.integers(0, 10))}
-        choices = ["targetCPUUtilizationPercentage", "targetMemoryUtilizationPercentage", "targetRequestRate"]
+        choices = ["targetCPUUtilizationPercentage", "targetMemoryUtilizationPercentage", "targetRequestRate",
+                   "targetConcurrency"]
         choices += ["targetGPUUtilizationPercentage"] if gpu else []
         choices += ["targetKVCacheUtilizationPercentage", "targetQueueDepth"] if llm else []
         for key in draw(st.lists(st.sampled_from(choices), min_size=1, max_size=3, unique=True)):
-            scaling[key] = draw(st.floats(0.5, 500).map(lambda x: round(x, 2))) if key == "targetRequestRate" \
+            scaling[key] = draw(st.floats(0.5, 500).map(lambda x: round(x, 2))) \
+                if key in ("targetRequestRate", "targetConcurrency") \
                 else draw(st.integers(1, 100))
         if scaling.keys() & {"targetGPUUtilizationPercentage"} and len(scaling) == 3:
             scaling["targetCPUUtilizationPercentage"] = 70  # GPU utilisation alone is only a warning

@@ -304,8 +304,12 @@ def test_canary_rollout_splits_90_10_and_serves_one_model_name(helm):
     assert canary["spec"]["predictor"]["model"]["storageUri"].endswith("/2.0/model")
     assert primary["spec"]["predictor"]["model"]["storageUri"].endswith("/1.0/model")
     assert canary["spec"]["predictor"]["model"]["modelFormat"] == primary["spec"]["predictor"]["model"]["modelFormat"]
-    # KServe would name the canary's model iris-canary: it must answer to the primary's name
-    assert canary["spec"]["predictor"]["model"]["args"] == ["--model_name=iris"]
+    # KServe would name the canary's model iris-canary: it must answer to the primary's name. iris
+    # is sklearn over v2, which KServe serves with MLServer: named by MLSERVER_MODEL_NAME, and no
+    # args at all (they would replace `mlserver start`).
+    assert "args" not in canary["spec"]["predictor"]["model"]
+    assert {"name": "MLSERVER_MODEL_NAME", "value": "iris"} in canary["spec"]["predictor"]["model"]["env"]
+    assert "MLSERVER_MODEL_NAME" not in str(primary["spec"]["predictor"]["model"].get("env"))
     # security covers the canary's pods too
     assert by_kind(docs, "PeerAuthentication")["spec"]["selector"]["matchLabels"] == {"modelplat.io/model": "iris"}
     assert canary["spec"]["predictor"]["labels"]["modelplat.io/model"] == "iris"

@@ -246,8 +246,12 @@ def test_ignored_traffic_settings_are_refused(tree):
     found = codes(tree, BASE + "exposeModel:\n  enabled: true\n  host: iris.example.com\n  type: ext\n"
                         "auth:\n  jwt:\n    enabled: true\n", platform=JWT_PLATFORM)
     assert found["feature-disabled"].key == "exposeModel.type"
-    warned = codes(tree, "model:\n  format: onnx\n  storageUri: s3://m/x\ncanary:\n  enabled: true\n"
-                         "  storageUri: s3://m/v2\nprimaryLoad: 90\n")
+    # Triton names models after the repository's folders: the canary answers to the same names.
+    assert "variant-model-name" not in codes(tree, "model:\n  format: onnx\n  storageUri: s3://m/x\ncanary:\n"
+                                                   "  enabled: true\n  storageUri: s3://m/v2\nprimaryLoad: 90\n")
+    # A runtime modelplat does not know: it cannot tell how the canary is named.
+    warned = codes(tree, "model:\n  format: onnx\n  runtime: acme-onnx\n  storageUri: s3://m/x\ncanary:\n"
+                         "  enabled: true\n  storageUri: s3://m/v2\nprimaryLoad: 90\n")
     assert warned["variant-model-name"].severity == "warning"
 
 

@@ -180,18 +180,7 @@ volumeMounts:
   - name: dshm
     mountPath: /dev/shm
 {{- end }}
-{{- range $kind, $probe := dict "readinessProbe" .Values.probes.readiness "livenessProbe" .Values.probes.liveness "startupProbe" .Values.probes.startup }}
-{{- with $probe }}
-{{ $kind }}:
-  httpGet:
-    path: {{ .path | quote }}
-    port: {{ .port | default $.Values.model.port }}
-  initialDelaySeconds: {{ .initialDelaySeconds }}
-  periodSeconds: {{ .periodSeconds }}
-  timeoutSeconds: {{ .timeoutSeconds }}
-  failureThreshold: {{ .failureThreshold }}
-{{- end }}
-{{- end }}
+{{- include "modelplat.probes" (dict "probes" .Values.probes "port" .Values.model.port) }}
 {{- end -}}
 
 {{/* A list of strings as quoted YAML list items (at column 0). */}}
@@ -262,7 +251,69 @@ quotas count each client request once; the shadow's traffic is a copy of request
 modelplat.io/traffic: live
 {{- end -}}
 
-{{/* The cluster-internal host of a KServe predictor Service (RawDeployment listens on port 80). */}}
-{{- define "modelplat.predictorHost" -}}
-{{- printf "%s-predictor.%s.svc.cluster.local" (index . 0) (index . 1) -}}
+{{/* The cluster-internal host of a KServe component's Service (RawDeployment listens on port 80):
+(list <isvc name> <component> <namespace>). */}}
+{{- define "modelplat.serviceHost" -}}
+{{- printf "%s-%s.%s.svc.cluster.local" (index . 0) (index . 1) (index . 2) -}}
+{{- end -}}
+
+{{/* The component clients reach: the transformer when there is one, else the predictor. */}}
+{{- define "modelplat.entryComponent" -}}
+{{- if .Values.transformer }}transformer{{ else }}predictor{{ end -}}
+{{- end -}}
+
+{{/* A container's probes (at column 0): (dict "probes" <probes> "port" <container port>). */}}
+{{- define "modelplat.probes" -}}
+{{- $port := .port -}}
+{{- range $kind, $probe := dict "readinessProbe" .probes.readiness "livenessProbe" .probes.liveness "startupProbe" .probes.startup }}
+{{- with $probe }}
+{{- $type := .type | default "http" }}
+{{ $kind }}:
+  {{- if eq $type "tcp" }}
+  tcpSocket:
+    port: {{ .port | default $port }}
+  {{- else if eq $type "grpc" }}
+  grpc:
+    port: {{ .port | default $port }}
+    {{- with .service }}
+    service: {{ . | quote }}
+    {{- end }}
+  {{- else if eq $type "exec" }}
+  exec:
+    command:
+      {{- include "modelplat.stringList" .command | trim | nindent 6 }}
+  {{- else }}
+  httpGet:
+    path: {{ .path | quote }}
+    port: {{ .port | default $port }}
+  {{- end }}
+  initialDelaySeconds: {{ .initialDelaySeconds }}
+  periodSeconds: {{ .periodSeconds }}
+  timeoutSeconds: {{ .timeoutSeconds }}
+  failureThreshold: {{ .failureThreshold }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* CPU and memory of a container (at column 0); limits always explicit (see modelplat.container). */}}
+{{- define "modelplat.cpuMemory" -}}
+resources:
+  requests:
+    {{- with .requestCPU }}
+    cpu: {{ . | quote }}
+    {{- end }}
+    {{- with .requestMemory }}
+    memory: {{ . | quote }}
+    {{- end }}
+  {{- $limitCPU := .limitCPU | default .requestCPU }}
+  {{- $limitMemory := .limitMemory | default .requestMemory }}
+  {{- if or $limitCPU $limitMemory }}
+  limits:
+    {{- with $limitCPU }}
+    cpu: {{ . | quote }}
+    {{- end }}
+    {{- with $limitMemory }}
+    memory: {{ . | quote }}
+    {{- end }}
+  {{- end }}
 {{- end -}}
