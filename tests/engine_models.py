@@ -53,8 +53,10 @@ def model(i: int) -> dict:
     # PodMonitor could not (podmonitor-port): those scrape nothing here.
     if i % 10 == 7 or fmt["format"] == "onnx":
         values["metrics"] = {"enabled": False}
-    # Canary and shadow answer to the primary's model name only where the runtime takes one.
-    variants_ok = fmt["format"] in ("sklearn", "xgboost", "lightgbm", "huggingface", "custom")
+    # Every format has variants: each runtime's way of naming the model is checked on them
+    # (checks.served_name): sklearn here is MLServer (v2), xgboost and lightgbm the Python servers,
+    # onnx Triton (names from the model's files).
+    variants_ok = True
     if variants_ok and i % 5 == 2:
         values["canary"] = {"enabled": True, "storageUri": fmt["storageUri"] + "-v2"}
         values["primaryLoad"] = 80
@@ -93,6 +95,18 @@ def model(i: int) -> dict:
     return values
 
 
+# Runtimes the cycle above does not reach, each with a canary and a shadow: TF Serving takes the last
+# --model_name; MLServer for xgboost over v2 reads MLSERVER_MODEL_NAME (and refuses args).
+RUNTIME_MODELS = {
+    "runtimes/tf-serving.yaml": {"model": {"format": "tensorflow", "storageUri": "gs://models/tf/1"},
+                                 "canary": {"enabled": True, "storageUri": "gs://models/tf/2"}, "primaryLoad": 90,
+                                 "mirror": {"enabled": True, "storageUri": "gs://models/tf/3"}},
+    "runtimes/xgb-mlserver.yaml": {"model": {"format": "xgboost", "protocol": "v2", "storageUri": "gs://models/x/1"},
+                                   "canary": {"enabled": True, "storageUri": "gs://models/x/2"}, "primaryLoad": 90,
+                                   "mirror": {"enabled": True, "storageUri": "gs://models/x/3"}},
+}
+
+
 def write(root: Path, count: int = 24, platform: str | None = None) -> list[Path]:
     """Writes `count` models under root (four projects) plus the examples' platform file."""
     yaml = YAML()
@@ -105,6 +119,12 @@ def write(root: Path, count: int = 24, platform: str | None = None) -> list[Path
         path.parent.mkdir(exist_ok=True)
         with path.open("w") as f:
             yaml.dump(model(i), f)
+        files.append(path)
+    for rel, values in RUNTIME_MODELS.items():
+        path = root / rel
+        path.parent.mkdir(exist_ok=True)
+        with path.open("w") as f:
+            yaml.dump(values, f)
         files.append(path)
     return files
 

@@ -10,6 +10,7 @@ below then change, break and delete models through Git, in the order they are wr
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -379,3 +380,162 @@ def test_lint_engines_adds_a_column_per_engine_blaming_the_model_resource_and_fi
     assert "InferenceService typo" in rows["typo"]["kserve"]["detail"]
     assert "Deployments" in rows["typo"]["kserve"]["detail"]
     assert {"kserve-manager", "helm-controller", "sidecar-config"} <= set(report["tools"])
+
+
+# --- 7. Coming from KServe: an imported InferenceService makes the Deployment the original makes ------
+
+SAMPLES = Path(__file__).resolve().parent / "data" / "kserve-samples"
+ORIGINALS, IMPORTED = "kserve-original", "kserve-imported"
+
+# What modelplat adds to every model as platform policy (docs/coming-from-kserve.md, "Differences you
+# will see in the Deployment"): paths of the flattened pod template that may differ.
+POLICY = (
+    "metadata.labels.",                 # app.kubernetes.io/*, modelplat.io/* (selectors, stable labels)
+    "metadata.annotations.prometheus.io/",  # scrape annotations, per runtime's metrics port
+    "spec.affinity",                    # GPU node group: In for GPU pods, NotIn for the others
+    "spec.tolerations",                 # the platform's GPU taint, for GPU pods only
+    "spec.volumes",                     # /dev/shm for GPU and LLM models
+    "containers.kserve-container.volumeMounts",
+    "containers.kserve-container.ports",  # the serving port is always declared (Istio, PodMonitors)
+    "metadata.annotations.serving.kserve.io/autoscalerClass",  # none, or external: the chart's HPA
+)
+# Fields an import reports as not carried over (the sample's "not imported" lines), as pod paths.
+UNMAPPED_AS_POD = {
+    "spec.predictor.model.volumeMounts": "containers.kserve-container.volumeMounts",
+    "spec.predictor.affinity": "spec.affinity", "spec.predictor.tolerations": "spec.tolerations",
+    "spec.predictor.imagePullSecrets": "spec.imagePullSecrets", "spec.predictor.securityContext": "spec.securityContext",
+    "spec.predictor.terminationGracePeriodSeconds": "spec.terminationGracePeriodSeconds",
+    "spec.predictor.volumes": "spec.volumes",
+    "spec.predictor.batcher": "metadata.annotations.internal.serving.kserve.io/batcher",
+}
+
+
+def _flat(value, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out or {prefix: {}}
+    return {prefix: value}
+
+
+def _pod_template(deployment: dict) -> dict[str, object]:
+    """A Deployment's pod template, flattened; containers keyed by name, env by variable name."""
+    from modelplat.engines.checks import quantity
+
+    template = deployment["spec"]["template"]
+    spec = dict(template["spec"])
+    containers = {}
+    for c in spec.pop("containers"):
+        c = dict(c)
+        c["env"] = {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env") or []}
+        for section in ("requests", "limits"):  # 1 and "1", 2Gi and 2147483648 are one quantity
+            block = (c.get("resources") or {}).get(section)
+            if block:
+                c["resources"][section] = {k: quantity(v) for k, v in block.items()}
+        containers[c.pop("name")] = c
+    spec.pop("initContainers", None)  # KServe's storage initializer, compared through storageUri
+    flat = _flat({"metadata": {k: template["metadata"].get(k) or {} for k in ("labels", "annotations")},
+                  "spec": spec})
+    flat.update(_flat(containers, "containers"))
+    return flat
+
+
+def _differences(original: dict, imported: dict) -> set[str]:
+    # The namespaces differ by construction (KServe writes them into --predictor_host).
+    a = json.loads(json.dumps(_pod_template(original)).replace(ORIGINALS, "NAMESPACE"))
+    b = json.loads(json.dumps(_pod_template(imported)).replace(IMPORTED, "NAMESPACE"))
+    return {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+
+
+def _allowed(path: str, unmapped: set[str], original: dict[str, object]) -> bool:
+    if any(path.startswith(p) for p in POLICY):
+        return True
+    if any(path.startswith(UNMAPPED_AS_POD[u]) for u in unmapped if u in UNMAPPED_AS_POD):
+        return True
+    # Explicit limits: KServe's defaulting caps a container without limits at its configured
+    # default (1 CPU, 2Gi); modelplat's limit is the request (docs/values.md).
+    return ".resources.limits." in path and path not in original
+
+
+def _kserve_labels(flat: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in flat.items() if k in ("metadata.labels.app", "metadata.labels.component")
+            or k.startswith("metadata.labels.serving.kserve.io/")}
+
+
+def test_imported_samples_make_the_deployments_their_originals_make(control_plane, tmp_path):
+    """Every InferenceService of tests/data/kserve-samples, applied as written and as modelplat
+    renders it after `modelplat import`, side by side: KServe's controller turns both into the same
+    Deployments, field by field, except the platform's policy and what the import reported."""
+    import subprocess
+
+    from modelplat import pipeline as pipe
+    from modelplat.isvc_import import import_file
+    from modelplat.render import render_tree
+    from ruamel.yaml import YAML
+
+    from conftest import need_tool
+
+    yaml = YAML(typ="safe")
+    helm = need_tool("helm")
+    kube = control_plane.kube
+    root = tmp_path / "models"
+    (root / IMPORTED).mkdir(parents=True)
+    (root / "platform.yaml").write_text((EXAMPLES / "platform.yaml").read_text())
+    originals, unmapped = [], {}
+    for path in sorted(SAMPLES.glob("*.yaml")):
+        documents = [d for d in yaml.load_all(path.read_text()) if d]
+        for document in documents:
+            document["metadata"]["namespace"] = ORIGINALS
+            # The mode modelplat serves every model in; the cluster's default may be Knative's.
+            document["metadata"].setdefault("annotations", {})["serving.kserve.io/deploymentMode"] = "RawDeployment"
+            originals.append(document)
+        for values, lines in import_file(path.read_text(), str(path)):
+            values["namespace"] = IMPORTED
+            (root / IMPORTED / f"{values['name']}.yaml").write_text(json.dumps(values))
+            unmapped[values["name"]] = {line.split(": ", 1)[0] for line in lines}
+    run = pipe.run([root])
+    assert not run.errors, [d.format() for d in run.errors]
+    out = tmp_path / "out"
+    for rel, content in render_tree(run.plans, run.platform).items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(content)
+    ours = []
+    for p in run.plans:
+        text = subprocess.run([helm, "template", p.name, str(out / IMPORTED / p.name / "chart"), "--namespace",
+                               IMPORTED, "-f", "-"], input=json.dumps(p.chart_values), capture_output=True,
+                              text=True, check=True).stdout
+        ours += [d for d in yaml.load_all(text) if d and d["kind"] == "InferenceService"]
+    objects = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in (ORIGINALS, IMPORTED)]
+    for namespace in (ORIGINALS, IMPORTED):  # the samples' service accounts, which a platform team creates
+        objects += [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": namespace}}
+                    for sa in {d["spec"]["predictor"].get("serviceAccountName") for d in originals} - {None}]
+    control_plane.apply("\n---\n".join(json.dumps(o) for o in objects + originals + ours))
+
+    expected = {(d["metadata"]["name"], f"{d['metadata']['name']}-{component}")
+                for d in originals for component in ("predictor", "transformer") if component in d["spec"]}
+    assert len(expected) == len(originals) + 1  # one sample has a transformer
+    deadline, missing = time.monotonic() + 180, expected
+    while missing and time.monotonic() < deadline:
+        missing = {(n, d) for n, d in expected
+                   if kube.get("Deployment", ORIGINALS, d) is None or kube.get("Deployment", IMPORTED, d) is None}
+        time.sleep(1)
+    if missing:
+        why = {n: [(ns, (kube.get("InferenceService", ns, n) or {}).get("status", {}).get("conditions"))
+                   for ns in (ORIGINALS, IMPORTED)] for n, _ in missing}
+        pytest.fail(f"KServe made no Deployment for {sorted(missing)}: {json.dumps(why, default=str)[:4000]}")
+    report = {}
+    for name, deployment in sorted(expected):
+        original = kube.get("Deployment", ORIGINALS, deployment)
+        imported = kube.get("Deployment", IMPORTED, deployment)
+        flat_original = _pod_template(original)
+        differing = _differences(original, imported)
+        unexpected = sorted(p for p in differing if not _allowed(p, unmapped[name], flat_original))
+        if unexpected:
+            report[deployment] = {p: (flat_original.get(p), _pod_template(imported).get(p)) for p in unexpected}
+        # KServe's own labels (component, app, the InferenceService) are the same on both.
+        assert _kserve_labels(flat_original) == _kserve_labels(_pod_template(imported)), deployment
+    assert report == {}, json.dumps(report, default=str)[:12000]
+    # KServe gives the transformer a Service of its own, where modelplat's routes send clients.
+    bert = next(d["metadata"]["name"] for d in originals if "transformer" in d["spec"])
+    assert kube.get("Service", IMPORTED, f"{bert}-transformer") is not None

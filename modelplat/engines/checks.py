@@ -111,9 +111,43 @@ def kserve_findings(model: str, values: dict, state: ModelState, events: dict[st
         if found and why:  # KServe's own words, when it gave up on this InferenceService
             found.append(Finding(model, "kserve", isvc_name, "events", why))
         out += found
+    out += _served_name_findings(model, state)
     for variant in set(state.variants) - set(_variants_asked(values)):
         out.append(Finding(model, "kserve", f"InferenceService {state.variants[variant].isvc['metadata']['name']}", "",
                            f"a {variant} exists but the values do not ask for one"))
+    return out
+
+
+def served_name(deployment: dict) -> str | None:
+    """The model name the server in a KServe Deployment answers to, read the way the runtimes read
+    it (modelplat.resolve.SERVED_NAME_BY): MLSERVER_MODEL_NAME for MLServer, else the last
+    --model_name argument (the runtime's own, with KServe's {{.Name}} filled in, then the
+    InferenceService's); None when the name comes from the model's files (TorchServe, Triton)."""
+    container = _container(deployment["spec"]["template"]["spec"], KSERVE_CONTAINER) or {}
+    env = {e.get("name"): e.get("value") for e in container.get("env") or []}
+    if "MLSERVER_MODEL_NAME" in env:
+        return env["MLSERVER_MODEL_NAME"]
+    names = [str(a).split("=", 1)[1] for a in container.get("args") or [] if str(a).startswith("--model_name=")]
+    return names[-1] if names else None
+
+
+def _served_name_findings(model: str, state: ModelState) -> list[Finding]:
+    """A canary or shadow answers to the primary's model name: clients send one name, whichever
+    variant the split or the mirror picks."""
+    primary = state.variants.get("primary")
+    if primary is None or len(primary.deployments) != 1:
+        return []
+    want = served_name(primary.deployments[0])
+    out = []
+    for variant in ("canary", "shadow"):
+        v = state.variants.get(variant)
+        if v is None or len(v.deployments) != 1:
+            continue
+        have = served_name(v.deployments[0])
+        if have != want:
+            out.append(Finding(model, "kserve", f"Deployment {v.deployments[0]['metadata']['name']}",
+                               f"spec.template.spec.containers[{KSERVE_CONTAINER}] model name",
+                               f"serves {have!r}, the primary serves {want!r}: clients' requests to the {variant} fail"))
     return out
 
 
