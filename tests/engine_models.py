@@ -104,6 +104,16 @@ RUNTIME_MODELS = {
     "runtimes/xgb-mlserver.yaml": {"model": {"format": "xgboost", "protocol": "v2", "storageUri": "gs://models/x/1"},
                                    "canary": {"enabled": True, "storageUri": "gs://models/x/2"}, "primaryLoad": 90,
                                    "mirror": {"enabled": True, "storageUri": "gs://models/x/3"}},
+    # Triton behind a tokenizer transformer (the shape), split with a canary and exposed:
+    # routes, request limits and the canary's model name all meet at the transformer.
+    "runtimes/bert.yaml": {
+        "model": {"format": "triton", "protocol": "v2", "storageUri": "gs://models/bert/1"},
+        "transformer": {"image": "registry.example.com/nlp/bert-tokenizer:1.4.0", "args": ["--predictor_protocol=v2"],
+                        "resources": {"requestCPU": "250m", "limitMemory": "1Gi"},
+                        "probes": {"readiness": {"path": "/v2/health/ready"}}},
+        "canary": {"enabled": True, "storageUri": "gs://models/bert/2"}, "primaryLoad": 80,
+        "exposeModel": {"enabled": True}, "auth": {"jwt": {"enabled": True}}, "ratelimitIPPerMinute": 60,
+        "metrics": {"enabled": False}},  # Triton's 8002 is undeclared: no PodMonitor could scrape it
 }
 
 

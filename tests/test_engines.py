@@ -158,8 +158,10 @@ def test_every_policy_selects_exactly_the_pods_kserve_made_for_its_model(models)
 def test_istio_puts_every_promised_filter_and_route_config_on_each_model_pod(models):
     report = models.report
     assert _findings(report, "istio") == []
-    # Every variant of every model got a proxy config, and the gateway too.
-    assert len(report.proxies) == sum(len(s.variants) for s in report.states.values()) + 1
+    # Every variant of every model got a proxy config (a transformer's pod one more), and the gateway.
+    transformers = sum(1 for s in report.states.values() for v in s.variants.values() if v.transformer_pods)
+    assert transformers == 2  # runtimes/bert: the primary's and the canary's
+    assert len(report.proxies) == sum(len(s.variants) for s in report.states.values()) + transformers + 1
 
 
 def _chain(models, key: str, variant: str = "primary"):
@@ -207,6 +209,31 @@ def test_the_gateway_routes_the_split_and_the_mirror_as_the_values_ask(models):
     for p in exposed:
         host = p.chart_values["exposeModel"]["host"]
         assert any(host in vh.get("domains", []) for rc in gateway.routes for vh in rc.get("virtual_hosts", [])), host
+
+
+def test_a_transformer_is_where_the_gateway_routes_and_requests_are_counted(models):
+    """The triton + tokenizer shape: Istio routes the exposed host, split with the canary, to the
+    transformers' Services, and the request limit filter sits on the transformer's sidecar, not on
+    the predictor's behind it."""
+    report, key = models.report, "runtimes/bert"
+    values = next(p.chart_values for p in models.plans if f"{p.namespace}/{p.name}" == key)
+    vhosts = checks._vhosts_for(report.proxies["gateway"], values["exposeModel"]["host"])
+    weights = {c["name"]: c["weight"] for vh in vhosts for r in vh["routes"]
+               for c in ((r.get("route") or {}).get("weighted_clusters") or {}).get("clusters") or []}
+    assert weights == {"outbound|80||bert-transformer.runtimes.svc.cluster.local": 80,
+                       "outbound|80||bert-canary-transformer.runtimes.svc.cluster.local": 20}
+
+    def filters(at: str) -> list[str]:
+        config = report.proxies[report.pod_of[(key, at)]]
+        (chain, *_) = config.inbound_chains(report.ports[(key, at)])
+        return [f["name"] for f in http_filters(chain)]
+
+    assert checks.RATELIMIT in filters("primary/transformer") and checks.RATELIMIT in filters("canary/transformer")
+    assert checks.RATELIMIT not in filters("primary") and checks.JWT in filters("primary")
+    state = report.states[key]
+    (deployment,) = state.variants["canary"].transformers
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--model_name=bert" in args and "--predictor_host" in args  # the primary's model; KServe's host
 
 
 def test_the_istio_checks_fail_on_a_wrong_weight_a_missing_filter_or_a_lost_mirror(models):

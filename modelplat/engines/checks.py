@@ -106,7 +106,7 @@ def kserve_findings(model: str, values: dict, state: ModelState, events: dict[st
                 detail = " ".join(x for x in (cond.get("reason"), cond.get("message")) if x)
                 out.append(Finding(model, "kserve", isvc_name, f"status.conditions[{cond.get('type')}]",
                                    f"{cond.get('status')}" + (f": {detail}" if detail else "")))
-        found = _deployment_findings(model, values, variant, v)
+        found = _deployment_findings(model, values, variant, v) + _transformer_findings(model, values, variant, v)
         why = (events or {}).get(v.isvc["metadata"]["name"])
         if found and why:  # KServe's own words, when it gave up on this InferenceService
             found.append(Finding(model, "kserve", isvc_name, "events", why))
@@ -261,6 +261,52 @@ def _deployment_findings(model: str, values: dict, variant: str, v: Variant) -> 
     return out
 
 
+def _transformer_findings(model: str, values: dict, variant: str, v: Variant) -> list[Finding]:
+    """KServe's transformer Deployment: what the values' transformer section asks, and none without one."""
+    isvc = v.isvc["metadata"]["name"]
+    transformer = values.get("transformer")
+    names = [d["metadata"]["name"] for d in v.transformers]
+    if not transformer:
+        return [Finding(model, "kserve", f"InferenceService {isvc}", "Deployments",
+                        f"{names}: a transformer the values do not ask for")] if names else []
+    expected = f"{isvc}-transformer"
+    if names != [expected]:
+        return [Finding(model, "kserve", f"InferenceService {isvc}", "Deployments",
+                        f"KServe made {names or 'no transformer Deployment'}, the values ask for [{expected!r}]")]
+    deployment = v.transformers[0]
+    where = f"Deployment {expected}"
+    spec = deployment["spec"]["template"]["spec"]
+    out: list[Finding] = []
+    container = _container(spec, KSERVE_CONTAINER) or {}
+    cpath = f"spec.template.spec.containers[{KSERVE_CONTAINER}]"
+    if container.get("image") != transformer.get("image"):
+        out.append(Finding(model, "kserve", where, f"{cpath}.image",
+                           f"{container.get('image')!r}, the values ask for {transformer.get('image')!r}"))
+    args = [str(a) for a in container.get("args") or []]
+    if not _in_order([str(a) for a in transformer.get("args") or []], args):
+        out.append(Finding(model, "kserve", where, f"{cpath}.args", f"{args}, the values' args are not all there"))
+    # KServe names the model the transformer asks its predictor for (--model_name): the primary's.
+    names = [a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
+             for i, a in enumerate(args) if a == "--model_name" or a.startswith("--model_name=")]
+    served = (values.get("model") or {}).get("servedModelName") or values.get("name")
+    if not any(a.startswith("--model_name") for a in transformer.get("args") or []) and names[-1:] != [served]:
+        out.append(Finding(model, "kserve", where, f"{cpath}.args",
+                           f"asks its predictor for model {names[-1:] or None}, the primary serves {served!r}"))
+    res = transformer.get("resources") or {}
+    got = container.get("resources") or {}
+    for section, key, value_key in (("requests", "cpu", "requestCPU"), ("requests", "memory", "requestMemory")):
+        if res.get(value_key) is not None and quantity(res[value_key]) != quantity((got.get(section) or {}).get(key)):
+            out.append(Finding(model, "kserve", where, f"{cpath}.resources.{section}.{key}",
+                               f"{(got.get(section) or {}).get(key)!r}, the values ask for {res[value_key]!r}"))
+    replicas = transformer.get("replicaCount", 1)
+    if deployment["spec"].get("replicas") != replicas:
+        out.append(Finding(model, "kserve", where, "spec.replicas",
+                           f"{deployment['spec'].get('replicas')}, the values ask for {replicas}"))
+    if len(v.transformer_pods) != replicas:
+        out.append(Finding(model, "kserve", where, "pods", f"{len(v.transformer_pods)} pod(s), the values ask for {replicas}"))
+    return out
+
+
 def _pod_findings(model: str, values: dict, variant: str, v: Variant, deployment: str) -> list[Finding]:
     """What KServe's pod mutator (a webhook, run on real Pods) adds: the storage initializer,
     and the logger's agent container."""
@@ -305,6 +351,7 @@ INTENT = {
     "EnvoyFilter/identity": ALL, "EnvoyFilter/ratelimit": LIVE, "EnvoyFilter/tokenlimit": LIVE,
     "PodDisruptionBudget": PRIMARY, "PodMonitor": PRIMARY, "Telemetry": PRIMARY,
 }
+ENTRY_ONLY = {"EnvoyFilter/ratelimit", "EnvoyFilter/tokenlimit"}
 SELECTING_KINDS = ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication", "EnvoyFilter",
                    "PodDisruptionBudget", "PodMonitor", "Telemetry")
 
@@ -331,7 +378,7 @@ def selector_findings(model: str, state: ModelState, namespace_pods: list[dict],
     owner_of: dict[str, str] = {}  # pod name -> "<model>/<variant>", for readable messages
     for other in all_states.values():
         for variant, v in other.variants.items():
-            for pod in v.pods:
+            for pod in v.pods + v.transformer_pods:
                 owner_of[pod["metadata"]["name"]] = f"{other.name}/{variant}"
     for (kind, name), obj in sorted(state.installed.items()):
         if kind == "HorizontalPodAutoscaler":
@@ -344,8 +391,12 @@ def selector_findings(model: str, state: ModelState, namespace_pods: list[dict],
         if intended is None:
             out.append(Finding(model, "kserve", f"{kind} {name}", "selector", "no documented intent for this object"))
             continue
+        # Request limits and token quotas count where clients arrive (the transformer, when there
+        # is one); every other object covers all of a variant's pods.
+        entry = key in ENTRY_ONLY
         want = {p["metadata"]["name"] for variant in intended if variant in state.variants
-                for p in state.variants[variant].pods}
+                for p in (state.variants[variant].entry_pods if entry else
+                          state.variants[variant].pods + state.variants[variant].transformer_pods)}
         have = {p["metadata"]["name"] for p in namespace_pods
                 if selects(selector_of(obj), (p["metadata"].get("labels") or {}))}
         if want != have:
@@ -382,7 +433,7 @@ EXT_AUTHZ = "envoy.filters.http.ext_authz"
 RATELIMIT = "envoy.filters.http.ratelimit"
 
 
-def expected_filters(values: dict, variant: str) -> list[str]:
+def expected_filters(values: dict, variant: str, component: str = "predictor") -> list[str]:
     """The inbound HTTP filters modelplat promises (docs/checks.md), in Istio's order: the identity
     Lua first (INSERT_FIRST); a CUSTOM policy's rbac filter (it marks the requests the policy
     covers) and ext_authz, which Istio puts before JWT verification; jwt_authn; the ALLOW
@@ -391,6 +442,8 @@ def expected_filters(values: dict, variant: str) -> list[str]:
     auth = values.get("auth") or {}
     on = auth.get("enabled")
     jwt = on and (auth.get("jwt") or {}).get("enabled")
+    # Behind a transformer the predictor is not where clients' requests are counted.
+    counted = variant in LIVE and (component == "transformer" or not values.get("transformer"))
     names = [IDENTITY_LUA] if jwt else []
     if on and (auth.get("customAuthz") or {}).get("enabled"):
         names += [RBAC, EXT_AUTHZ]
@@ -398,10 +451,10 @@ def expected_filters(values: dict, variant: str) -> list[str]:
         names.append(JWT)
     if on:
         names.append(RBAC)
-    if (values.get("ratelimitIPPerMinute") or values.get("ratelimitEachSAPerMinute")) and variant in LIVE:
+    if (values.get("ratelimitIPPerMinute") or values.get("ratelimitEachSAPerMinute")) and counted:
         names.append(RATELIMIT)
     token = values.get("tokenLimit") or {}
-    if token.get("enabled") and variant in LIVE:
+    if token.get("enabled") and counted:
         names.append(TOKENS_LUA)
         if token.get("saLimit") or token.get("saLimitPerMinute"):
             names.append("modelplat.tokens.sa")
@@ -415,14 +468,16 @@ TRACKED = {IDENTITY_LUA, TOKENS_LUA, JWT, RBAC, EXT_AUTHZ, RATELIMIT, ROUTER, "m
            "modelplat.tokens.ip"}
 
 
-def istio_findings(model: str, values: dict, variant: str, pod: str, port: int, config: ProxyConfig) -> list[Finding]:
-    where = f"sidecar of {pod} ({variant})"
+def istio_findings(model: str, values: dict, variant: str, pod: str, port: int, config: ProxyConfig,
+                   component: str = "predictor") -> list[Finding]:
+    where = f"sidecar of {pod} ({variant}{'' if component == 'predictor' else ', ' + component})"
     chains = config.inbound_chains(port)
     if not chains:
         return [Finding(model, "istio", where, f"listener virtualInbound port {port}",
                         "no HTTP filter chain for the model's port")]
     out = []
-    want = expected_filters(values, variant)
+    want = expected_filters(values, variant, component)
+    counted = variant in LIVE and (component == "transformer" or not values.get("transformer"))
     for chain in chains:
         names = http_filter_names(chain)
         seen = [n for n in names if n in TRACKED]
@@ -430,18 +485,19 @@ def istio_findings(model: str, values: dict, variant: str, pod: str, port: int, 
             out.append(Finding(model, "istio", where, f"virtualInbound:{port} http_filters",
                                f"{seen}, expected {want}"))
             continue
-        out += _route_findings(model, values, variant, where, port, chain)
+        out += _route_findings(model, values, counted, where, port, chain)
     return out
 
 
-def _route_findings(model: str, values: dict, variant: str, where: str, port: int, chain: dict) -> list[Finding]:
+def _route_findings(model: str, values: dict, counted: bool, where: str, port: int, chain: dict) -> list[Finding]:
+    """The inbound routes' settings; `counted`: this pod is where clients' requests are counted."""
     out = []
     vhosts = inline_routes(chain)
     routes = [r for vh in vhosts for r in vh.get("routes") or []]
     if not routes:
         return [Finding(model, "istio", where, f"virtualInbound:{port} routes", "no inbound route")]
     token = values.get("tokenLimit") or {}
-    if token.get("enabled") and variant in LIVE:
+    if token.get("enabled") and counted:
         for route in routes:
             meta = ((route.get("metadata") or {}).get("filter_metadata") or {}).get(TOKENS_LUA)
             if not meta or meta.get("tenantId") != token.get("tenantId"):
@@ -458,7 +514,7 @@ def _route_findings(model: str, values: dict, variant: str, where: str, port: in
             if IDENTITY_LUA not in ((route.get("metadata") or {}).get("filter_metadata") or {}):
                 out.append(Finding(model, "istio", where, f"route {route.get('name')} metadata",
                                    f"no {IDENTITY_LUA} settings (the header names it strips)"))
-    if (values.get("ratelimitIPPerMinute") or values.get("ratelimitEachSAPerMinute")) and variant in LIVE:
+    if (values.get("ratelimitIPPerMinute") or values.get("ratelimitEachSAPerMinute")) and counted:
         for vh in vhosts:
             actions = [a for rl in vh.get("rate_limits") or [] for a in rl.get("actions") or []]
             if values.get("ratelimitIPPerMinute") and not any("remote_address" in a for a in actions):
@@ -488,7 +544,8 @@ def _traffic_findings(model: str, values: dict, where: str, vhosts: list[dict], 
     """The VirtualService's split, header match and mirror as Envoy routes: weights primaryLoad /
     100 - primaryLoad, the header route to the canary first, the mirror to the shadow at the
     values' percentage."""
-    host = lambda n: f"{n}-predictor.{namespace}.svc.cluster.local"  # noqa: E731
+    component = "transformer" if values.get("transformer") else "predictor"  # where clients arrive
+    host = lambda n: f"{n}-{component}.{namespace}.svc.cluster.local"  # noqa: E731
     primary, canary, shadow = _cluster(host(name)), _cluster(host(f"{name}-canary")), _cluster(host(f"{name}-shadow"))
     routes = [r for vh in vhosts for r in vh.get("routes") or []]
     out = []
@@ -545,7 +602,8 @@ def mesh_route_findings(model: str, values: dict, caller: ProxyConfig, state: Mo
     """In-mesh callers of <name>-predictor are split and mirrored like gateway traffic."""
     if not ((values.get("canary") or {}).get("enabled") or (values.get("mirror") or {}).get("enabled")):
         return []
-    host = f"{state.name}-predictor.{state.namespace}.svc.cluster.local"
+    component = "transformer" if values.get("transformer") else "predictor"
+    host = f"{state.name}-{component}.{state.namespace}.svc.cluster.local"
     vhosts = _vhosts_for(caller, host)
     if not vhosts:
         return [Finding(model, "istio", "a caller's sidecar", "outbound routes", f"no virtual host for {host}")]

@@ -25,8 +25,15 @@ class Variant:
 
     name: str  # primary, canary or shadow
     isvc: dict
-    deployments: list[dict] = field(default_factory=list)
-    pods: list[dict] = field(default_factory=list)
+    deployments: list[dict] = field(default_factory=list)  # the predictor's
+    pods: list[dict] = field(default_factory=list)  # the predictor's
+    transformers: list[dict] = field(default_factory=list)  # KServe's <isvc>-transformer Deployment
+    transformer_pods: list[dict] = field(default_factory=list)
+
+    @property
+    def entry_pods(self) -> list[dict]:
+        """The pods clients' requests arrive at: the transformer's when there is one."""
+        return self.transformer_pods or self.pods
 
 
 @dataclass
@@ -80,9 +87,14 @@ def model_state(kube: Kube, namespace: str, name: str, *, pods: list[dict] | Non
         if isvc is None:
             continue
         mine = [d for d in deployments if owner(d, "InferenceService") == name + suffix]
-        names = {d["metadata"]["name"] for d in mine}
-        variants[variant] = Variant(variant, isvc, mine, [
-            p for p in pods if rs_deployment.get(owner(p, "ReplicaSet") or "") in names])
+        transformers = [d for d in mine if d["metadata"]["name"] == f"{name}{suffix}-transformer"]
+        predictors = [d for d in mine if d not in transformers]
+
+        def pods_of(owned: list[dict]) -> list[dict]:
+            names = {d["metadata"]["name"] for d in owned}
+            return [p for p in pods if rs_deployment.get(owner(p, "ReplicaSet") or "") in names]
+
+        variants[variant] = Variant(variant, isvc, predictors, pods_of(predictors), transformers, pods_of(transformers))
     return ModelState(namespace, name, objects, variants, installed)
 
 

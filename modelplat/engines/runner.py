@@ -191,12 +191,14 @@ def _istio(report: EngineReport, plans, platform: PlatformSettings, kube) -> Non
                 if kind == "VirtualService" and platform.gateway in obj["spec"].get("gateways", []):
                     hosts += [h for h in obj["spec"]["hosts"] if not h.endswith(".svc.cluster.local")]
         for variant, v in state.variants.items():
-            if v.pods:
-                pod = v.pods[0]
-                name = f"{key}/{variant}"
-                ip = (pod.get("status") or {}).get("podIP", "")
-                proxies.append(istio.Proxy(name, state.namespace, pod["metadata"].get("labels") or {}, ip))
-                report.pod_of[(key, variant)] = name
+            # One pod of each component: the predictor's, and the transformer's when there is one.
+            for component, pods in (("predictor", v.pods), ("transformer", v.transformer_pods)):
+                if pods:
+                    pod = pods[0]
+                    name = f"{key}/{variant}" + ("" if component == "predictor" else f"/{component}")
+                    ip = (pod.get("status") or {}).get("podIP", "")
+                    proxies.append(istio.Proxy(name, state.namespace, pod["metadata"].get("labels") or {}, ip))
+                    report.pod_of[(key, variant if component == "predictor" else f"{variant}/{component}")] = name
     services: dict[tuple[str, str], dict] = {}
     for ns in namespaces:
         for kind in ("Service", "Pod", "EndpointSlice"):
@@ -219,12 +221,14 @@ def _istio(report: EngineReport, plans, platform: PlatformSettings, kube) -> Non
         key = f"{p.namespace}/{p.name}"
         state = report.states[key]
         for variant, v in state.variants.items():
-            proxy = report.pod_of.get((key, variant))
-            if proxy is None:
-                continue
-            port = report.ports[(key, variant)] = serving_port(services, v)
-            report.findings += checks.istio_findings(key, p.chart_values, variant, v.pods[0]["metadata"]["name"],
-                                                     port, report.proxies[proxy])
+            for component, pods in (("predictor", v.pods), ("transformer", v.transformer_pods)):
+                at = variant if component == "predictor" else f"{variant}/{component}"
+                proxy = report.pod_of.get((key, at))
+                if proxy is None:
+                    continue
+                port = report.ports[(key, at)] = serving_port(services, v, component)
+                report.findings += checks.istio_findings(key, p.chart_values, variant, pods[0]["metadata"]["name"],
+                                                         port, report.proxies[proxy], component)
         report.findings += checks.gateway_findings(key, p.chart_values, report.proxies["gateway"], state,
                                                    platform)
         caller = report.pod_of.get((key, "primary"))
@@ -232,12 +236,12 @@ def _istio(report: EngineReport, plans, platform: PlatformSettings, kube) -> Non
             report.findings += checks.mesh_route_findings(key, p.chart_values, report.proxies[caller], state)
 
 
-def serving_port(services: dict[tuple[str, str], dict], v) -> int:
+def serving_port(services: dict[tuple[str, str], dict], v, component: str = "predictor") -> int:
     """The pod port traffic for this variant arrives on: the targetPort of the Service KServe
     made for it (its agent's port when the inference logger is on, not the model's)."""
     isvc = v.isvc["metadata"]
-    service = services.get((isvc["namespace"], f"{isvc['name']}-predictor")) or {}
-    pod = v.pods[0]
+    service = services.get((isvc["namespace"], f"{isvc['name']}-{component}")) or {}
+    pod = (v.transformer_pods if component == "transformer" else v.pods)[0]
     for port in (service.get("spec") or {}).get("ports") or []:
         target = port.get("targetPort", port.get("port"))
         if isinstance(target, int):
