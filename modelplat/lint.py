@@ -329,8 +329,8 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
     rendered = [model for p, model in pairs if p.model_dir in manifests]
     # The whole-output tools, each one process over every chart, side by side.
     steps = [lambda: _kubeconform(root, result, pairs, manifests, wiring, schema_locations, cache),
-             lambda: _istioctl(root, istio_files, rendered, wiring),
-             lambda: _promtool(root, rule_files, rendered, wiring),
+             lambda: _istioctl(root, istio_files, rendered, wiring, cache),
+             lambda: _promtool(root, rule_files, rendered, wiring, cache),
              lambda: _kustomize(root, files, pairs, wiring)]
     with ThreadPoolExecutor(max_workers=len(steps)) as pool:
         for future in [pool.submit(step) for step in steps]:
@@ -365,7 +365,23 @@ _ISTIO_ITEM = re.compile(r"^\s*\* ([A-Za-z]+)/([^/\s]*)/([^:\s]+): ?(.*)$")
 _ISTIO_FILE = re.compile(r'(?:^"(.+?)" has warnings:|failed to decode file (\S+?):)')
 
 
-def _istioctl(root: Path, istio_files: dict[str, tuple], rendered: list[ModelResult], wiring: ModelResult) -> None:
+def _reuse(cache: "verdicts.Verdicts", tool: str, args: list[str], paths) -> tuple[dict, dict]:
+    """(findings reused per input file, cache key of each file the tool must read again): a file's
+    findings are kept while its bytes, its path and the tool build are the same."""
+    tool_id = verdicts.tool_identity(args[0], tools.version(tool))
+    reused, pending = {}, {}
+    for path in sorted(paths):
+        key = cache.key(tool_id, "\0".join(args[1:]), path, Path(path).read_bytes())
+        hit = cache.get(key)
+        if hit is not None and hit[0]:
+            reused[path] = json.loads(hit[1])
+        else:
+            pending[path] = key
+    return reused, pending
+
+
+def _istioctl(root: Path, istio_files: dict[str, tuple], rendered: list[ModelResult], wiring: ModelResult,
+              cache: "verdicts.Verdicts") -> None:
     istioctl = tools.find("istioctl")
     if not istioctl:
         return
@@ -373,14 +389,16 @@ def _istioctl(root: Path, istio_files: dict[str, tuple], rendered: list[ModelRes
         model.checks["istioctl validate"] = Check("pass")
     if not istio_files:
         return
+    # istioctl judges each resource on its own, so each file's findings are reused while the file
+    # is the same; it runs over the changed files only.
+    reused, pending = _reuse(cache, "istioctl", [istioctl, "validate"], istio_files)
     args = [istioctl, "validate"]
-    for path in sorted(istio_files):
+    for path in pending:
         args += ["-f", path]
-    out = tools.run(args, timeout=600)
-    by_resource = {(d.kind, d.namespace, d.name): (p, model, d)
-                   for p, model, docs in istio_files.values() for d in docs}
-    problems: dict[int, list[str]] = {}
-    owners = {id(model): model for _, model, _ in istio_files.values()}
+    out = tools.run(args, timeout=600) if pending else tools.Result(True, "")
+    by_resource = {(d.kind, d.namespace, d.name): (path, p, model, d)
+                   for path, (p, model, docs) in istio_files.items() if path in pending for d in docs}
+    found: dict[str, list[str]] = {}  # input file → its findings
     unowned: list[str] = []
     for finding in _istio_findings(out.output):
         if isinstance(finding, tuple):
@@ -392,19 +410,37 @@ def _istioctl(root: Path, istio_files: dict[str, tuple], rendered: list[ModelRes
             if hit is None:
                 unowned.append(f"{kind}/{namespace}/{name}: istioctl: {message}")
                 continue
-            p, model, doc = hit
-            problems.setdefault(id(model), []).append(
-                f"{p.chart_dir}/{doc.source}: {kind}/{name}: istioctl: {message}")
-        else:  # a file istioctl could not read: the whole chart's Istio resources
-            p, model, _ = istio_files.get(finding, (None, None, None))
-            text = f"{p.chart_dir}: istioctl could not read its Istio resources:\n{out.output}" if p else out.output
-            (problems.setdefault(id(model), []) if model else unowned).append(text)
-    if not out.ok and not problems and not unowned:
+            path, p, model, doc = hit
+            found.setdefault(path, []).append(f"{p.chart_dir}/{doc.source}: {kind}/{name}: istioctl: {message}")
+        elif finding in istio_files:  # a file istioctl could not read: the whole chart's Istio resources
+            p = istio_files[finding][0]
+            found.setdefault(finding, []).append(f"{p.chart_dir}: istioctl could not read its Istio resources:\n"
+                                                 f"{out.output}")
+        else:
+            unowned.append(out.output)
+    if not out.ok and not found and not unowned:
         unowned.append(f"istioctl validate failed:\n{out.output}")
-    for key, messages in problems.items():
-        owners[key].checks["istioctl validate"] = Check("fail", "\n".join(messages))
+    if not unowned:  # a run that said what it found about every file it read
+        for path, key in pending.items():
+            cache.put(key, True, json.dumps(found.get(path, [])))
+    _fail_owners("istioctl validate", {**reused, **found}, istio_files)
     if unowned:
         wiring.checks["istioctl validate"] = Check("fail", "\n".join(unowned))
+
+
+def _fail_owners(check: str, found: dict[str, list[str]], inputs: dict[str, tuple]) -> None:
+    """Each model whose input files have findings fails `check` with them (in file order)."""
+    problems: dict[int, list[str]] = {}
+    owners = {}
+    for path in sorted(found):
+        model = inputs[path][1]
+        owners[id(model)] = model
+        for text in found[path]:
+            if text not in problems.setdefault(id(model), []):  # promtool repeats some messages
+                problems[id(model)].append(text)
+    for key, messages in problems.items():
+        if messages:
+            owners[key].checks[check] = Check("fail", "\n".join(messages))
 
 
 def _istio_findings(output: str) -> list:
@@ -429,7 +465,8 @@ def _istio_findings(output: str) -> list:
     return [tuple(f) if isinstance(f, list) else f for f in findings]
 
 
-def _promtool(root: Path, rule_files: dict[str, tuple], rendered: list[ModelResult], wiring: ModelResult) -> None:
+def _promtool(root: Path, rule_files: dict[str, tuple], rendered: list[ModelResult], wiring: ModelResult,
+             cache: "verdicts.Verdicts") -> None:
     promtool = tools.find("promtool")
     if not promtool:
         return
@@ -437,20 +474,22 @@ def _promtool(root: Path, rule_files: dict[str, tuple], rendered: list[ModelResu
         model.checks["promtool"] = Check("pass")
     if not rule_files:
         return
-    out = tools.run([promtool, "check", "rules", *sorted(rule_files)], timeout=600)
-    problems: dict[int, list[str]] = {}
-    owners = {id(model): model for _, model, _ in rule_files.values()}
+    # Each rules file is checked on its own: its findings are reused while it is the same.
+    reused, pending = _reuse(cache, "promtool", [promtool, "check", "rules"], rule_files)
+    out = tools.run([promtool, "check", "rules", *pending], timeout=600) if pending else tools.Result(True, "")
+    found: dict[str, list[str]] = {}
     for line in out.output.splitlines():
         path, sep, message = line.partition(": ")
-        if sep and path in rule_files:
-            p, model, rule = rule_files[path]
-            text = f"{p.chart_dir}/{rule.source}: PrometheusRule/{rule.name}: promtool: {message}"
-            if text not in problems.get(id(model), []):  # promtool repeats some messages
-                problems.setdefault(id(model), []).append(text)
-    if not out.ok and not problems:
+        if sep and path in pending:
+            p, _, rule = rule_files[path]
+            found.setdefault(path, []).append(f"{p.chart_dir}/{rule.source}: PrometheusRule/{rule.name}: promtool: "
+                                              f"{message}")
+    if not out.ok and not found:
         wiring.checks["promtool"] = Check("fail", f"promtool check rules failed:\n{out.output}")
-    for key, messages in problems.items():
-        owners[key].checks["promtool"] = Check("fail", "\n".join(messages))
+    else:
+        for path, key in pending.items():
+            cache.put(key, True, json.dumps(found.get(path, [])))
+    _fail_owners("promtool", {**reused, **found}, rule_files)
 
 
 _QUOTED_PATH = re.compile(r"'(/[^']+)'")

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import CPU_FILE, modelplat
 
-WINE = "model:\n  format: sklearn\n  storageUri: s3://m/wine\n"
+WINE = "model:\n  format: sklearn\n  storageUri: s3://m/wine\nobservability:\n  alerts:\n    enabled: true\n"
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def counted(tmp_path: Path, lint_tools):
     install would be), and a private cache; returns (env, calls())."""
     shims, log = tmp_path / "shims", tmp_path / "calls.log"
     shims.mkdir()
-    for tool in ("helm", "helm-unittest", "kubeconform"):
+    for tool in ("helm", "helm-unittest", "kubeconform", "istioctl", "promtool"):
         shim = shims / tool
         shim.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\nexec "{lint_tools[tool]}" "$@"\n')
         shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
@@ -32,7 +32,7 @@ def counted(tmp_path: Path, lint_tools):
     def calls() -> list[str]:
         lines = log.read_text().splitlines() if log.exists() else []
         log.unlink(missing_ok=True)
-        return [line for line in lines if " version" not in line and line != "kubeconform -v"]  # version queries
+        return [line for line in lines if "version" not in line and line != "kubeconform -v"]  # version queries
 
     return env, calls, shims
 
@@ -66,13 +66,19 @@ def test_an_unchanged_chart_reuses_its_verdicts_and_a_changed_one_runs_again(tre
     assert len(calls()) == 0
     again = _lint(root, env)
     assert calls() == [] and again == first  # every verdict reused, the same report
-    (root / "demo/wine.yaml").write_text(WINE + "replicaCount: 2\n")
+    # An edit that changes wine's Deployment, its AuthorizationPolicy and its alert rules.
+    (root / "demo/wine.yaml").write_text(WINE + "    p99LatencySeconds: 3\nreplicaCount: 2\nauth:\n"
+                                         "  allowedNamespaces: [ops]\n")
     changed = _lint(root, env)
     ran = calls()
-    helm_runs = [line for line in ran if not line.startswith("kubeconform ")]
+    helm_runs = [line for line in ran if line.startswith("helm")]
     assert _charts(helm_runs) == {"wine"} and len(helm_runs) == 3  # helm lint, helm template, helm-unittest
     (kubeconform,) = [line for line in ran if line.startswith("kubeconform ")]
     assert "demo/wine/manifests.yaml" in kubeconform and "demo/iris/" not in kubeconform  # its files only
+    # istioctl and promtool judge each file on their own: they read the changed chart's files only.
+    for tool in ("istioctl", "promtool"):
+        (line,) = [line for line in ran if line.startswith(tool + " ")]
+        assert "demo/wine/" in line and "demo/iris/" not in line, line
     uncached = _lint(root, env, "--no-cache")
     assert _charts(calls()) == {"iris", "wine"}
     assert uncached == changed
@@ -109,3 +115,27 @@ def test_a_failing_verdict_is_reused_with_its_message_in_this_runs_folder(tree, 
     assert detail(first)["status"] == detail(second)["status"] == "fail"
     assert folders[0] != folders[1]
     assert detail(second)["detail"] == detail(first)["detail"].replace(folders[0], folders[1])
+
+
+def test_an_istioctl_finding_is_kept_with_its_file_and_reused_while_it_is_the_same(tree, counted):
+    """istioctl's findings are stored per input file: a cached run fails the same model with the
+    same words, without running istioctl, until that model's Istio resources change."""
+    env, calls, shims = counted
+    shim = shims / "istioctl"
+    shim.write_text(shim.read_text().replace(
+        "exec ", 'case "$*" in *demo/iris/*) printf "Error: 1 error occurred:\\n\\t* AuthorizationPolicy/demo/iris: '
+                 'invalid: planted\\n"; exit 1;; esac\nexec '))
+    root = tree({"demo/iris.yaml": CPU_FILE, "demo/wine.yaml": WINE})
+
+    def istio(report) -> dict[str, tuple[str, str]]:
+        return {Path(m["file"]).stem: (m["checks"]["istioctl validate"]["status"],
+                                      m["checks"]["istioctl validate"]["detail"]) for m in report["models"]}
+
+    first = _lint(root, env)
+    assert [line for line in calls() if line.startswith("istioctl ")]
+    assert istio(first)["iris"][0] == "fail" and "planted" in istio(first)["iris"][1]
+    assert istio(first)["wine"] == ("pass", "")
+    again = _lint(root, env)
+    assert not [line for line in calls() if line.startswith("istioctl ")]
+    assert istio(again) == istio(first)
+    assert istio(_lint(root, env, "--no-cache")) == istio(first)
