@@ -133,9 +133,14 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
         if use_tools:
             with tempfile.TemporaryDirectory(prefix="modelplat-lint-") as tmp:
                 root = Path(tmp)
+                # The charts are written when a tool must read one (a verdict the cache does not
+                # hold, in _run_tools); the dry-run and the engines read the whole output.
+                whole = server_dry_run or engines
+                charts = tuple(p.chart_dir + "/" for p in result.plans)
                 for rel, content in files.items():
-                    (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                    (root / rel).write_bytes(content)
+                    if whole or not rel.startswith(charts):
+                        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                        (root / rel).write_bytes(content)
                 # The control plane starts while the static tools run: most of its half minute
                 # is waiting on etcd, the API server and the controllers.
                 plane = _PlaneStart(found, root.parent) if engines and not engines_missing else None
@@ -285,12 +290,21 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
     helm_id = verdicts.tool_identity(helm, tools.version("helm")) if helm else b""
     unittest_id = verdicts.tool_identity(unittest, tools.version("helm-unittest")) if unittest else b""
 
-    def run(tool_id: bytes, args: list[str], *inputs: bytes) -> tools.Result:
-        """The tool's result, reused when this tool build already ran these args on these bytes."""
+    by_chart: dict[str, list[str]] = {}  # <project>/<name>/chart → its files
+    for rel in files:
+        parts = rel.split("/", 3)
+        if len(parts) == 4 and parts[2] == "chart":
+            by_chart.setdefault("/".join(parts[:3]), []).append(rel)
+
+    def run(tool_id: bytes, args: list[str], *inputs: bytes, before=None) -> tools.Result:
+        """The tool's result, reused when this tool build already ran these args on these bytes;
+        `before` (writing what the tool reads) runs only when the tool must run."""
         key = cache.key(tool_id, "\0".join(args[1:]), *inputs)
         hit = cache.get(key)
         if hit is not None:
             return tools.Result(*hit)
+        if before is not None:
+            before()
         out = tools.run(args)
         cache.put(key, out.ok, out.output)
         return out
@@ -303,14 +317,26 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         # emitted as in helmrelease.yaml (Python's JSON escapes astral characters as surrogate
         # pairs, which Go's YAML parser refuses).
         values_text = yamlout.dump(p.chart_values)
-        values.write_text(values_text)
         chart_digest = verdicts.files_digest(files, p.chart_dir + "/")
+        written: list[bool] = []
+
+        def write() -> None:  # the chart and its values, once, when a tool reads them
+            if written:
+                return
+            written.append(True)
+            for rel in by_chart.get(p.chart_dir, ()):
+                target = root / rel
+                if not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(files[rel])
+            values.parent.mkdir(parents=True, exist_ok=True)
+            values.write_text(values_text)
         if helm:
             out = run(helm_id, [helm, "lint", "--strict", str(chart), "-f", str(values), "--namespace", p.namespace],
-                      chart_digest, values_text.encode())
+                      chart_digest, values_text.encode(), before=write)
             model.checks["helm lint"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)
             out = run(helm_id, [helm, "template", p.name, str(chart), "-f", str(values), "--namespace", p.namespace],
-                      chart_digest, values_text.encode())
+                      chart_digest, values_text.encode(), before=write)
             model.checks["helm template"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)
             if out.ok:
                 target = root / p.model_dir / "manifests.yaml"
@@ -319,7 +345,8 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
                 _write_scratch(root / p.model_dir / _SCRATCH, p, model, split_manifests(out.output),
                                istio_files, rule_files)
         if unittest:
-            out = run(unittest_id, [unittest, "--strict", "-f", "tests/*_test.yaml", str(chart)], chart_digest)
+            out = run(unittest_id, [unittest, "--strict", "-f", "tests/*_test.yaml", str(chart)], chart_digest,
+                      before=write)
             model.checks["helm unittest"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)
 
     workers = jobs or os.cpu_count() or 2
