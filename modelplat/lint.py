@@ -15,9 +15,11 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from . import outputchecks, tools, verdicts, yamlout
-from .manifests import WIRING, Manifest, split_manifests
+from .cache import code_fingerprint
+from .manifests import WIRING, split_manifests
 from .errors import Diagnostic
 
 CHECKS = ("schema+rules", "helm lint", "helm template", "kubeconform", "helm unittest", "istioctl validate",
@@ -309,6 +311,22 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         cache.put(key, out.ok, out.output)
         return out
 
+    def scratch_inputs(output: str) -> tuple[list, list]:
+        """The Istio documents and the rules files of a chart's manifests. Parsing YAML is most of
+        an unchanged chart's cost, so the result is kept under the manifests' bytes."""
+        key = cache.key(b"scratch", code_fingerprint(), output)
+        hit = cache.get(key)
+        if hit is not None and hit[0]:
+            istio, rules = json.loads(hit[1])
+            return [IstioDoc(*d) for d in istio], [RulesFile(*r) for r in rules]
+        docs = split_manifests(output)
+        istio = [IstioDoc(d.kind, d.namespace, d.name, d.source, d.text) for d in docs if d.group.endswith(".istio.io")]
+        rules = [RulesFile(d.source, d.name, yamlout.dump({"groups": (d.body.get("spec") if isinstance(
+                     d.body.get("spec"), dict) else {}).get("groups") or []}))
+                 for d in docs if d.kind == "PrometheusRule" and d.group == "monitoring.coreos.com"]
+        cache.put(key, True, json.dumps([istio, rules]))
+        return istio, rules
+
     def per_chart(pair) -> None:
         p, model = pair
         chart = root / p.chart_dir
@@ -317,7 +335,7 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         # emitted as in helmrelease.yaml (Python's JSON escapes astral characters as surrogate
         # pairs, which Go's YAML parser refuses).
         values_text = yamlout.dump(p.chart_values)
-        chart_digest = verdicts.files_digest(files, p.chart_dir + "/")
+        chart_digest = verdicts.files_digest(files, p.chart_dir + "/", by_chart.get(p.chart_dir, []))
         written: list[bool] = []
 
         def write() -> None:  # the chart and its values, once, when a tool reads them
@@ -342,7 +360,7 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
                 target = root / p.model_dir / "manifests.yaml"
                 target.write_text(out.output + "\n")
                 manifests[p.model_dir] = target
-                _write_scratch(root / p.model_dir / _SCRATCH, p, model, split_manifests(out.output),
+                _write_scratch(root / p.model_dir / _SCRATCH, p, model, scratch_inputs(out.output),
                                istio_files, rule_files)
         if unittest:
             out = run(unittest_id, [unittest, "--strict", "-f", "tests/*_test.yaml", str(chart)], chart_digest,
@@ -365,11 +383,26 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
     cache.flush()
 
 
-def _write_scratch(folder: Path, p, model: ModelResult, docs: list[Manifest], istio_files: dict,
+class IstioDoc(NamedTuple):
+    kind: str
+    namespace: str
+    name: str
+    source: str
+    text: str
+
+
+class RulesFile(NamedTuple):
+    """What the Prometheus operator hands Prometheus for one PrometheusRule: its spec.groups."""
+
+    source: str
+    name: str
+    text: str
+
+
+def _write_scratch(folder: Path, p, model: ModelResult, inputs: tuple[list, list], istio_files: dict,
                    rule_files: dict) -> None:
     """The inputs of istioctl and promtool for one chart, kept apart from the rendered files."""
-    istio = [d for d in docs if d.group.endswith(".istio.io")]
-    rules = [d for d in docs if d.kind == "PrometheusRule" and d.group == "monitoring.coreos.com"]
+    istio, rules = inputs
     if not istio and not rules:
         return
     folder.mkdir(exist_ok=True)
@@ -378,11 +411,8 @@ def _write_scratch(folder: Path, p, model: ModelResult, docs: list[Manifest], is
         target.write_text("---\n".join(d.text for d in istio))
         istio_files[str(target)] = (p, model, istio)
     for index, rule in enumerate(rules):
-        # What the Prometheus operator hands Prometheus: one rules file per PrometheusRule
-        # holding its spec.groups.
         target = folder / f"prometheusrule-{index}.yaml"
-        spec = rule.body.get("spec") if isinstance(rule.body.get("spec"), dict) else {}
-        target.write_text(yamlout.dump({"groups": spec.get("groups") or []}))
+        target.write_text(rule.text)
         rule_files[str(target)] = (p, model, rule)
 
 

@@ -52,10 +52,14 @@ def folder_stamp(*folders: Path) -> bytes:
     return digest.digest()
 
 
-def files_digest(files: dict[str, bytes], prefix: str) -> bytes:
-    """A digest over the files below `prefix` (names relative to it, and bytes)."""
+def files_digest(files: dict[str, bytes], prefix: str, names=None) -> bytes:
+    """A digest over the files below `prefix` (names relative to it, and bytes). `names`: those
+    files' paths when the caller already knows them (a scan of every file per chart is
+    quadratic in a large repository)."""
     digest = hashlib.sha256()
-    for rel in sorted(r for r in files if r.startswith(prefix)):
+    for rel in sorted(names if names is not None else (r for r in files if r.startswith(prefix))):
+        if not rel.startswith(prefix):
+            raise ValueError(f"{rel} is not below {prefix}")
         data = files[rel]
         name = rel[len(prefix):].encode()
         digest.update(len(name).to_bytes(8, "little") + name + len(data).to_bytes(8, "little") + data)
