@@ -376,7 +376,7 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
     steps = [lambda: _kubeconform(root, result, pairs, manifests, wiring, schema_locations, cache),
              lambda: _istioctl(root, istio_files, rendered, wiring, cache),
              lambda: _promtool(root, rule_files, rendered, wiring, cache),
-             lambda: _kustomize(root, files, pairs, wiring)]
+             lambda: _kustomize(root, files, pairs, wiring, cache)]
     with ThreadPoolExecutor(max_workers=len(steps)) as pool:
         for future in [pool.submit(step) for step in steps]:
             future.result()
@@ -552,7 +552,8 @@ def _promtool(root: Path, rule_files: dict[str, tuple], rendered: list[ModelResu
 _QUOTED_PATH = re.compile(r"'(/[^']+)'")
 
 
-def _kustomize(root: Path, files: dict[str, bytes], pairs: list, wiring: ModelResult) -> None:
+def _kustomize(root: Path, files: dict[str, bytes], pairs: list, wiring: ModelResult,
+               cache: "verdicts.Verdicts") -> None:
     """kustomize build of the whole output, as Flux's kustomize-controller runs it, plus what
     kustomize lets pass: a file beside a kustomization.yaml that it does not list."""
     kustomize = tools.find("kustomize")
@@ -561,17 +562,77 @@ def _kustomize(root: Path, files: dict[str, bytes], pairs: list, wiring: ModelRe
     from .wiring import KUSTOMIZE_ROOTS
 
     findings = outputchecks.kustomization_findings(files, KUSTOMIZE_ROOTS)
+    tool_id = verdicts.tool_identity(kustomize, tools.version("kustomize"))
     for folder in KUSTOMIZE_ROOTS:  # what each Flux Kustomization builds
         if f"{folder}/kustomization.yaml".lstrip("/") not in files:
             continue
-        out = tools.run([kustomize, "build", str(root / folder)], timeout=600)
-        if not out.ok:
-            # kustomize names the innermost path it failed on last; that decides whose problem it is.
-            paths = [Path(m).relative_to(root).as_posix() for m in _QUOTED_PATH.findall(out.output)
-                     if m.startswith(str(root) + "/")]
-            message = out.output.replace(str(root) + "/", "").replace(str(root), ".")
-            findings.append(outputchecks.Finding(paths[-1] if paths else folder, f"kustomize build: {message}"))
+        entries = _resource_entries(files, folder)
+        if entries is None:  # more than a list of folders: kustomize builds the whole root
+            findings += _kustomize_build(kustomize, root, folder)[0]
+            continue
+        # A root that only lists folders builds as the union of their builds, which must not
+        # hold one object twice: each folder's build (and the objects it holds) is reused while
+        # none of its files changed, so an edit rebuilds its own project only.
+        seen: dict[tuple, str] = {}
+        for entry in entries:
+            prefix = f"{entry}/"
+            names = sorted(r for r in files if r.startswith(prefix) and "/chart/" not in r[len(prefix) - 1:])
+            key = cache.key(tool_id, b"build", entry, verdicts.files_digest(files, prefix, names))
+            hit = cache.get(key)
+            if hit is not None:
+                built, ids = json.loads(hit[1])
+                built = [outputchecks.Finding(*f) for f in built]
+            else:
+                built, ids = _kustomize_build(kustomize, root, entry)
+                cache.put(key, True, json.dumps([[[f.path, f.message] for f in built], ids]))
+            findings += built
+            for object_id in ids:
+                first = seen.setdefault(tuple(object_id), entry)
+                if first != entry:
+                    group, kind, namespace, name = object_id
+                    findings.append(outputchecks.Finding(
+                        f"{entry}/kustomization.yaml",
+                        f"kustomize build: {kind} {namespace + '/' if namespace else ''}{name}"
+                        f"{' (' + group + ')' if group else ''} is also built by {first}: may not add resource twice"))
     _record("kustomize build", findings, pairs, wiring, _owner_by_path(pairs))
+
+
+def _resource_entries(files: dict[str, bytes], folder: str) -> list[str] | None:
+    """The folders a kustomization.yaml lists, relative to the output, when it lists nothing else
+    (and sets nothing else); None otherwise."""
+    from ruamel.yaml import YAML
+
+    try:
+        body = YAML(typ="safe").load(files[f"{folder}/kustomization.yaml".lstrip("/")])
+    except Exception:  # kustomize itself says what is wrong with it
+        return None
+    if not isinstance(body, dict) or set(body) - {"apiVersion", "kind", "resources"}:
+        return None
+    entries = []
+    for item in body.get("resources") or []:
+        entry = f"{folder}/{item}".strip("/") if isinstance(item, str) else ""
+        if not entry or f"{entry}/kustomization.yaml" not in files:
+            return None  # a file, a URL or a missing folder: the whole root is built
+        entries.append(entry)
+    # Each folder's build is keyed on the files below it: a kustomization in it that reaches
+    # outside (../, a URL) would make that key miss a change, so then the whole root is built.
+    for rel, data in files.items():
+        if rel.endswith("kustomization.yaml") and rel.startswith(tuple(e + "/" for e in entries)) \
+                and (b"../" in data or b"://" in data):
+            return None
+    return entries
+
+
+def _kustomize_build(kustomize: str, root: Path, folder: str) -> tuple[list, list]:
+    """(findings, the (group, kind, namespace, name) of each object built) of one folder."""
+    out = tools.run([kustomize, "build", str(root / folder)], timeout=600)
+    if not out.ok:
+        # kustomize names the innermost path it failed on last; that decides whose problem it is.
+        paths = [Path(m).relative_to(root).as_posix() for m in _QUOTED_PATH.findall(out.output)
+                 if m.startswith(str(root) + "/")]
+        message = out.output.replace(str(root) + "/", "").replace(str(root), ".")
+        return [outputchecks.Finding(paths[-1] if paths else folder, f"kustomize build: {message}")], []
+    return [], [[d.group, d.kind, d.namespace, d.name] for d in split_manifests(out.output)]
 
 
 def _kubeconform(root: Path, result, pairs: list, manifests: dict[str, Path], wiring: ModelResult,

@@ -23,7 +23,7 @@ def counted(tmp_path: Path, lint_tools):
     install would be), and a private cache; returns (env, calls())."""
     shims, log = tmp_path / "shims", tmp_path / "calls.log"
     shims.mkdir()
-    for tool in ("helm", "helm-unittest", "kubeconform", "istioctl", "promtool"):
+    for tool in ("helm", "helm-unittest", "kubeconform", "istioctl", "promtool", "kustomize"):
         shim = shims / tool
         shim.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\nexec "{lint_tools[tool]}" "$@"\n')
         shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
@@ -75,6 +75,9 @@ def test_an_unchanged_chart_reuses_its_verdicts_and_a_changed_one_runs_again(tre
     assert _charts(helm_runs) == {"wine"} and len(helm_runs) == 3  # helm lint, helm template, helm-unittest
     (kubeconform,) = [line for line in ran if line.startswith("kubeconform ")]
     assert "demo/wine/manifests.yaml" in kubeconform and "demo/iris/" not in kubeconform  # its files only
+    # kustomize builds the changed project's folder only (the platform's folders are reused).
+    builds = [line for line in ran if line.startswith("kustomize ")]
+    assert builds and all(line.endswith("/demo") for line in builds), builds
     # istioctl and promtool judge each file on their own: they read the changed chart's files only.
     for tool in ("istioctl", "promtool"):
         (line,) = [line for line in ran if line.startswith(tool + " ")]
@@ -139,3 +142,32 @@ def test_an_istioctl_finding_is_kept_with_its_file_and_reused_while_it_is_the_sa
     assert not [line for line in calls() if line.startswith("istioctl ")]
     assert istio(again) == istio(first)
     assert istio(_lint(root, env, "--no-cache")) == istio(first)
+
+
+def test_kustomize_folders_built_apart_still_refuse_an_object_built_twice(tmp_path, lint_tools):
+    """A root that lists folders is built folder by folder (each build reused while its files are
+    the same); the union must still hold each object once, as one kustomize build would say."""
+    from modelplat import lint, verdicts
+    from modelplat.lint import Check, ModelResult
+
+    def kustomization(*resources: str) -> bytes:
+        return ("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
+                + "".join(f"  - {r}\n" for r in resources)).encode()
+
+    namespace = b"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shared\n"
+    files = {"kustomization.yaml": kustomization("a", "b"), "a/kustomization.yaml": kustomization("ns.yaml"),
+             "a/ns.yaml": namespace, "b/kustomization.yaml": kustomization("ns.yaml"), "b/ns.yaml": namespace}
+    root = tmp_path / "out"
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    results = []
+    for _ in range(2):  # the second run from the cache
+        wiring = ModelResult(lint.WIRING)
+        cache = verdicts.Verdicts(root, tmp_path / "cache")
+        lint._kustomize(root, files, [], wiring, cache)
+        cache.flush()
+        cache.close()
+        results.append(wiring.checks.get("kustomize build", Check("pass")))
+    assert results[0] == results[1] and results[0].status == "fail"
+    assert "Namespace shared is also built by a" in results[0].detail, results[0].detail
