@@ -191,6 +191,38 @@ def inferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
          {"notExists": {"path": f"{container}.securityContext"}}],
         {"rdma.enabled": False},
     ))
+    transformer = {"image": "registry.example.com/team/tokenizer:1.4.0", "command": None, "args": ["--workers=2"],
+                   "port": 8081, "env": [], "resources": {"requestCPU": "250m", "limitCPU": "1"}, "replicaCount": 2,
+                   "probes": {"readiness": {"type": "grpc", "port": 9000, "initialDelaySeconds": 0, "periodSeconds": 10,
+                                            "timeoutSeconds": 1, "failureThreshold": 3}}}
+    tests.append(test(
+        "puts a transformer in front of the predictor when the values have one",
+        [{"equal": {"path": "spec.transformer.containers[0].name", "value": "kserve-container"}},
+         {"equal": {"path": "spec.transformer.containers[0].image", "value": transformer["image"]}},
+         {"equal": {"path": "spec.transformer.containers[0].args", "value": ["--workers=2"]}},
+         {"equal": {"path": "spec.transformer.containers[0].ports[0].containerPort", "value": 8081}},
+         {"equal": {"path": "spec.transformer.containers[0].readinessProbe.grpc", "value": {"port": 9000}}},
+         {"equal": {"path": "spec.transformer.containers[0].resources.limits.cpu", "value": "1"}},
+         {"equal": {"path": "spec.transformer.minReplicas", "value": 2}},
+         {"equal": {"path": _key("spec.transformer.labels", "modelplat.io/traffic"), "value": "live"}},
+         {"equal": {"path": _key("spec.predictor.labels", "modelplat.io/traffic"), "value": "internal"}}],
+        {"transformer": transformer},
+    ))
+    tests.append(test(
+        "has no transformer unless the values ask for one",
+        [{"notExists": {"path": "spec.transformer"}}],
+        {"transformer": None},
+    ))
+    tests.append(test(
+        "renders tcp, exec and grpc probes as Kubernetes handlers",
+        [{"equal": {"path": f"{container}.readinessProbe.tcpSocket.port", "value": 7000}},
+         {"equal": {"path": f"{container}.livenessProbe.exec.command", "value": ["cat", "/tmp/ok"]}},
+         {"equal": {"path": f"{container}.startupProbe.grpc", "value": {"port": 9000, "service": "inference"}}}],
+        {"probes": {k: dict(p, initialDelaySeconds=0, periodSeconds=10, timeoutSeconds=1, failureThreshold=3)
+                    for k, p in (("readiness", {"type": "tcp", "port": 7000}),
+                                 ("liveness", {"type": "exec", "command": ["cat", "/tmp/ok"]}),
+                                 ("startup", {"type": "grpc", "port": 9000, "service": "inference"}))}},
+    ))
     tests.append(test(
         "refuses a negative GPU count (values.schema.json)",
         [{"failedTemplate": {}}],
