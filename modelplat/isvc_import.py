@@ -123,7 +123,8 @@ def import_inferenceservice(document: dict, platform=None) -> tuple[dict, list[s
     predictor = spec.get("predictor") if isinstance(spec.get("predictor"), dict) else {}
     if not predictor:
         report("spec.predictor", "missing: an InferenceService without a predictor serves nothing")
-    _predictor(predictor, out, report, platform)
+    annotations = (document.get("metadata") or {}).get("annotations") or {}
+    _predictor(predictor, annotations, out, report, platform)
     if isinstance(spec.get("transformer"), dict):
         _transformer(spec["transformer"], out, report)
     for key in sorted(set(spec) - {"predictor", "transformer"}, key=str):
@@ -153,10 +154,6 @@ def _metadata(metadata: dict, out: dict, report: _Report) -> None:
     if autoscaler not in (None, "hpa", "external", "none"):
         report("metadata.annotations.serving.kserve.io/autoscalerClass",
                f"{autoscaler} is not offered: modelplat scales with a HorizontalPodAutoscaler (autoscaling)")
-    for legacy, target in (("serving.kserve.io/metric", "scaleMetric"),
-                           ("serving.kserve.io/targetUtilizationPercentage", "scaleTarget")):
-        if legacy in annotations:  # the pre-0.9 spelling of scaleMetric / scaleTarget
-            out.setdefault("_legacy_scaling", {})[target] = annotations[legacy]
     from .rules import OWNED_ANNOTATIONS, _owned
 
     kept = {}
@@ -187,7 +184,7 @@ def _labels(labels: Any, where: str, out: dict, report: _Report) -> None:
             out.setdefault("labels", {})[key] = value
 
 
-def _predictor(predictor: dict, out: dict, report: _Report, platform) -> None:
+def _predictor(predictor: dict, annotations: dict, out: dict, report: _Report, platform) -> None:
     tolerations = [t for t in predictor.get("tolerations") or []
                    if not (platform is not None and isinstance(t, dict) and t.get("key") == platform.gpu.taintKey)]
     if tolerations:  # the platform's GPU taint is tolerated by every GPU pod modelplat renders
@@ -241,7 +238,7 @@ def _predictor(predictor: dict, out: dict, report: _Report, platform) -> None:
     if predictor.get("containers") and (predictor.get("model") or frameworks):
         report("spec.predictor.containers", "sidecar containers beside a model are not offered")
     report.rest("spec.predictor", predictor, {**_POD_FIELDS, **_COMPONENT_FIELDS}, handled)
-    _scaling(predictor, out, report)
+    _scaling(predictor, annotations, out, report)
 
 
 def _replicas(predictor: dict, out: dict, report: _Report) -> None:
@@ -258,10 +255,10 @@ def _replicas(predictor: dict, out: dict, report: _Report) -> None:
                                              "autoscaling.maxReplicaCount")
 
 
-def _scaling(predictor: dict, out: dict, report: _Report) -> None:
-    legacy = out.pop("_legacy_scaling", {})
-    metric = predictor.get("scaleMetric", legacy.get("scaleMetric"))
-    target = predictor.get("scaleTarget", legacy.get("scaleTarget"))
+def _scaling(predictor: dict, annotations: dict, out: dict, report: _Report) -> None:
+    # The annotations are the pre-0.9 spelling of scaleMetric and scaleTarget.
+    metric = predictor.get("scaleMetric", annotations.get("serving.kserve.io/metric"))
+    target = predictor.get("scaleTarget", annotations.get("serving.kserve.io/targetUtilizationPercentage"))
     scaling = out.get("autoscaling")
     if scaling is None:
         if metric is not None or target is not None:
@@ -348,32 +345,42 @@ def _served_name(args: list) -> tuple[str, list] | None:
     return None
 
 
-def _custom(containers: list, out: dict, report: _Report) -> None:
-    where = "spec.predictor.containers[0]"
+# The fields of a container modelplat takes over (the rest are reported with _CONTAINER_FIELDS).
+_OWN_CONTAINER = {"name", "image", "command", "args", "ports", "env", "resources", "readinessProbe",
+                  "livenessProbe", "startupProbe"}
+
+
+def _own_container(containers: list, where: str, spec: dict, values: dict, report: _Report,
+                   gpus: bool = True) -> None:
+    """A container of the InferenceService's own (a custom predictor, a transformer) into `spec`
+    (model or transformer) and `values`' env, resources and probes; one container only."""
+    first = f"{where}[0]"
     container = containers[0] if isinstance(containers[0], dict) else {}
-    spec: dict[str, Any] = {"format": "custom"}
     if container.get("name") not in (None, "kserve-container"):
-        report(f"{where}.name", f"KServe serves the container named kserve-container; {container['name']!r} is "
+        report(f"{first}.name", f"KServe serves the container named kserve-container; {container['name']!r} is "
                                 "renamed")
     for key in ("image", "command", "args"):
         if container.get(key):
             spec[key] = container[key]
-    port = _port(container.get("ports"), f"{where}.ports", report)
+    port = _port(container.get("ports"), f"{first}.ports", report)
     if port is not None:
         spec["port"] = port
     env = []
     for item in container.get("env") or []:
-        if isinstance(item, dict) and item.get("name") == "STORAGE_URI" and isinstance(item.get("value"), str):
+        if spec.get("format") == "custom" and isinstance(item, dict) and item.get("name") == "STORAGE_URI" \
+                and isinstance(item.get("value"), str):
             spec["storageUri"] = item["value"]  # modelplat writes STORAGE_URI from model.storageUri
         else:
             env.append(item)
-    out["model"] = spec
-    _container_common({**container, "env": env}, where, out, report)
-    report.rest(where, container, _CONTAINER_FIELDS,
-                {"name", "image", "command", "args", "ports", "env", "resources", "readinessProbe",
-                 "livenessProbe", "startupProbe"})
+    _container_common({**container, "env": env}, first, values, report, gpus)
+    report.rest(first, container, _CONTAINER_FIELDS, _OWN_CONTAINER)
     for index in range(1, len(containers)):
-        report(f"spec.predictor.containers[{index}]", "sidecar containers are not offered; one serving container")
+        report(f"{where}[{index}]", "sidecar containers are not offered: one container")
+
+
+def _custom(containers: list, out: dict, report: _Report) -> None:
+    out["model"] = {"format": "custom"}
+    _own_container(containers, "spec.predictor.containers", out["model"], out, report)
 
 
 def _port(ports: Any, where: str, report: _Report) -> int | None:
@@ -392,19 +399,14 @@ def _port(ports: Any, where: str, report: _Report) -> int | None:
     return first.get("containerPort")
 
 
-def _container_common(container: dict, where: str, out: dict, report: _Report) -> None:
-    """env, resources and probes: the same shape on the predictor and the transformer."""
-    target = out if where.startswith("spec.predictor") else out.setdefault("transformer", {})
+def _container_common(container: dict, where: str, target: dict, report: _Report, gpus: bool = True) -> None:
+    """env, resources and probes into `target` (the values, or their transformer section): the
+    same shape on the predictor and the transformer, which gets no GPUs (`gpus`)."""
     if container.get("env"):
         target["env"] = [_env(item, f"{where}.env[{i}]", report.lines) for i, item in enumerate(container["env"])]
     if isinstance(container.get("resources"), dict):
-        resources = dict(container["resources"])
-        for section in ("requests", "limits"):
-            block = resources.get(section)
-            if isinstance(block, dict):
-                resources[section] = {("nvidia.com/gpu" if k == "nvidia.com/gpu" else k): v for k, v in block.items()}
-        converted = _resources(resources, f"{where}.resources", report.lines)
-        if where.startswith("spec.transformer"):
+        converted = _resources(container["resources"], f"{where}.resources", report.lines)
+        if not gpus:
             for key in ("requestGPU", "limitGPU"):
                 if converted.pop(key, None):
                     report(f"{where}.resources", "a transformer gets no GPU in modelplat")
@@ -459,24 +461,12 @@ def _transformer(transformer: dict, out: dict, report: _Report) -> None:
     if not isinstance(containers, list) or not containers or not isinstance(containers[0], dict):
         report(where, "only a transformer given as containers (a custom image) is imported")
         return
-    container = containers[0]
     target = out.setdefault("transformer", {})
-    for key in ("image", "command", "args"):
-        if container.get(key):
-            target[key] = container[key]
-    port = _port(container.get("ports"), f"{where}.containers[0].ports", report)
-    if port is not None:
-        target["port"] = port
-    _container_common(container, f"{where}.containers[0]", out, report)
+    _own_container(containers, f"{where}.containers", target, target, report, gpus=False)
     if isinstance(transformer.get("minReplicas"), int) and transformer["minReplicas"] >= 1:
         target["replicaCount"] = transformer["minReplicas"]
     if transformer.get("maxReplicas") not in (None, 0, transformer.get("minReplicas")):
         report(f"{where}.maxReplicas", "the transformer runs transformer.replicaCount replicas; autoscaling applies "
                                        "to the predictor")
-    report.rest(f"{where}.containers[0]", container, _CONTAINER_FIELDS,
-                {"name", "image", "command", "args", "ports", "env", "resources", "readinessProbe",
-                 "livenessProbe", "startupProbe"})
-    for index in range(1, len(containers)):
-        report(f"{where}.containers[{index}]", "one transformer container")
     report.rest(where, transformer, {**_POD_FIELDS, **_COMPONENT_FIELDS},
                 {"containers", "minReplicas", "maxReplicas"})

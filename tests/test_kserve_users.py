@@ -120,13 +120,17 @@ def test_what_cannot_be_imported_is_reported_never_dropped(platform):
             "spec": {"predictor": {"minReplicas": 0, "model": {"modelFormat": {"name": "sklearn", "version": "1"},
                                                                 "storageUri": "s3://a/b", "image": "x/y:1"},
                                    "workerSpec": {}},
+                     "transformer": {"containers": [{"name": "tok", "image": "r.example.com/tok:1"},
+                                                    {"name": "extra", "image": "r.example.com/x:1"}]},
                      "explainer": {"containers": []}}}
     text = json.dumps(isvc)
     ((values, unmapped),) = import_file(text, "x.json", platform)
     assert unmapped_paths(unmapped) == {
         "metadata.labels.app", "metadata.annotations.serving.kserve.io/deploymentMode",
         "spec.predictor.minReplicas", "spec.predictor.model.modelFormat.version", "spec.predictor.model.image",
-        "spec.predictor.workerSpec", "spec.explainer"}
+        "spec.predictor.workerSpec", "spec.explainer", "spec.transformer.containers[0].name",
+        "spec.transformer.containers[1]"}
+    assert values["transformer"] == {"image": "r.example.com/tok:1"}
     assert values["labels"] == {"team": "a"}
     assert values["annotations"] == {"prometheus.io/scrape": "true"}  # allowed on the ISVC (not the pods)
 
