@@ -12,7 +12,7 @@ from typing import Any
 from .config import PlatformSettings
 from .records import WiringIdentity
 from .resolve import (TOKEN_WINDOWS, Identity, default_protocol, exposure_host, metrics_port, rate_limit_domain,
-                      token_limit, token_scope)
+                      resolved_resources, token_limit, token_scope)
 from .values import ModelValues
 
 # Chart templates (in templates/chart/templates/) and the features that include them.
@@ -155,10 +155,10 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
         protocol = default_protocol(values.model.format)
         if protocol:
             doc["model"]["protocol"] = protocol
-    doc["resources"] = _resources(doc["resources"], platform)
+    doc["resources"] = resolved_resources(doc["resources"], platform.defaults.resources)
     if values.transformer is not None:
         transformer = doc["transformer"]
-        transformer["resources"] = _resources(transformer["resources"], platform)
+        transformer["resources"] = resolved_resources(transformer["resources"], platform.defaults.resources)
         transformer.setdefault("replicaCount", values.replicaCount)
     doc["sharedMemory"] = {"enabled": shm, "sizeLimit": values.sharedMemory.sizeLimit or platform.defaults.sharedMemorySize}
     for path in (("labels",), ("annotations",), ("podAnnotations",), ("scheduling", "nodeSelector"), ("rdma", "resources"),
@@ -202,20 +202,6 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
         "sharedMemorySize": platform.defaults.sharedMemorySize,
     }
     return doc
-
-
-def _resources(resources: dict[str, Any], platform: PlatformSettings) -> dict[str, Any]:
-    """Requests and limits as Kubernetes would resolve them: a limit without a request is also the
-    request; what is still unset takes the platform's defaults."""
-    defaults = platform.defaults.resources
-    for kind in ("CPU", "Memory"):
-        if f"request{kind}" not in resources and f"limit{kind}" in resources:
-            resources[f"request{kind}"] = resources[f"limit{kind}"]
-    for key in ("requestCPU", "limitCPU", "requestMemory", "limitMemory"):
-        if key not in resources and getattr(defaults, key) is not None:
-            resources[key] = getattr(defaults, key)
-    return {k: resources[k] for k in
-            ("requestCPU", "limitCPU", "requestMemory", "limitMemory", "requestGPU", "limitGPU") if k in resources}
 
 
 def common_labels(ident: Identity, platform: PlatformSettings) -> dict[str, str]:

@@ -112,6 +112,20 @@ def metrics_port(values: ModelValues) -> int:
     return RUNTIME_METRICS_PORTS.get(values.model.format, 8080)
 
 
+def resolved_resources(own: dict[str, Any], defaults) -> dict[str, Any]:
+    """A container's requests and limits as Kubernetes resolves them: a limit without a request is
+    also the request; what is still unset takes the platform's `defaults.resources`."""
+    resources = dict(own)
+    for kind in ("CPU", "Memory"):
+        if f"request{kind}" not in resources and f"limit{kind}" in resources:
+            resources[f"request{kind}"] = resources[f"limit{kind}"]
+    for key in ("requestCPU", "limitCPU", "requestMemory", "limitMemory"):
+        if key not in resources and getattr(defaults, key) is not None:
+            resources[key] = getattr(defaults, key)
+    return {k: resources[k] for k in
+            ("requestCPU", "limitCPU", "requestMemory", "limitMemory", "requestGPU", "limitGPU") if k in resources}
+
+
 def exposure_host(platform: PlatformSettings, name: str, namespace: str, kind: str) -> str:
     """The host an exposed model gets from the platform pattern (never a wildcard)."""
     return platform.hostPattern.format(name=name, namespace=namespace, type=kind, domain=platform.domain or "")

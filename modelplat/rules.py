@@ -15,8 +15,8 @@ from .config import PlatformSettings
 from .errors import Diagnostic
 from .loader import Source
 from .metrics import POD_METRICS
-from .resolve import (RUNTIME_PROTOCOLS, Identity, exposure_host, metrics_port, served_name_by, serving_runtime,
-                      token_limit)
+from .resolve import (RUNTIME_PROTOCOLS, Identity, exposure_host, metrics_port, resolved_resources, served_name_by,
+                      serving_runtime, token_limit)
 from .values import ModelValues
 
 
@@ -67,22 +67,28 @@ def name_length(values: ModelValues, platform: PlatformSettings, src: Source, id
         )
 
 
-def resource_bounds(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
-    res, defaults = values.resources, platform.defaults.resources
+def _limit_below_request(src: Source, at: tuple, own, platform: PlatformSettings) -> Iterator[Diagnostic]:
+    """A container's limits, as the chart resolves them (resolve.resolved_resources), are at least
+    its requests; `at` is the values path of its resources section."""
+    resolved = resolved_resources(own.model_dump(exclude_none=True), platform.defaults.resources)
+    label = ".".join(at)
     for kind in ("CPU", "Memory"):
-        # Kubernetes' rule: a limit without a request is also the request (plan.py resolves it so).
-        request = getattr(res, f"request{kind}") or getattr(res, f"limit{kind}") or getattr(defaults, f"request{kind}")
-        limit = getattr(res, f"limit{kind}") or getattr(defaults, f"limit{kind}")
+        request, limit = resolved.get(f"request{kind}"), resolved.get(f"limit{kind}")
         if request is None or limit is None:
             continue
         if quantity(limit) < quantity(request):
-            explicit = f"limit{kind}" if getattr(res, f"limit{kind}") is not None else f"request{kind}"
+            explicit = f"limit{kind}" if getattr(own, f"limit{kind}") is not None else f"request{kind}"
             yield src.diagnostic(
-                ("resources", explicit), "limit-below-request",
-                f"resources.limit{kind} ({limit}) is below resources.request{kind} ({request})",
+                (*at, explicit), "limit-below-request",
+                f"{label}.limit{kind} ({limit}) is below {label}.request{kind} ({request})",
                 "a limit must be at least the request" + ("" if explicit == f"limit{kind}" else
                                                          "; the limit comes from the platform defaults, set limit" + kind),
             )
+
+
+def resource_bounds(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
+    res = values.resources
+    yield from _limit_below_request(src, ("resources",), res, platform)
     if res.requestGPU and res.limitGPU and res.requestGPU != res.limitGPU:
         yield src.diagnostic(
             ("resources", "limitGPU"), "gpu-overcommit",
@@ -544,14 +550,7 @@ def container_rules(values: ModelValues, platform: PlatformSettings, src: Source
     if transformer is None:
         return
     yield from _probe_rules(src, ("transformer", "probes"), transformer.probes)
-    res, defaults = transformer.resources, platform.defaults.resources
-    for kind in ("CPU", "Memory"):
-        request = getattr(res, f"request{kind}") or getattr(res, f"limit{kind}") or getattr(defaults, f"request{kind}")
-        limit = getattr(res, f"limit{kind}") or getattr(defaults, f"limit{kind}")
-        if request is not None and limit is not None and quantity(limit) < quantity(request):
-            yield src.diagnostic(("transformer", "resources", f"limit{kind}"), "limit-below-request",
-                                 f"transformer.resources.limit{kind} ({limit}) is below its request ({request})",
-                                 "a limit must be at least the request")
+    yield from _limit_below_request(src, ("transformer", "resources"), transformer.resources, platform)
 
 
 RULES: list[Rule] = [name_length, resource_bounds, model_spec, env_vars, feature_consistency,

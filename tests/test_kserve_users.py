@@ -226,6 +226,14 @@ def test_a_limit_without_a_request_is_the_request_as_in_kubernetes(tree):
     assert plan.chart_values["transformer"]["replicaCount"] == 1
 
 
+def test_a_transformer_limit_below_its_request_is_refused_like_the_models(tree):
+    found = _codes(tree, BASE + "transformer:\n  image: r.example.com/t:1\n  resources:\n    requestCPU: '2'\n"
+                               "    limitCPU: '1'\n")
+    assert found["limit-below-request"].key == "transformer.resources.limitCPU"
+    assert "transformer.resources.limitCPU (1) is below transformer.resources.requestCPU (2)" in \
+        found["limit-below-request"].message
+
+
 def test_concurrency_scaling_is_served_by_the_adapter_rules(platform):
     assert metrics.POD_METRICS["targetConcurrency"] == metrics.REQUESTS_IN_FLIGHT
     (rule,) = [r for r in metrics.adapter_rules(platform.metricLabels) if r["name"]["as"] == metrics.REQUESTS_IN_FLIGHT]
