@@ -294,7 +294,7 @@ def test_the_canary_and_shadow_answer_to_the_primarys_model_name(tree, fmt, prot
 
 def test_a_transformer_takes_the_traffic_and_the_canarys_asks_for_the_primarys_model(tree):
     text = (BASE.replace("sklearn", "triton") + "  protocol: v2\ntransformer:\n  image: r.example.com/tok:1.4.0\n"
-            "  args: [--predictor_protocol=v2]\n  resources: {limitCPU: '1'}\n  probes:\n    readiness:\n"
+            "  args: [--predictor_protocol=v2]\n  env: [{name: TOKENIZER, value: bert}]\n  resources: {limitCPU: '1'}\n  probes:\n    readiness:\n"
             "      type: grpc\n      port: 8081\ncanary:\n  enabled: true\n  storageUri: s3://a/c\nprimaryLoad: 80\n"
             "exposeModel:\n  enabled: true\nauth:\n  jwt:\n    enabled: true\nratelimitIPPerMinute: 10\n")
     docs = _template(tree, text, "bert")
@@ -303,6 +303,7 @@ def test_a_transformer_takes_the_traffic_and_the_canarys_asks_for_the_primarys_m
     assert container["name"] == "kserve-container" and container["image"] == "r.example.com/tok:1.4.0"
     assert container["args"] == ["--predictor_protocol=v2"]  # KServe adds --model_name=bert itself
     assert container["readinessProbe"]["grpc"] == {"port": 8081}
+    assert container["env"] == [{"name": "TOKENIZER", "value": "bert"}]  # the transformer's own, no more
     assert container["resources"]["requests"]["cpu"] == "1"
     assert canary["transformer"]["containers"][0]["args"] == ["--predictor_protocol=v2", "--model_name=bert"]
     assert primary["transformer"]["labels"]["modelplat.io/traffic"] == "live"

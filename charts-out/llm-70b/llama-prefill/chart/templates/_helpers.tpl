@@ -108,9 +108,9 @@ two is used for both (modelplat lint refuses two different non-zero numbers).
 {{- max (int .Values.resources.requestGPU) (int .Values.resources.limitGPU) -}}
 {{- end -}}
 
-{{/* The model's own environment variables (list items, at column 0). */}}
-{{- define "modelplat.env" -}}
-{{- range .Values.env }}
+{{/* Environment variables of a values env list (list items, at column 0). */}}
+{{- define "modelplat.envVars" -}}
+{{- range . }}
 - name: {{ .name | quote }}
   {{- if .secretKeyRef }}
   valueFrom:
@@ -121,6 +121,11 @@ two is used for both (modelplat lint refuses two different non-zero numbers).
   value: {{ .value | quote }}
   {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* The serving container's environment variables (list items, at column 0). */}}
+{{- define "modelplat.env" -}}
+{{- include "modelplat.envVars" .Values.env }}
 {{- if and .Values.rdma.enabled .Values.rdma.ncclHints }}
 # NCCL hints for the RDMA NIC: use verbs (RoCE/InfiniBand) for collectives, bootstrap over eth0.
 - name: NCCL_IB_DISABLE
