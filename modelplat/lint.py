@@ -422,13 +422,14 @@ _ISTIO_ITEM = re.compile(r"^\s*\* ([A-Za-z]+)/([^/\s]*)/([^:\s]+): ?(.*)$")
 _ISTIO_FILE = re.compile(r'(?:^"(.+?)" has warnings:|failed to decode file (\S+?):)')
 
 
-def _reuse(cache: "verdicts.Verdicts", tool: str, args: list[str], paths) -> tuple[dict, dict]:
+def _reuse(cache: "verdicts.Verdicts", tool: str, args: list[str], paths, *inputs: bytes) -> tuple[dict, dict]:
     """(findings reused per input file, cache key of each file the tool must read again): a file's
-    findings are kept while its bytes, its path and the tool build are the same."""
+    findings are kept while its bytes, its path, the tool build, its arguments and `inputs` (what
+    else it reads, e.g. schemas) are the same."""
     tool_id = verdicts.tool_identity(args[0], tools.version(tool))
     reused, pending = {}, {}
     for path in sorted(paths):
-        key = cache.key(tool_id, "\0".join(args[1:]), path, Path(path).read_bytes())
+        key = cache.key(tool_id, "\0".join(args[1:]), *inputs, path, Path(path).read_bytes())
         hit = cache.get(key)
         if hit is not None and hit[0]:
             reused[path] = json.loads(hit[1])
@@ -662,14 +663,8 @@ def _kubeconform(root: Path, result, pairs: list, manifests: dict[str, Path], wi
     reused: list[dict] = []
     if not schema_locations:
         schemas = verdicts.folder_stamp(Path(tools.crd_schema_location().split("{{")[0]), Path(core.split("{{")[0]))
-        tool_id = verdicts.tool_identity(kubeconform, tools.version("kubeconform"))
-        for target in targets:
-            key = cache.key(tool_id, "\0".join(args[1:]), schemas, target, Path(target).read_bytes())
-            hit = cache.get(key)
-            if hit is not None and hit[0]:
-                reused += json.loads(hit[1])
-            else:
-                keys[target] = key
+        by_file, keys = _reuse(cache, "kubeconform", args, targets, schemas)
+        reused = [resource for found in by_file.values() for resource in found]
     run_on = targets if schema_locations else list(keys)
     out = tools.run(args + run_on, timeout=600) if run_on else tools.Result(True, "{}")
     problems: dict[str, list[str]] = {}
