@@ -16,6 +16,7 @@ from ruamel.yaml import YAML
 
 from modelplat import metrics, pipeline, resolve
 from modelplat.config import PlatformSettings
+from modelplat.engines.checks import container_model_name
 from modelplat.importer import validate_imported
 from modelplat.isvc_import import import_file
 
@@ -264,13 +265,6 @@ def _isvc(docs: list[dict], name: str) -> dict:
     return isvc
 
 
-def _served_name(model: dict) -> str | None:
-    """What the runtime's server would be told: the last --model_name, or MLSERVER_MODEL_NAME."""
-    names = [a.split("=", 1)[1] for a in model.get("args") or [] if a.startswith("--model_name=")]
-    env = {e["name"]: e.get("value") for e in model.get("env") or []}
-    return env.get("MLSERVER_MODEL_NAME") or (names[-1] if names else None)
-
-
 @pytest.mark.parametrize("fmt,protocol,by", [
     ("sklearn", "v1", "arg"), ("sklearn", "v2", "env"), ("xgboost", "v2", "env"), ("tensorflow", "v1", "arg"),
     ("tensorflow", "v2", "artefacts"), ("pytorch", "v1", "artefacts"), ("onnx", "v2", "artefacts"),
@@ -284,11 +278,11 @@ def test_the_canary_and_shadow_answer_to_the_primarys_model_name(tree, fmt, prot
                                ("fraud", "fraud-canary", "fraud-shadow"))
     assert resolve.SERVED_NAME_BY[resolve.DEFAULT_RUNTIMES[(fmt, protocol)]] == by
     # The primary is named by KServe (the InferenceService's name): nothing is added to it.
-    assert _served_name(primary) is None and "args" not in primary
+    assert container_model_name(primary) is None and "args" not in primary
     if by == "artefacts":  # TorchServe and Triton name models after the model's files
-        assert _served_name(canary) is None and _served_name(shadow) is None
+        assert container_model_name(canary) is None and container_model_name(shadow) is None
     else:
-        assert _served_name(canary) == _served_name(shadow) == "fraud"
+        assert container_model_name(canary) == container_model_name(shadow) == "fraud"
         assert ("args" in canary) == (by == "arg")  # MLServer: never args (they replace its command)
 
 

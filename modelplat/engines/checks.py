@@ -123,7 +123,12 @@ def served_name(deployment: dict) -> str | None:
     it (modelplat.resolve.SERVED_NAME_BY): MLSERVER_MODEL_NAME for MLServer, else the last
     --model_name argument (the runtime's own, with KServe's {{.Name}} filled in, then the
     InferenceService's); None when the name comes from the model's files (TorchServe, Triton)."""
-    container = _container(deployment["spec"]["template"]["spec"], KSERVE_CONTAINER) or {}
+    return container_model_name(_container(deployment["spec"]["template"]["spec"], KSERVE_CONTAINER) or {})
+
+
+def container_model_name(container: dict) -> str | None:
+    """The model name a container's args and env give its server (see served_name); also reads an
+    InferenceService's predictor.model, which has the same fields."""
     env = {e.get("name"): e.get("value") for e in container.get("env") or []}
     if "MLSERVER_MODEL_NAME" in env:
         return env["MLSERVER_MODEL_NAME"]
