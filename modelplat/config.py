@@ -158,6 +158,26 @@ class JWTSettings(Section):
     )
 
 
+class GatewayAPISettings(Section):
+    """The platform's Gateway API Gateway: where LLM-native models (LLMInferenceServices) are routed."""
+
+    gateway: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+/[a-z0-9-]+$")] = Field(
+        default="istio-system/inference-gateway",
+        description="Gateway `<namespace>/<name>` the models' HTTPRoutes attach to (it must exist: KServe creates "
+        "no routing for a model whose Gateway is missing).")
+    gatewayClass: DNSLabel = Field(
+        default="istio", description="GatewayClass of that Gateway: which implementation runs it (istio: the "
+        "gateway is an Envoy that Istio configures, and calls the endpoint picker).")
+
+
+class LLMServingSettings(Section):
+    """How OpenAI-protocol models are served when their values do not say (`model.serving`)."""
+
+    default: Literal["inferenceservice", "llm"] = Field(
+        default="inferenceservice",
+        description="`llm`: every `protocol: openai` model without `model.serving` becomes an LLMInferenceService.")
+
+
 class PlatformSettings(Section):
     """The platform settings file (e.g. `platform.yaml`)."""
 
@@ -201,6 +221,13 @@ class PlatformSettings(Section):
     defaults: Defaults = Field(default_factory=Defaults)
     flux: FluxSettings = Field(default_factory=FluxSettings)
     jwt: JWTSettings = Field(default_factory=JWTSettings)
+    gatewayApi: GatewayAPISettings = Field(default_factory=GatewayAPISettings)
+    routing: Literal["istio", "gateway-api"] = Field(
+        default="istio",
+        description="How InferenceServices are exposed, split to a canary and mirrored: `istio` (a VirtualService on "
+        "`gateway` and the mesh) or `gateway-api` (HTTPRoutes on `gatewayApi.gateway`, and on the model's Service for "
+        "in-mesh callers). LLMInferenceServices are always routed by the HTTPRoute KServe makes.")
+    llmServing: LLMServingSettings = Field(default_factory=LLMServingSettings)
 
     @property
     def gpu_node_group(self) -> str:

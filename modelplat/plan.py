@@ -11,13 +11,15 @@ from typing import Any
 
 from .config import PlatformSettings
 from .records import WiringIdentity
-from .resolve import (TOKEN_WINDOWS, Identity, default_protocol, exposure_host, metrics_port, rate_limit_domain,
-                      resolved_resources, token_limit, token_scope)
-from .values import ModelValues
+from .resolve import (LLM_PORT, TOKEN_WINDOWS, Identity, default_protocol, exposure_host, metrics_port,
+                      rate_limit_domain, resolved_resources, serving_kind, token_limit, token_scope)
+from .values import LLMServing, ModelValues
 
 # Chart templates (in templates/chart/templates/) and the features that include them.
 TEMPLATE_FOR_FEATURE = {
     "serving": "inferenceservice.yaml",
+    "llm serving": "llminferenceservice.yaml",
+    "inference objectives": "inferenceobjective.yaml",
     "autoscaling": "hpa.yaml",
     "disruption budget": "poddisruptionbudget.yaml",
     "access log": "telemetry.yaml",
@@ -28,6 +30,7 @@ TEMPLATE_FOR_FEATURE = {
     "canary autoscaling": "hpa-canary.yaml",
     "mirroring": "inferenceservice-shadow.yaml",
     "traffic routing": "virtualservice.yaml",
+    "gateway api routing": "httproute.yaml",
     "auth": "peerauthentication.yaml",
     "authorization": "authorizationpolicy.yaml",
     "jwt": "requestauthentication.yaml",
@@ -57,6 +60,7 @@ class ModelPlan:
     gpu: bool
     llm: bool
     shared_memory: bool
+    serving: str = "inferenceservice"  # or "llm": an LLMInferenceService
     labels: dict[str, str] = field(default_factory=dict)
     file: str = ""  # values file as the user sees it (relative to the working directory)
 
@@ -82,16 +86,19 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
     res = values.resources
     gpu = bool(res.requestGPU or res.limitGPU)
     llm = values.model.protocol == "openai"
+    kind = serving_kind(values, platform)
     shm = values.sharedMemory.enabled if values.sharedMemory.enabled is not None else (gpu or llm)
     pdb = values.podDisruptionBudget.enabled
     pdb = pdb if pdb is not None else values.replicaCount > 1
-    features = ["serving", "gpu" if gpu else "cpu"]
+    features = ["llm serving" if kind == "llm" else "serving", "gpu" if gpu else "cpu"]
     if values.metrics.enabled:
         features.append("metrics")
         if platform.scrape in ("podMonitor", "both"):
             features.append("pod monitor")
     if values.logger is not None:
         features.append("logger")
+    if kind == "llm" and values.llm and values.llm.objectives:
+        features.append("inference objectives")
     if values.autoscaling.enabled:
         features.append("autoscaling")
     if pdb:
@@ -110,8 +117,9 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
             features.append("canary autoscaling")
     if values.mirror.enabled:
         features.append("mirroring")
-    if values.exposeModel.enabled or values.canary.enabled or values.mirror.enabled:
-        features.append("traffic routing")
+    # An LLMInferenceService is routed by the HTTPRoute KServe makes on the platform's Gateway.
+    if kind != "llm" and (values.exposeModel.enabled or values.canary.enabled or values.mirror.enabled):
+        features.append("gateway api routing" if platform.routing == "gateway-api" else "traffic routing")
     if rate_limits(values):
         features.append("rate limits")
     if values.auth.enabled:
@@ -122,7 +130,7 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
             features.append("custom authz")
     if values.tokenLimit.enabled:
         features.append("token limits")
-    doc = chart_values(values, platform, ident, shm)
+    doc = chart_values(values, platform, ident, shm, kind)
     doc["podDisruptionBudget"]["enabled"] = pdb
     return ModelPlan(
         identity=ident,
@@ -134,12 +142,14 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
         gpu=gpu,
         llm=llm,
         shared_memory=shm,
+        serving=kind,
         labels=common_labels(ident, platform),
         file=file or source,
     )
 
 
-def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identity, shm: bool) -> dict[str, Any]:
+def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identity, shm: bool,
+                 kind: str = "inferenceservice") -> dict[str, Any]:
     """The model's validated values with every default resolved, plus the platform facts.
 
     This one document is both the chart's values.yaml and the HelmRelease's spec.values, so what
@@ -160,6 +170,10 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
         transformer = doc["transformer"]
         transformer["resources"] = resolved_resources(transformer["resources"], platform.defaults.resources)
         transformer.setdefault("replicaCount", values.replicaCount)
+    doc["model"]["serving"] = kind
+    if kind == "llm":
+        doc["model"]["port"] = LLM_PORT
+        doc["llm"] = llm_values(values, platform)
     doc["sharedMemory"] = {"enabled": shm, "sizeLimit": values.sharedMemory.sizeLimit or platform.defaults.sharedMemorySize}
     for path in (("labels",), ("annotations",), ("podAnnotations",), ("scheduling", "nodeSelector"), ("rdma", "resources"),
                  ("canary", "headerMatch")):
@@ -169,9 +183,9 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
         if isinstance(parent.get(path[-1]), dict):
             parent[path[-1]] = dict(sorted(parent[path[-1]].items()))
     metrics = doc["metrics"]
-    doc["metrics"] = {"enabled": metrics["enabled"], "port": metrics_port(values),
+    doc["metrics"] = {"enabled": metrics["enabled"], "port": metrics_port(values, kind),
                       **{k: v for k, v in metrics.items() if k not in ("enabled", "port")}}
-    if values.exposeModel.enabled:
+    if values.exposeModel.enabled and kind != "llm":
         doc["exposeModel"]["host"] = values.exposeModel.host or exposure_host(
             platform, ident.name, ident.namespace, values.exposeModel.type)
     jwt = doc["auth"]["jwt"]
@@ -189,7 +203,13 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
                       "cluster": f"outbound|{limits.grpcPort}||{host}", "authority": host,
                       "timeout": limits.timeout, "failureModeDeny": limits.failureModeDeny},
         "gateway": platform.gateway,
-        "gatewayNamespace": platform.gatewayNamespace or platform.gateway.split("/", 1)[0],
+        # The pods that forward exposed traffic: the Gateway API Gateway's for an LLMInferenceService.
+        "gatewayNamespace": (platform.gatewayApi.gateway.split("/", 1)[0]
+                             if kind == "llm" or platform.routing == "gateway-api" else
+                             platform.gatewayNamespace or platform.gateway.split("/", 1)[0]),
+        "routing": platform.routing,
+        "gatewayApi": {"namespace": platform.gatewayApi.gateway.split("/", 1)[0],
+                       "name": platform.gatewayApi.gateway.split("/", 1)[1]},
         "jwtClaims": {k: getattr(platform.jwt, k) for k in
                       ("serviceAccountClaim", "serviceAccountHeader", "tenantClaim", "tenantHeader")},
         "scrape": platform.scrape,
@@ -202,6 +222,20 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
         "sharedMemorySize": platform.defaults.sharedMemorySize,
     }
     return doc
+
+
+def llm_values(values: ModelValues, platform: PlatformSettings) -> dict[str, Any]:
+    """The `llm` section with its defaults resolved: a prefill role takes the decode role's
+    resources, parallelism and RDMA NICs unless it sets its own."""
+    llm = (values.llm or LLMServing()).model_dump(mode="json", exclude_none=True)
+    prefill = llm.get("prefill")
+    if prefill is not None:
+        own = prefill.get("resources") or values.resources.model_dump(mode="json", exclude_none=True)
+        prefill["resources"] = resolved_resources(own, platform.defaults.resources)
+        prefill.setdefault("parallelism", llm["parallelism"])
+        rdma = prefill.get("rdma") or values.rdma.model_dump(mode="json", exclude_none=True)
+        prefill["rdma"] = rdma | {"resources": dict(sorted(rdma.get("resources", {}).items()))}
+    return llm
 
 
 def common_labels(ident: Identity, platform: PlatformSettings) -> dict[str, str]:

@@ -95,16 +95,36 @@ def served_name_by(values: ModelValues) -> str | None:
     return SERVED_NAME_BY.get(runtime) if runtime else None
 
 
+# KServe v0.20's LLMInferenceService presets (config/llmisvcconfig): clients and the endpoint
+# picker reach a pod on 8000, where vLLM listens, or, on a decode pod of a prefill/decode pair, the
+# llm-d routing sidecar, which passes requests on to vLLM on 8001.
+LLM_PORT = 8000
+LLM_DECODE_VLLM_PORT = 8001
+
+
+def serving_kind(values: ModelValues, platform: PlatformSettings) -> str:
+    """"llm" (an LLMInferenceService) or "inferenceservice": model.serving, else the platform's
+    default for OpenAI-protocol models."""
+    if values.model.serving:
+        return values.model.serving
+    if values.model.protocol == "openai":
+        return platform.llmServing.default
+    return "inferenceservice"
+
+
 # Where KServe v0.20's default runtimes serve Prometheus metrics (their prometheus.kserve.io/port
 # annotation): the Python servers and MLServer on their HTTP port 8080, TorchServe on 8082,
 # Triton (onnx, triton, tensorflow over v2) on 8002. A custom container serves them on model.port.
 RUNTIME_METRICS_PORTS = {"pytorch": 8082, "triton": 8002, "onnx": 8002}
 
 
-def metrics_port(values: ModelValues) -> int:
-    """The port the model's metrics are scraped on: metrics.port, else the model server's own."""
+def metrics_port(values: ModelValues, kind: str = "inferenceservice") -> int:
+    """The port the model's metrics are scraped on: metrics.port, else the model server's own (for
+    an LLMInferenceService, vLLM's on a decode pod)."""
     if values.metrics.port is not None:
         return values.metrics.port
+    if kind == "llm":
+        return LLM_DECODE_VLLM_PORT if values.llm and values.llm.prefill else LLM_PORT
     if values.model.format == "custom":
         return values.model.port
     if values.model.format == "tensorflow" and (values.model.protocol or "v1") != "v1":

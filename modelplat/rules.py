@@ -16,7 +16,7 @@ from .errors import Diagnostic
 from .loader import Source
 from .metrics import POD_METRICS
 from .resolve import (RUNTIME_PROTOCOLS, Identity, exposure_host, metrics_port, resolved_resources, served_name_by,
-                      serving_runtime, token_limit)
+                      serving_kind, serving_runtime, token_limit)
 from .values import ModelValues
 
 
@@ -99,6 +99,8 @@ def resource_bounds(values: ModelValues, platform: PlatformSettings, src: Source
 
 def model_spec(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
     spec = values.model
+    if serving_kind(values, platform) == "llm":
+        return  # llm_rules: KServe's LLM presets bring the container
     if spec.format == "custom":
         if not spec.image:
             yield src.diagnostic(("model",), "custom-needs-image", "model.format custom needs model.image",
@@ -421,6 +423,15 @@ def traffic_rules(values: ModelValues, platform: PlatformSettings, src: Source, 
             yield src.diagnostic(("exposeModel", field), "feature-disabled",
                                  f"exposeModel.{field} has no effect while exposeModel.enabled is false",
                                  "set exposeModel.enabled: true, or remove it")
+    elif serving_kind(values, platform) == "llm":
+        if expose.host:
+            yield src.diagnostic(("exposeModel", "host"), "llm-host",
+                                 "an LLMInferenceService's HTTPRoute matches paths (/<namespace>/<name>/v1/...) "
+                                 "on the platform's Gateway, not a host", "remove exposeModel.host")
+        if not values.auth.jwt.enabled:
+            yield src.diagnostic(("exposeModel", "enabled"), "exposure-without-jwt",
+                                 "an exposed model without auth.jwt refuses every caller from outside its namespace",
+                                 "set auth.jwt.enabled: true (the platform's issuer is used by default)")
     else:
         if not expose.host and not platform.domain:
             yield src.diagnostic(("exposeModel", "enabled"), "exposure-needs-host",
@@ -553,9 +564,109 @@ def container_rules(values: ModelValues, platform: PlatformSettings, src: Source
     yield from _limit_below_request(src, ("transformer", "resources"), transformer.resources, platform)
 
 
+def llm_rules(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
+    """LLM-native serving (an LLMInferenceService): what KServe v0.20's controller and presets accept."""
+    spec = values.model
+    if serving_kind(values, platform) != "llm":
+        if values.llm is not None:
+            yield src.diagnostic(("llm",), "llm-needs-llm-serving",
+                                 "the llm section applies to an LLMInferenceService only, and this model is served "
+                                 "as an InferenceService",
+                                 "set model.serving: llm (protocol openai), or remove the llm section")
+        return
+    if spec.protocol != "openai":
+        yield src.diagnostic(("model", "serving"), "llm-needs-openai",
+                             "model.serving llm runs vLLM's OpenAI-compatible server: the model must say protocol openai",
+                             "set model.protocol: openai, or serve it as an InferenceService")
+    if spec.format not in ("custom", "huggingface"):
+        yield src.diagnostic(("model", "format"), "llm-format",
+                             f"an LLMInferenceService serves a Hugging Face-style model with vLLM, not format {spec.format}",
+                             "use format huggingface (or custom with your own vLLM image)")
+    if not spec.storageUri:
+        yield src.diagnostic(("model",), "missing-storage-uri", "an LLMInferenceService needs model.storageUri",
+                             "e.g. hf://Qwen/Qwen2.5-7B-Instruct or pvc://models/llama-70b")
+    elif not spec.storageUri.startswith(("hf://", "s3://", "pvc://", "oci://")):
+        yield src.diagnostic(("model", "storageUri"), "llm-storage-scheme",
+                             "KServe's LLMInferenceService fetches models from hf://, s3://, pvc:// or oci:// only",
+                             "copy the model to one of those")
+    for key in ("runtime", "runtimeVersion", "command"):
+        if getattr(spec, key) is not None:
+            yield src.diagnostic(("model", key), f"llm-{key.lower()}",
+                                 f"model.{key} has no effect on an LLMInferenceService: KServe's LLM presets run vLLM "
+                                 "through their own start script",
+                                 "remove it; pass vLLM flags in model.args, or set model.image")
+    if spec.image:
+        yield from _image_tag(src, ("model", "image"), spec.image)
+    for key, on in (("canary", values.canary.enabled), ("mirror", values.mirror.enabled),
+                    ("transformer", values.transformer is not None)):
+        if on:
+            yield src.diagnostic((key,), f"llm-{key}",
+                                 f"{key} is not available for an LLMInferenceService in this version of modelplat",
+                                 "serve the model as an InferenceService (model.serving: inferenceservice) for it")
+    if not values.exposeModel.enabled:
+        yield src.diagnostic(("exposeModel",), "llm-needs-gateway",
+                             "an LLMInferenceService is reached through the platform's Gateway "
+                             f"({platform.gatewayApi.gateway}), where its endpoint picker routes each request",
+                             "set exposeModel.enabled: true (auth still decides who may call it)")
+    for name in ("VLLM_ADDITIONAL_ARGS", "VLLM_NIXL_SIDE_CHANNEL_HOST", "KSERVE_INFER_ROCE"):
+        for i, env in enumerate(values.env):
+            if env.name == name and values.llm and values.llm.prefill:
+                yield src.diagnostic(("env", i, "name"), "llm-env-reserved",
+                                     f"{name} is set by modelplat on the pods of a prefill/decode pair (KV transfer)",
+                                     "put vLLM flags in model.args")
+    llm = values.llm
+    if llm is None:
+        return
+    roles = [(("llm", "parallelism"), llm.parallelism, values.resources)]
+    if llm.prefill is not None:
+        roles.append((("llm", "prefill", "parallelism"), llm.prefill.parallelism or llm.parallelism,
+                      llm.prefill.resources or values.resources))
+        if llm.kvCacheOffloading is not None:
+            yield src.diagnostic(("llm", "kvCacheOffloading"), "llm-offloading-with-prefill",
+                                 "KV-cache offloading and a prefill/decode pair both need vLLM's --kv-transfer-config, "
+                                 "and KServe's preset drops the offloading when the flag is already set",
+                                 "choose one: remove llm.kvCacheOffloading or llm.prefill")
+        yield from _limit_below_request(src, ("llm", "prefill", "resources"), llm.prefill.resources or values.resources,
+                                        platform)
+    for at, p, resources in roles:
+        if p.pipeline and p.pipeline > 1:
+            yield src.diagnostic(at + ("pipeline",), "llm-pipeline",
+                                 "KServe v0.20 ships no pipeline-parallel preset: its controller would stop at "
+                                 "ConfigNotFound and create no pods",
+                                 "use tensor parallelism within a pod, or data parallelism (data, dataLocal) across pods")
+        if (p.data is None) != (p.dataLocal is None):
+            yield src.diagnostic(at, "llm-data-parallel",
+                                 "data parallelism needs both data (ranks in all) and dataLocal (ranks per pod)",
+                                 "set both, e.g. data: 16, dataLocal: 8 for two pods of eight ranks")
+        elif p.data and p.dataLocal and p.data % p.dataLocal:
+            yield src.diagnostic(at + ("data",), "llm-data-parallel",
+                                 f"data ({p.data}) must be a multiple of dataLocal ({p.dataLocal}): each pod runs "
+                                 "dataLocal ranks", f"e.g. data: {p.dataLocal * max(1, p.data // p.dataLocal)}")
+        gpus = max(resources.requestGPU, resources.limitGPU)
+        per_pod = (p.tensor or 1) * (p.dataLocal or 1)
+        if (p.tensor or p.dataLocal) and per_pod > max(gpus, 1) and gpus:
+            yield src.diagnostic(at, "llm-parallelism-gpus",
+                                 f"tensor x dataLocal is {per_pod} GPUs a pod, but the pod has {gpus}",
+                                 f"request {per_pod} GPUs, or lower the parallelism")
+    if llm.lora is not None:
+        served = spec.servedModelName or ident.name
+        seen: set[str] = set()
+        for i, adapter in enumerate(llm.lora.adapters):
+            if adapter.name == served or adapter.name in seen:
+                yield src.diagnostic(("llm", "lora", "adapters", i, "name"), "llm-lora-name",
+                                     f"adapter name {adapter.name} is already used (by the model or another adapter)",
+                                     "give each adapter a model name of its own")
+            seen.add(adapter.name)
+    names = [o.name for o in llm.objectives]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            yield src.diagnostic(("llm", "objectives", i, "name"), "llm-objective-name",
+                                 f"objective {name} is defined twice", "give each objective its own name")
+
+
 RULES: list[Rule] = [name_length, resource_bounds, model_spec, env_vars, feature_consistency,
                      autoscaling_rules, observability_rules, rdma_rules, traffic_rules, ownership_rules,
-                     container_rules]
+                     container_rules, llm_rules]
 
 
 def check(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> list[Diagnostic]:

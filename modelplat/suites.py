@@ -22,6 +22,16 @@ def _release(p: ModelPlan) -> dict[str, str]:
     return {"name": p.name, "namespace": p.namespace}
 
 
+def _workload(p: ModelPlan) -> str:
+    """The Deployment KServe makes for the model's (decode) pods."""
+    return f"{p.name}-kserve" if p.serving == "llm" else f"{p.name}-predictor"
+
+
+def _pod_selector(p: ModelPlan) -> dict[str, str]:
+    """What selects the model's pods (modelplat.podSelector)."""
+    return {"modelplat.io/model": p.name} if p.serving == "llm" else {"serving.kserve.io/inferenceservice": p.name}
+
+
 def _case(it: str, asserts: list[dict], set_: dict | None = None) -> dict[str, Any]:
     """One helm-unittest test: a behaviour, its assertions, and the values it sets (if any)."""
     case: dict[str, Any] = {"it": it}
@@ -247,11 +257,12 @@ def hpa_suite(p: ModelPlan, variant: str = "primary") -> dict[str, Any]:
         if scaling.get(key) is not None]
     return {"suite": f"{p.name}{suffix} HorizontalPodAutoscaler", "templates": [f"templates/hpa{suffix}.yaml"],
             "release": _release(p), "tests": [
-        _case("scales KServe's predictor Deployment between replicaCount and maxReplicaCount", [
+        _case("scales KServe's Deployment of the model's pods between replicaCount and maxReplicaCount", [
             {"isKind": {"of": "HorizontalPodAutoscaler"}},
             {"isAPIVersion": {"of": "autoscaling/v2"}},
             {"equal": {"path": "spec.scaleTargetRef", "value": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                                                "name": f"{p.name}{suffix}-predictor"}}},
+                                                                "name": f"{p.name}{suffix}-predictor" if suffix
+                                                                else _workload(p)}}},
             {"equal": {"path": "spec.minReplicas", "value": v["replicaCount"]}},
             {"equal": {"path": "spec.maxReplicas", "value": scaling["maxReplicaCount"]}},
             {"lengthEqual": {"path": "spec.metrics", "count": len(pods) + len(resources)}},
@@ -280,7 +291,7 @@ def pdb_suite(p: ModelPlan) -> dict[str, Any]:
         _case("keeps all but maxUnavailable of the model's pods during voluntary disruptions", [
             {"isKind": {"of": "PodDisruptionBudget"}},
             {"equal": {"path": "spec.maxUnavailable", "value": v["podDisruptionBudget"]["maxUnavailable"]}},
-            {"equal": {"path": "spec.selector.matchLabels", "value": {"serving.kserve.io/inferenceservice": p.name}}},
+            {"equal": {"path": "spec.selector.matchLabels", "value": _pod_selector(p)}},
         ]),
         _case("renders nothing when disabled", [{"hasDocuments": {"count": 0}}], {"podDisruptionBudget.enabled": False}),
     ]}
@@ -291,7 +302,7 @@ def telemetry_suite(p: ModelPlan) -> dict[str, Any]:
             "release": _release(p), "tests": [
         _case("turns on Envoy access logs for this model's pods only", [
             {"isKind": {"of": "Telemetry"}},
-            {"equal": {"path": "spec.selector.matchLabels", "value": {"serving.kserve.io/inferenceservice": p.name}}},
+            {"equal": {"path": "spec.selector.matchLabels", "value": _pod_selector(p)}},
             {"equal": {"path": "spec.accessLogging[0].providers[0].name", "value": "envoy"}},
         ]),
         _case("renders nothing when access logs are off", [{"hasDocuments": {"count": 0}}], {"observability.accessLog": False}),
@@ -317,7 +328,7 @@ def prometheusrule_suite(p: ModelPlan) -> dict[str, Any]:
         ]),
         _case("uses the configured P99 threshold on this model's Istio workload", [
             {"matchRegex": {"path": "spec.groups[0].rules[0].expr",
-                            "pattern": f'destination_workload="{p.name}-predictor".*> {_quantity(threshold)}$'}},
+                            "pattern": f'destination_workload="{_workload(p)}".*> {_quantity(threshold)}$'}},
             {"equal": {"path": "spec.groups[0].rules[0].for", "value": f'{v["observability"]["alerts"]["forMinutes"]}m'}},
         ]),
         _case("follows an overridden threshold", [
@@ -336,7 +347,7 @@ def podmonitor_suite(p: ModelPlan) -> dict[str, Any]:
             {"isKind": {"of": "PodMonitor"}},
             {"equal": {"path": "spec.podMetricsEndpoints[0]", "value": {
                 "portNumber": v["metrics"]["port"], "path": v["metrics"]["path"]}}},
-            {"equal": {"path": "spec.selector.matchLabels", "value": {"serving.kserve.io/inferenceservice": p.name}}},
+            {"equal": {"path": "spec.selector.matchLabels", "value": _pod_selector(p)}},
         ]),
         _case("renders nothing when metrics are off", [{"hasDocuments": {"count": 0}}], {"metrics.enabled": False}),
     ]}
@@ -514,6 +525,53 @@ def virtualservice_suite(p: ModelPlan) -> dict[str, Any]:
             "release": _release(p), "tests": tests}
 
 
+def httproute_suite(p: ModelPlan) -> dict[str, Any]:
+    """The platform's routing: gateway-api: the VirtualService's behaviours as HTTPRoutes."""
+    v = p.chart_values
+    entry = "transformer" if v.get("transformer") else "predictor"
+    primary, canary, shadow = (f"{p.name}{suffix}-{entry}" for suffix in ("", "-canary", "-shadow"))
+    mesh = {"exposeModel.enabled": False}
+    rule = "spec.rules[-1]"
+    tests = [
+        _case("splits traffic primaryLoad / 100 - primaryLoad between primary and canary, for in-mesh callers", [
+            {"hasDocuments": {"count": 1}},
+            {"equal": {"path": "metadata.name", "value": f"{p.name}-mesh"}},
+            {"equal": {"path": "spec.parentRefs", "value": [{"group": "", "kind": "Service", "name": primary, "port": 80}]}},
+            {"equal": {"path": f"{rule}.backendRefs", "value": [{"name": primary, "port": 80, "weight": 70},
+                                                                {"name": canary, "port": 80, "weight": 30}]}},
+        ], mesh | {"canary.enabled": True, "primaryLoad": 70, "mirror.enabled": False}),
+        _case("routes requests with the canary header to the canary", [
+            {"contains": {"path": "spec.rules[0].matches[0].headers",
+                          "content": {"type": "Exact", "name": "x-model-canary", "value": "true"}}},
+            {"equal": {"path": "spec.rules[0].backendRefs", "value": [{"name": canary, "port": 80}]}},
+        ], mesh | {"canary.enabled": True, "primaryLoad": 90, "canary.headerMatch": {"x-model-canary": "true"}}),
+        _case("mirrors a whole percentage to the shadow and answers from the primary", [
+            {"equal": {"path": f"{rule}.filters", "value": [{"type": "RequestMirror", "requestMirror": {
+                "backendRef": {"name": shadow, "port": 80}, "percent": 25}}]}},
+            {"equal": {"path": f"{rule}.backendRefs", "value": [{"name": primary, "port": 80}]}},
+        ], mesh | {"mirror.enabled": True, "mirror.percentage": 25, "canary.enabled": False}),
+        _case("mirrors a share with decimals as a fraction", [
+            {"equal": {"path": f"{rule}.filters[0].requestMirror.fraction",
+                       "value": {"numerator": 2550, "denominator": 10000}}},
+            {"notExists": {"path": f"{rule}.filters[0].requestMirror.percent"}},
+        ], mesh | {"mirror.enabled": True, "mirror.percentage": 25.5, "canary.enabled": False}),
+        _case("renders nothing for a model that is neither exposed, split nor mirrored", [{"hasDocuments": {"count": 0}}],
+              {"exposeModel.enabled": False, "canary.enabled": False, "mirror.enabled": False}),
+        _case("renders nothing with the platform's istio routing (the VirtualService routes)",
+              [{"hasDocuments": {"count": 0}}], {"platform.routing": "istio"}),
+    ]
+    if v["exposeModel"]["enabled"]:
+        gateway = v["platform"]["gatewayApi"]
+        tests.insert(0, _case("publishes the model's own host on the platform's Gateway", [
+            {"equal": {"path": "metadata.name", "value": p.name}, "documentIndex": 0},
+            {"equal": {"path": "spec.parentRefs", "value": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                                             **gateway}]}, "documentIndex": 0},
+            {"equal": {"path": "spec.hostnames", "value": [v["exposeModel"]["host"]]}, "documentIndex": 0},
+        ], {"canary.enabled": False, "mirror.enabled": False}))
+    return {"suite": f"{p.name} HTTPRoutes", "templates": ["templates/httproute.yaml"], "release": _release(p),
+            "tests": tests}
+
+
 def variant_suite(p: ModelPlan, variant: str) -> dict[str, Any]:
     v = p.chart_values
     section = v["canary"] if variant == "canary" else v["mirror"]
@@ -653,7 +711,98 @@ def identity_suite(p: ModelPlan) -> dict[str, Any]:
     ]}
 
 
+def llminferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
+    """What an LLM-native model's LLMInferenceService must carry; KServe's presets do the rest (the
+    engines tests read back the workloads KServe's controller makes from it)."""
+    v = p.chart_values
+    platform = v["platform"]
+    llm = v["llm"]
+    prefill = llm.get("prefill")
+    gpu_name = platform["gpuResourceName"]
+    main = "spec.template.containers[0]"
+    gpus = max(v["resources"]["requestGPU"], v["resources"]["limitGPU"])
+    scaling = v["autoscaling"]["enabled"]
+    gateway = platform["gatewayApi"]
+    tests = [
+        _case(f"renders one LLMInferenceService {p.name} (v1alpha2), routed on the platform's Gateway", [
+            {"hasDocuments": {"count": 1}},
+            {"isKind": {"of": "LLMInferenceService"}},
+            {"isAPIVersion": {"of": "serving.kserve.io/v1alpha2"}},
+            {"equal": {"path": "metadata.name", "value": p.name}},
+            {"equal": {"path": "spec.model.uri", "value": v["model"]["storageUri"]}},
+            {"equal": {"path": "spec.model.name", "value": v["model"].get("servedModelName", p.name)}},
+            {"equal": {"path": "spec.router.gateway.refs", "value": [gateway]}},
+            {"equal": {"path": "spec.router.route", "value": {}}},
+            {"equal": {"path": "spec.router.scheduler.replicas", "value": llm["schedulerReplicas"]}},
+            {"equal": {"path": f"{main}.name", "value": "main"}},
+        ]),
+        _case("labels the (decode) pods for the mesh policies, and keeps the model's own labels off them", [
+            {"equal": {"path": _key("spec.labels", "modelplat.io/model"), "value": p.name}},
+            {"equal": {"path": _key("spec.labels", "modelplat.io/traffic"), "value": "live"}},
+            {"equal": {"path": _key("spec.labels", "modelplat.io/role"), "value": "decode" if prefill else "both"}},
+            {"notExists": {"path": _key("spec.labels", "example.com/any")}},
+        ], {"labels": {"example.com/any": "x"}}),
+        _case("leaves the replicas to the HPA when autoscaling" if scaling else "fixes the replicas without autoscaling",
+              [{"notExists": {"path": "spec.replicas"}}] if scaling else
+              [{"equal": {"path": "spec.replicas", "value": v["replicaCount"]}}]),
+        _case("with a GPU: asks for it, tolerates the GPU taint and requires the GPU node group", [
+            {"equal": {"path": _key(f"{main}.resources.requests", gpu_name), "value": str(gpus or 2)}},
+            {"equal": {"path": _key(f"{main}.resources.limits", gpu_name), "value": str(gpus or 2)}},
+            {"contains": {"path": "spec.template.tolerations",
+                          "content": {"key": platform["gpuTaintKey"], "operator": "Exists"}}},
+            {"equal": {"path": "spec.template.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+                               ".nodeSelectorTerms[0].matchExpressions[0].operator", "value": "In"}},
+        ], {"resources.requestGPU": gpus or 2, "resources.limitGPU": gpus or 2}),
+        _case("passes tensor parallelism to KServe, and data parallelism across pods makes a worker", [
+            {"equal": {"path": "spec.parallelism.tensor", "value": 4}},
+            {"equal": {"path": "spec.parallelism.data", "value": 8}},
+            {"equal": {"path": "spec.parallelism.dataLocal", "value": 4}},
+            {"exists": {"path": "spec.worker.containers[0]"}},
+        ], {"llm.parallelism": {"tensor": 4, "data": 8, "dataLocal": 4}, "resources.requestGPU": 4,
+            "resources.limitGPU": 4}),
+        _case("renders nothing for a model served as an InferenceService", [{"hasDocuments": {"count": 0}}],
+              {"model.serving": "inferenceservice"}),
+    ]
+    if v["rdma"]["enabled"]:
+        tests.append(_case("attaches the RDMA networks to the pods and asks for the RDMA devices", [
+            {"exists": {"path": _key("spec.annotations", "k8s.v1.cni.cncf.io/networks")}},
+            {"contains": {"path": f"{main}.securityContext.capabilities.add", "content": "IPC_LOCK"}},
+        ] + [{"equal": {"path": _key(f"{main}.resources.limits", r), "value": str(n)}}
+             for r, n in v["rdma"]["resources"].items()]))
+    if prefill:
+        kv = lambda role: {"contains": {"path": f"{'spec.prefill.template' if role == 'kv_producer' else 'spec.template'}"
+                                                ".containers[0].env", "any": True,
+                                        "content": {"name": "VLLM_ADDITIONAL_ARGS"}}}
+        tests.append(_case("runs prefill pods that hand the KV cache to the decode pods", [
+            {"equal": {"path": "spec.prefill.replicas", "value": prefill["replicaCount"]}},
+            {"equal": {"path": _key("spec.prefill.labels", "modelplat.io/role"), "value": "prefill"}},
+            {"equal": {"path": _key("spec.prefill.labels", "modelplat.io/traffic"), "value": "internal"}},
+            {"equal": {"path": "spec.prefill.template.containers[0].name", "value": "main"}},
+            kv("kv_producer"), kv("kv_consumer"),
+        ]))
+    return {"suite": f"{p.name} LLMInferenceService", "templates": ["templates/llminferenceservice.yaml"],
+            "release": _release(p), "tests": tests}
+
+
+def inferenceobjective_suite(p: ModelPlan) -> dict[str, Any]:
+    objectives = p.chart_values["llm"]["objectives"]
+    first = objectives[0]
+    return {"suite": f"{p.name} InferenceObjectives", "templates": ["templates/inferenceobjective.yaml"],
+            "release": _release(p), "tests": [
+        _case("renders one InferenceObjective per caller priority, on the model's InferencePool", [
+            {"hasDocuments": {"count": len(objectives)}},
+            {"isKind": {"of": "InferenceObjective"}, "documentIndex": 0},
+            {"equal": {"path": "metadata.name", "value": f"{p.name}-{first['name']}"}, "documentIndex": 0},
+            {"equal": {"path": "spec.priority", "value": first["priority"]}, "documentIndex": 0},
+            {"equal": {"path": "spec.poolRef.name", "value": f"{p.name}-inference-pool"}, "documentIndex": 0},
+        ]),
+        _case("renders none without objectives", [{"hasDocuments": {"count": 0}}], {"llm.objectives": []}),
+    ]}
+
+
 SUITES = {
+    "llminferenceservice.yaml": ("llminferenceservice_test.yaml", llminferenceservice_suite),
+    "inferenceobjective.yaml": ("inferenceobjective_test.yaml", inferenceobjective_suite),
     "inferenceservice.yaml": ("inferenceservice_test.yaml", inferenceservice_suite),
     "hpa.yaml": ("hpa_test.yaml", hpa_suite),
     "hpa-canary.yaml": ("hpa-canary_test.yaml", lambda p: hpa_suite(p, "canary")),
@@ -667,6 +816,7 @@ SUITES = {
     "requestauthentication.yaml": ("requestauthentication_test.yaml", requestauthentication_suite),
     "authorizationpolicy-custom.yaml": ("authorizationpolicy-custom_test.yaml", custom_authz_suite),
     "virtualservice.yaml": ("virtualservice_test.yaml", virtualservice_suite),
+    "httproute.yaml": ("httproute_test.yaml", httproute_suite),
     "envoyfilter-ratelimit.yaml": ("envoyfilter-ratelimit_test.yaml", ratelimit_suite),
     "envoyfilter-tokenlimit.yaml": ("envoyfilter-tokenlimit_test.yaml", tokenlimit_suite),
     "envoyfilter-identity.yaml": ("envoyfilter-identity_test.yaml", identity_suite),

@@ -178,6 +178,15 @@ class ModelSpec(Section):
         examples=[["--model", "/mnt/models", "--served-model-name", "qwen"]],
     )
     port: Port = Field(default=8080, description="Port the serving container listens on (custom format).")
+    serving: Optional[Literal["inferenceservice", "llm"]] = Field(
+        default=None,
+        description=(
+            "How KServe serves the model: `inferenceservice` (an InferenceService) or `llm` (an "
+            "LLMInferenceService: vLLM, an endpoint picker and Gateway API routing; protocol openai only). "
+            "Unset: the platform's choice for the protocol (`llmServing.default`)."
+        ),
+        examples=["llm"],
+    )
     servedModelName: Optional[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")]] = Field(
         default=None,
         description="Model name clients send in requests; the same for primary, canary and shadow.",
@@ -618,6 +627,92 @@ class RDMA(Section):
     )
 
 
+# --- LLM-native serving (KServe's LLMInferenceService) ---------------------------------------------
+
+
+class Parallelism(Section):
+    """How vLLM splits the model over GPUs and pods (KServe's spec.parallelism)."""
+
+    tensor: Optional[Annotated[StrictInt, Field(ge=1, le=64)]] = Field(
+        default=None, description="Tensor-parallel size: GPUs one copy of the model spans.", examples=[8])
+    pipeline: Optional[Annotated[StrictInt, Field(ge=1, le=64)]] = Field(
+        default=None, description="Pipeline-parallel size: pods (stages) one copy spans; > 1 runs a leader "
+        "and workers (a LeaderWorkerSet).", examples=[2])
+    data: Optional[Annotated[StrictInt, Field(ge=1, le=1024)]] = Field(
+        default=None, description="Data-parallel size: ranks in all; with dataLocal, data/dataLocal pods form one "
+        "replica (a LeaderWorkerSet).", examples=[16])
+    dataLocal: Optional[Annotated[StrictInt, Field(ge=1, le=64)]] = Field(
+        default=None, description="Data-parallel ranks per pod (usually its GPU count).", examples=[8])
+    expert: StrictBool = Field(default=False, description="Expert parallelism (mixture-of-experts models).")
+
+
+class KVTransfer(Section):
+    """How prefill pods hand each request's KV cache to decode pods (vLLM's kv_transfer_config)."""
+
+    connector: Literal["NixlConnector"] = Field(
+        default="NixlConnector", description="vLLM KV connector; NIXL moves the cache over RDMA when the pods have "
+        "an RDMA NIC (rdma), else over TCP.")
+
+
+class PrefillRole(Section):
+    """The prefill pods of a disaggregated LLM: they compute the prompt's KV cache, decode pods generate."""
+
+    replicaCount: StrictInt = Field(default=1, ge=1, le=1000, description="Prefill replicas.")
+    resources: Optional[Resources] = Field(
+        default=None, description="Resources of a prefill pod; unset: the same as a decode pod's (`resources`).")
+    parallelism: Optional[Parallelism] = Field(
+        default=None, description="Parallelism of the prefill pods; unset: `llm.parallelism`.")
+    rdma: Optional[RDMA] = Field(
+        default=None, description="RDMA NICs of the prefill pods; unset: the same as the decode pods' (`rdma`).")
+
+
+class LoRAAdapter(Section):
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")] = Field(
+        description="Model name clients send to use this adapter.", examples=["qwen-support"])
+    storageUri: StorageUri = Field(description="Where the adapter's files live (hf://, s3://, pvc://).",
+                                   examples=["hf://acme/qwen-support-lora"])
+
+
+class LoRA(Section):
+    """LoRA adapters served on top of the base model (vLLM --enable-lora)."""
+
+    adapters: list[LoRAAdapter] = Field(min_length=1, description="Adapters, each a model name of its own.")
+    maxRank: Optional[Annotated[StrictInt, Field(ge=1, le=512)]] = Field(
+        default=None, description="Largest adapter rank (vLLM --max-lora-rank); unset: vLLM's 16.")
+
+
+class KVCacheOffloading(Section):
+    """Offload the KV cache to CPU memory (and a local disk), so more of it survives between requests."""
+
+    cpu: Quantity = Field(description="Memory for the CPU tier (added to the pod's memory).", examples=["32Gi"])
+    disk: Optional[Quantity] = Field(
+        default=None, description="Size of a node-local disk tier (an emptyDir) behind the CPU tier.",
+        examples=["200Gi"])
+
+
+class Objective(Section):
+    """A priority class of callers (llm-d InferenceObjective): under load, lower priorities wait or are shed first."""
+
+    name: DNSLabel = Field(description="Objective name (suffix of the InferenceObjective).", examples=["interactive"])
+    priority: StrictInt = Field(ge=-1000, le=1000, description="Higher is served first; negative may be shed.")
+
+
+class LLMServing(Section):
+    """KServe's LLMInferenceService for `model.serving: llm`: vLLM pods, an endpoint picker that routes
+    by KV-cache and queue state (InferencePool), and an HTTPRoute on the platform's Gateway."""
+
+    parallelism: Parallelism = Field(default_factory=Parallelism, description="Parallelism of the (decode) pods.")
+    prefill: Optional[PrefillRole] = Field(
+        default=None, description="Disaggregated serving: prefill pods beside the decode pods; unset: one role.")
+    kvTransfer: KVTransfer = Field(default_factory=KVTransfer, description="KV-cache hand-over (with prefill).")
+    lora: Optional[LoRA] = Field(default=None, description="LoRA adapters; unset: none.")
+    kvCacheOffloading: Optional[KVCacheOffloading] = Field(default=None, description="KV-cache offloading; unset: off.")
+    schedulerReplicas: StrictInt = Field(default=1, ge=1, le=10, description="Endpoint picker replicas.")
+    objectives: list[Objective] = Field(
+        default_factory=list, description="Caller priorities (InferenceObjectives); a request picks one with the "
+        "x-gateway-inference-objective header.")
+
+
 # --- the file -------------------------------------------------------------------------------------
 
 
@@ -674,6 +769,8 @@ class ModelValues(Section):
     canary: Canary = Field(default_factory=Canary)
     mirror: Mirror = Field(default_factory=Mirror)
     rdma: RDMA = Field(default_factory=RDMA)
+    llm: Optional[LLMServing] = Field(
+        default=None, description="LLM-native serving settings (`model.serving: llm`); unset: the defaults.")
 
 
 # --- what the chart receives -------------------------------------------------------------------
@@ -701,6 +798,11 @@ class ChartRateLimit(Section):
     failureModeDeny: StrictBool
 
 
+class ChartGatewayRef(Section):
+    namespace: DNSLabel
+    name: DNSLabel
+
+
 class ChartPlatform(Section):
     """Platform settings a chart needs at template time (filled in by modelplat, not by owners)."""
 
@@ -708,6 +810,9 @@ class ChartPlatform(Section):
     rateLimit: ChartRateLimit = Field(description="Where the model's sidecars ask the global rate limit service.")
     gateway: str = Field(description="Istio gateway `<namespace>/<name>` exposed models are published on.")
     gatewayNamespace: DNSLabel = Field(description="Namespace the gateway's pods run in.")
+    gatewayApi: ChartGatewayRef = Field(description="The Gateway API Gateway LLMInferenceServices are routed on.")
+    routing: Literal["istio", "gateway-api"] = Field(
+        default="istio", description="VirtualService (istio) or HTTPRoutes (gateway-api) for exposure, canary, mirror.")
     jwtClaims: ChartJWTClaims = Field(description="Claims copied to request headers for rate and token limits.")
     scrape: Literal["annotations", "podMonitor", "both"] = Field(description="How Prometheus finds model metrics.")
     metricLabels: ChartMetricLabels = Field(description="Label names tying metric series to pods (alert expressions).")

@@ -78,12 +78,18 @@ class Model:
     def labels(self) -> dict[str, str]:
         return self.values["platform"]["metricLabels"]
 
+    @property
+    def workload(self) -> str:
+        """KServe's Deployment of the model's pods: <name>-predictor (RawDeployment), or
+        <name>-kserve for the (decode) pods of an LLMInferenceService."""
+        return f"{self.name}-{'kserve' if self.values['model'].get('serving') == 'llm' else 'predictor'}"
+
     def pod(self, n: int) -> str:
-        # KServe RawDeployment: Deployment <name>-predictor, so pods <name>-predictor-<rs>-<pod>.
-        return f"{self.name}-predictor-7c9d5b6f4-{'x2k4q z8m1p'.split()[n]}"
+        # Pods of a Deployment: <deployment>-<replicaset hash>-<pod>.
+        return f"{self.workload}-7c9d5b6f4-{'x2k4q z8m1p'.split()[n]}"
 
     def istio(self, **extra: str) -> dict[str, str]:
-        return {"reporter": "destination", "source_workload": "gateway", "destination_workload": f"{self.name}-predictor",
+        return {"reporter": "destination", "source_workload": "gateway", "destination_workload": self.workload,
                 "destination_workload_namespace": self.namespace, **extra}
 
     def vllm(self, n: int) -> dict[str, str]:

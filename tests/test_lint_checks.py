@@ -197,10 +197,10 @@ def tamper(files: dict[str, bytes]) -> dict[str, bytes]:
     # A stale entry (a model that is gone) and a file nobody lists.
     edit("ml-demo/kustomization.yaml", "  - iris/helmrelease.yaml\n",
          "  - iris/helmrelease.yaml\n  - retired/helmrelease.yaml\n")
-    files["llm-70b/llama-decode/extra.yaml"] = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n"
+    files["llm-70b/llama-70b/extra.yaml"] = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n"
     # A rate limit config the service would refuse: a duplicate key and a unit it does not know.
     configmap = _yaml.load(files[outputchecks.RATELIMIT_CONFIGMAP])
-    (key,) = [k for k in configmap["data"] if not k.startswith("tokens.")]  # the model's request limits
+    key = "llm.qwen-chat.yaml"  # the model's request limits
     config = _yaml.load(configmap["data"][key])
     config["descriptors"].append(dict(config["descriptors"][0]))
     config["descriptors"][1]["rate_limit"] = {"unit": "fortnight", "requests_per_unit": 100}
@@ -250,7 +250,7 @@ def test_promtool_fails_the_chart_with_the_broken_alert(tampered_report):
     assert qwen["status"] == "fail"
     assert qwen["detail"].startswith("llm/qwen-chat/chart/templates/prometheusrule.yaml: PrometheusRule/qwen-chat: promtool:")
     assert "ModelHighLatencyP99" in qwen["detail"] and "parse error" in qwen["detail"]
-    assert checks_of(tampered_report, "llama-prefill.yaml")["promtool"]["status"] == "pass"
+    assert checks_of(tampered_report, "llama-70b.yaml")["promtool"]["status"] == "pass"
 
 
 def test_kustomize_reports_the_stale_entry_and_the_unlisted_file(tampered_report):
@@ -259,9 +259,9 @@ def test_kustomize_reports_the_stale_entry_and_the_unlisted_file(tampered_report
     assert "ml-demo/kustomization.yaml: lists 'retired/helmrelease.yaml', which does not exist" in \
         wiring["kustomize build"]["detail"]
     assert "kustomize build:" in wiring["kustomize build"]["detail"]  # kustomize's own refusal, too
-    decode = checks_of(tampered_report, "llama-decode.yaml")["kustomize build"]
+    decode = checks_of(tampered_report, "llama-70b.yaml")["kustomize build"]
     assert decode["status"] == "fail"
-    assert decode["detail"] == ("llm-70b/llama-decode/extra.yaml: not listed in llm-70b/kustomization.yaml, "
+    assert decode["detail"] == ("llm-70b/llama-70b/extra.yaml: not listed in llm-70b/kustomization.yaml, "
                                 "so Flux never applies it")
     assert checks_of(tampered_report, "ml-demo/iris.yaml")["kustomize build"]["status"] == "pass"
 

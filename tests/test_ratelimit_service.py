@@ -171,7 +171,8 @@ def test_the_service_loads_every_rendered_limit(rendered, service):
     request_domains = {_yaml.load(t)["domain"] for t in rendered.configs.values()} - {
         d for d in (_yaml.load(t)["domain"] for t in rendered.configs.values()) if d.startswith("modelplat.tokens.")}
     assert {m.domain for m in rendered.models.values()} == request_domains
-    assert len(rendered.models) == 2
+    # qwen-chat twice (examples/llm and this test's chat/), and its LLM-native twin (examples/llm-native).
+    assert set(rendered.models) == {"llm/qwen-chat", "chat/qwen-chat", "llm-native/qwen-chat"}
     assert any(key.startswith("modelplat.tokens.team-search.scope_tenant.") for key in loaded)
 
 
@@ -359,7 +360,8 @@ def test_a_value_never_seen_before_gets_the_limit_of_its_key(rendered, fresh):
 
 
 def test_one_models_budget_does_not_touch_anothers(rendered, fresh):
-    first, second = sorted(rendered.models.values(), key=lambda m: m.values["ratelimitIPPerMinute"])
+    first, second = sorted((rendered.models[k] for k in ("llm/qwen-chat", "chat/qwen-chat")),
+                           key=lambda m: m.values["ratelimitIPPerMinute"])
     assert first.domain != second.domain and first.values["name"] == second.values["name"]
     burst_window()
     for _ in range(first.values["ratelimitIPPerMinute"] + 1):

@@ -147,7 +147,7 @@ def test_generated_suites_fail_when_the_chart_misbehaves(helm_unittest, tmp_path
     chart = tmp_path / "chart"
     shutil.copytree(REPO / "charts-out/llm/qwen-chat/chart", chart)
     assert subprocess.run([helm_unittest, "-f", "tests/*_test.yaml", str(chart)], capture_output=True).returncode == 0
-    template_file = chart / "templates/inferenceservice.yaml"
+    template_file = chart / "templates/_helpers.tpl"
     template_file.write_text(template_file.read_text().replace("operator: {{ if gt $gpu 0 }}In{{ else }}NotIn{{ end }}",
                                                               "operator: In"))
     result = subprocess.run([helm_unittest, "-f", "tests/*_test.yaml", str(chart)], capture_output=True, text=True)
@@ -155,11 +155,14 @@ def test_generated_suites_fail_when_the_chart_misbehaves(helm_unittest, tmp_path
 
 
 def test_lint_reports_a_broken_chart_as_failed(helm, kubeconform, helm_unittest, examples_copy, monkeypatch, tmp_path):
-    # A template that renders an invalid InferenceService must fail kubeconform inside `modelplat lint`.
+    # Templates that render an invalid InferenceService and LLMInferenceService must fail kubeconform
+    # inside `modelplat lint`.
     templates = tmp_path / "templates"
     shutil.copytree(REPO / "templates", templates)
     isvc = templates / "chart/templates/inferenceservice.yaml.j2"
     isvc.write_text(isvc.read_text().replace("minReplicas:", "minReplicaz:"))
+    llm = templates / "chart/templates/llminferenceservice.yaml.j2"
+    llm.write_text(llm.read_text().replace("  router:", "  routerr:"))
     code = (
         "import sys; from pathlib import Path; import modelplat.resources as r;"
         f"r.templates_dir = lambda: Path({str(templates)!r});"
@@ -171,6 +174,7 @@ def test_lint_reports_a_broken_chart_as_failed(helm, kubeconform, helm_unittest,
     statuses = {m["file"].rsplit("/", 1)[-1]: m["checks"]["kubeconform"]["status"] for m in report["models"]}
     assert set(statuses.values()) == {"fail"}
     assert any("minReplicaz" in m["checks"]["kubeconform"]["detail"] for m in report["models"])
+    assert any("routerr" in m["checks"]["kubeconform"]["detail"] for m in report["models"])
 
 
 def test_yaml_1_1_lookalikes_stay_strings(helm, lint_tools, tree, tmp_path):
@@ -233,7 +237,10 @@ def test_every_hpa_metric_is_served_by_the_adapter(helm):
         for doc in docs:
             if doc["kind"] == "HorizontalPodAutoscaler":
                 hpas += 1
-                assert doc["spec"]["scaleTargetRef"]["name"] == f"{model.split('/')[1]}-predictor"
+                # KServe's Deployment of the model's pods (an LLMInferenceService's decode pods).
+                llm = any(d["kind"] == "LLMInferenceService" for d in docs)
+                assert doc["spec"]["scaleTargetRef"]["name"] == \
+                    f"{model.split('/')[1]}-{'kserve' if llm else 'predictor'}"
                 for metric in doc["spec"]["metrics"]:
                     if metric["type"] == "Pods":
                         used.add(metric["pods"]["metric"]["name"])
@@ -263,27 +270,31 @@ def test_promtool_accepts_every_alert_expression(helm, tmp_path):
 
 
 def test_rdma_pods_get_networks_devices_and_ipc_lock_only(helm):
-    docs = rendered_examples(helm)["llm-70b/llama-prefill"]
+    docs = rendered_examples(helm)["llm-70b/llama-70b"]
     nad = next(d for d in docs if d["kind"] == "NetworkAttachmentDefinition")
     config = json.loads(nad["spec"]["config"])
     # The example chains the rdma CNI plugin after sriov (rdmaCni: exclusive RDMA netns mode).
     assert config == {"cniVersion": "0.3.1", "name": "kv-transfer", "plugins": [
         {"type": "sriov", "ipam": {"type": "whereabouts", "range": "192.168.100.0/24"}}, {"type": "rdma"}]}
     assert nad["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"] == "nvidia.com/rdma_vf"
-    predictor = isvc_of(docs)["spec"]["predictor"]
-    assert predictor["annotations"]["k8s.v1.cni.cncf.io/networks"] == "llm-70b/kv-transfer"
-    decode = rendered_examples(helm)["llm-70b/llama-decode"]
-    assert not [d for d in decode if d["kind"] == "NetworkAttachmentDefinition"], "decode uses prefill's network"
-    assert isvc_of(decode)["spec"]["predictor"]["annotations"]["k8s.v1.cni.cncf.io/networks"] == "llm-70b/kv-transfer"
-    assert predictor["schedulerName"] == "volcano"
-    assert predictor["annotations"]["scheduling.volcano.sh/queue-name"] == "llm-serving"
-    container = predictor["containers"][0]
-    assert container["securityContext"] == {"capabilities": {"add": ["IPC_LOCK"]}}
-    assert container["resources"]["requests"]["nvidia.com/rdma_vf"] == "1"
-    assert container["resources"]["limits"]["nvidia.com/rdma_vf"] == "1"
-    assert {"name": "NCCL_IB_DISABLE", "value": "0"} in container["env"]
+    spec = by_kind(docs, "LLMInferenceService")["spec"]
+    # Both roles of the prefill/decode pair attach to the one network (one NAD): the KV cache
+    # travels on one RDMA subnet.
+    for role, kv_role in ((spec, "kv_consumer"), (spec["prefill"], "kv_producer")):
+        assert role["annotations"]["k8s.v1.cni.cncf.io/networks"] == "llm-70b/kv-transfer"
+        assert role["annotations"]["scheduling.volcano.sh/queue-name"] == "llm-serving"
+        assert role["template"]["schedulerName"] == "volcano"
+        (container,) = role["template"]["containers"]
+        assert container["name"] == "main"
+        assert container["securityContext"] == {"capabilities": {"add": ["IPC_LOCK"]}}
+        assert container["resources"]["requests"]["nvidia.com/rdma_vf"] == "1"
+        assert container["resources"]["limits"]["nvidia.com/rdma_vf"] == "1"
+        env = {e["name"]: e for e in container["env"]}
+        assert env["NCCL_IB_DISABLE"]["value"] == "0" and env["KSERVE_INFER_ROCE"]["value"] == "true"
+        assert f'"kv_role":"{kv_role}"' in env["VLLM_ADDITIONAL_ARGS"]["value"]
+        assert env["VLLM_NIXL_SIDE_CHANNEL_HOST"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
-    assert pdb["spec"]["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "llama-prefill"}
+    assert pdb["spec"]["selector"]["matchLabels"] == {"modelplat.io/model": "llama-70b"}
 
 
 def by_kind(docs: list[dict], kind: str, name: str | None = None) -> dict:

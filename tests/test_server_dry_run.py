@@ -27,7 +27,7 @@ _yaml = YAML(typ="safe")
 # stack's (where the prometheus-adapter HelmRelease goes).
 PREINSTALLED_NAMESPACES = ("flux-system", "monitoring")
 EMITTED_KINDS = {"AuthorizationPolicy", "EnvoyFilter", "GitRepository", "HelmRelease", "HelmRepository",
-                 "InferenceService", "Kustomization", "Namespace", "NetworkAttachmentDefinition", "PeerAuthentication",
+                 "InferenceService", "LLMInferenceService", "InferenceObjective", "Kustomization", "Namespace", "NetworkAttachmentDefinition", "PeerAuthentication",
                  "PodDisruptionBudget", "HorizontalPodAutoscaler", "PrometheusRule", "RequestAuthentication",
                  "Telemetry", "VirtualService", "ConfigMap", "Deployment", "Service"}
 

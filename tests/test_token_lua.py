@@ -31,7 +31,7 @@ def envoyfilters(tmp_path_factory) -> dict[str, dict]:
 
     helm = need_tool("helm")
     result = pipeline.run([EXAMPLES])
-    (p,) = [p for p in result.plans if p.name == "qwen-chat"]
+    (p,) = [p for p in result.plans if (p.namespace, p.name) == ("llm", "qwen-chat")]
     root = tmp_path_factory.mktemp("qwen")
     for rel, data in render_model(p, result.platform).items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)

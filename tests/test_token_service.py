@@ -104,10 +104,12 @@ def rendered(tmp_path_factory):
                 per_route = route["typed_per_filter_config"][value["name"]]
                 filters.append(QuotaFilter(value["name"], value["typed_config"]["domain"], per_route["rate_limits"],
                                            value["typed_config"]["failure_mode_deny"]))
-        models[model_dir.name] = TokenModel(model_dir.name, values, filters)
+        key = f"{model_dir.parent.name}/{model_dir.name}"
+        models[key] = TokenModel(key, values, filters)
     configmap = _yaml.load((out / "_platform/ratelimit/configmap.yaml").read_text())
     deployment = _yaml.load((out / "_platform/ratelimit/ratelimit.yaml").read_text())
-    assert {"qwen-chat", "qwen-embed", "solo"} <= set(models)
+    # The LLM-native qwen-chat (an LLMInferenceService) gets the same token filters.
+    assert {"llm/qwen-chat", "llm/qwen-embed", "llm/solo", "llm-native/qwen-chat"} <= set(models)
     return models, dict(configmap["data"]), deployment
 
 
@@ -144,7 +146,7 @@ def test_every_descriptor_the_filters_can_send_has_a_limit(rendered, fresh):
 
 
 def test_a_caller_who_used_up_the_days_tokens_is_refused_at_request_time(rendered, fresh):
-    solo = rendered[0]["solo"]
+    solo = rendered[0]["llm/solo"]
     assert solo.call(fresh, "svc-a", "10.1.0.1", 30) == "OK"
     assert solo.call(fresh, "svc-a", "10.1.0.1", 20) == "OK"  # 50 of 50: still allowed (not over)
     assert solo.request(fresh, "svc-a", "10.1.0.1") == "OK"
@@ -157,14 +159,14 @@ def test_a_caller_who_used_up_the_days_tokens_is_refused_at_request_time(rendere
 
 
 def test_two_service_accounts_do_not_share_a_budget(rendered, fresh):
-    solo = rendered[0]["solo"]
+    solo = rendered[0]["llm/solo"]
     solo.call(fresh, "svc-a", "10.1.0.1", 60)
     assert solo.request(fresh, "svc-a", "10.1.0.3") == "modelplat.tokens.sa"  # from another address too
     assert solo.request(fresh, "svc-b", "10.1.0.1") == "OK"
 
 
 def test_responses_without_usage_count_nothing(rendered, fresh):
-    solo = rendered[0]["solo"]
+    solo = rendered[0]["llm/solo"]
     for _ in range(3):
         solo.call(fresh, "svc-a", "10.1.0.1", used=None)  # no "used" metadata: no descriptor at stream end
     solo.call(fresh, "svc-a", "10.1.0.1", 50)
@@ -173,7 +175,7 @@ def test_responses_without_usage_count_nothing(rendered, fresh):
 
 def test_a_tenant_shared_by_two_models_shares_its_quota(rendered, fresh):
     models = rendered[0]
-    chat, embed = models["qwen-chat"], models["qwen-embed"]
+    chat, embed = models["llm/qwen-chat"], models["llm/qwen-embed"]
     ip_limit = chat.values["tokenLimit"]["ipLimit"]
     assert embed.values["tokenLimit"]["ipLimit"] == ip_limit and chat.values["tokenLimit"]["shareTenantQuota"]
     assert chat.call(fresh, "svc-a", "10.2.0.1", ip_limit + 1) == "OK"
@@ -183,14 +185,14 @@ def test_a_tenant_shared_by_two_models_shares_its_quota(rendered, fresh):
 
 def test_a_quota_of_its_own_is_not_touched_by_the_tenants_shared_one(rendered, fresh):
     models = rendered[0]
-    chat, solo = models["qwen-chat"], models["solo"]
+    chat, solo = models["llm/qwen-chat"], models["llm/solo"]
     chat.call(fresh, "svc-a", "10.3.0.1", chat.values["tokenLimit"]["saLimit"] + 1)
     assert chat.request(fresh, "svc-a", "10.3.0.9") == "modelplat.tokens.sa"
     assert solo.request(fresh, "svc-a", "10.3.0.1") == "OK"
 
 
 def test_the_per_minute_quota_refuses_bursts(rendered, fresh):
-    chat = rendered[0]["qwen-chat"]
+    chat = rendered[0]["llm/qwen-chat"]
     per_minute = chat.values["tokenLimit"]["saLimitPerMinute"]
     assert per_minute < chat.values["tokenLimit"]["saLimit"]
     chat.call(fresh, "svc-burst", "10.4.0.1", per_minute + 1)

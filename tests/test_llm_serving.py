@@ -1,0 +1,158 @@
+"""LLM-native serving (KServe's LLMInferenceService): what a model owner writes, what modelplat
+refuses (each refusal is something KServe v0.20's controller or webhook would fail on, or a
+setting that would silently do nothing), and the chart values it plans. What KServe's controller
+makes of the rendered resource is checked by the engines tests (tests/test_engines.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelplat import pipeline
+
+from conftest import PLATFORM
+
+NATIVE = """\
+model:
+  format: huggingface
+  protocol: openai
+  serving: llm
+  storageUri: hf://Qwen/Qwen2.5-7B-Instruct
+resources:
+  requestGPU: 2
+  limitGPU: 2
+exposeModel:
+  enabled: true
+auth:
+  jwt:
+    enabled: true
+"""
+
+
+IDP = "domain: models.example.com\njwt:\n  issuer: https://idp.example.com\n  jwksUri: https://idp.example.com/jwks.json\n"
+
+
+def run(tree, text: str, platform: str = PLATFORM + IDP):
+    return pipeline.run([tree({"demo/chat.yaml": text}, platform=platform)])
+
+
+def codes(tree, text: str, platform: str = PLATFORM + IDP) -> dict[str, object]:
+    return {d.code: d for d in run(tree, text, platform).diagnostics}
+
+
+def plan_of(tree, text: str, platform: str = PLATFORM + IDP):
+    result = run(tree, text, platform)
+    assert [d for d in result.diagnostics if d.severity == "error"] == []
+    (plan,) = result.plans
+    return plan
+
+
+def test_an_llm_native_model_plans_an_llminferenceservice_and_no_virtualservice(tree):
+    p = plan_of(tree, NATIVE)
+    assert p.serving == "llm"
+    assert "llminferenceservice.yaml" in p.templates
+    assert "inferenceservice.yaml" not in p.templates and "virtualservice.yaml" not in p.templates
+    v = p.chart_values
+    # vLLM (or the routing sidecar of a prefill/decode pair) serves on 8000 in KServe's presets.
+    assert (v["model"]["serving"], v["model"]["port"], v["metrics"]["port"]) == ("llm", 8000, 8000)
+    assert v["platform"]["gatewayApi"] == {"namespace": "istio-system", "name": "inference-gateway"}
+    assert v["platform"]["gatewayNamespace"] == "istio-system"
+
+
+def test_the_platform_can_make_llm_serving_the_default_for_openai_models_only(tree):
+    platform = PLATFORM + IDP + "llmServing:\n  default: llm\ngatewayApi:\n  gateway: gw/llm-gateway\n"
+    openai = NATIVE.replace("  serving: llm\n", "")
+    p = plan_of(tree, openai, platform)
+    assert p.serving == "llm" and p.chart_values["platform"]["gatewayApi"] == {"namespace": "gw", "name": "llm-gateway"}
+    assert plan_of(tree, openai).serving == "inferenceservice"  # the platform's default default
+    sklearn = "model:\n  format: sklearn\n  storageUri: s3://m/x\n"
+    assert plan_of(tree, sklearn, platform).serving == "inferenceservice"
+    # A model can still ask for an InferenceService where the platform defaults to llm.
+    isvc = openai.replace("  protocol: openai\n", "  protocol: openai\n  serving: inferenceservice\n")
+    assert plan_of(tree, isvc, platform).serving == "inferenceservice"
+
+
+def test_prefill_pods_take_the_decode_pods_resources_and_nics_unless_they_set_their_own(tree):
+    text = NATIVE + """\
+rdma:
+  enabled: true
+  networks:
+    - name: kv
+      type: existing
+  resources:
+    rdma/roce_gdr: 1
+llm:
+  parallelism:
+    tensor: 2
+  prefill:
+    replicaCount: 3
+"""
+    v = plan_of(tree, text).chart_values
+    prefill = v["llm"]["prefill"]
+    assert prefill["resources"] == v["resources"]
+    assert prefill["parallelism"] == {"tensor": 2, "expert": False}
+    assert prefill["rdma"]["networks"] == [{"name": "kv", "type": "existing", "rdmaCni": False}]
+    assert v["metrics"]["port"] == 8001  # vLLM behind the decode pods' routing sidecar
+    own = text.replace("    replicaCount: 3\n", "    replicaCount: 3\n    resources:\n      requestCPU: '4'\n"
+                       "      requestGPU: 1\n      limitGPU: 1\n")
+    # One GPU cannot hold the decode pods' tensor parallelism, which the prefill pods inherit.
+    assert "llm-parallelism-gpus" in codes(tree, own)
+    own += "    parallelism:\n      tensor: 1\n"
+    prefill = plan_of(tree, own).chart_values["llm"]["prefill"]
+    assert prefill["resources"]["requestGPU"] == 1 and prefill["resources"]["requestCPU"] == "4"
+    assert prefill["parallelism"]["tensor"] == 1
+
+
+@pytest.mark.parametrize("change, code, key", [
+    (("  protocol: openai\n", ""), "llm-needs-openai", "model.serving"),
+    (("  format: huggingface\n", "  format: sklearn\n"), "llm-format", "model.format"),
+    (("  storageUri: hf://Qwen/Qwen2.5-7B-Instruct\n", "  storageUri: gs://b/qwen\n"), "llm-storage-scheme",
+     "model.storageUri"),
+    (("  serving: llm\n", "  serving: llm\n  command: [python]\n"), "llm-command", "model.command"),
+    (("exposeModel:\n  enabled: true\n", ""), "llm-needs-gateway", "exposeModel"),
+])
+def test_what_an_llminferenceservice_cannot_take_is_refused_with_its_key(tree, change, code, key):
+    d = codes(tree, NATIVE.replace(*change))[code]
+    assert d.key == key and d.severity == "error" and d.hint
+
+
+@pytest.mark.parametrize("llm, code", [
+    # KServe v0.20 ships no pipeline-parallel preset: its controller stops at ConfigNotFound.
+    ("  parallelism:\n    pipeline: 2\n", "llm-pipeline"),
+    # Its webhook refuses one without the other.
+    ("  parallelism:\n    data: 8\n", "llm-data-parallel"),
+    ("  parallelism:\n    data: 9\n    dataLocal: 2\n", "llm-data-parallel"),
+    # Both need vLLM's --kv-transfer-config; KServe's preset silently drops the offloading.
+    ("  prefill: {}\n  kvCacheOffloading:\n    cpu: 10Gi\n", "llm-offloading-with-prefill"),
+    ("  parallelism:\n    tensor: 4\n", "llm-parallelism-gpus"),
+    ("  lora:\n    adapters:\n      - name: chat\n        storageUri: hf://a/b\n", "llm-lora-name"),
+    ("  objectives:\n    - name: a\n      priority: 1\n    - name: a\n      priority: 2\n", "llm-objective-name"),
+])
+def test_llm_settings_kserve_would_not_honour_are_refused(tree, llm, code):
+    assert code in codes(tree, NATIVE + "llm:\n" + llm)
+
+
+def test_the_llm_section_or_a_canary_on_the_wrong_serving_is_refused(tree):
+    isvc = NATIVE.replace("  serving: llm\n", "  serving: inferenceservice\n  image: vllm/vllm-openai:v0.8.5\n"
+                          ).replace("format: huggingface", "format: custom")
+    assert "llm-needs-llm-serving" in codes(tree, isvc + "llm:\n  schedulerReplicas: 2\n")
+    assert "llm-canary" in codes(tree, NATIVE + "canary:\n  enabled: true\n  storageUri: hf://a/b\n")
+    assert "llm-env-reserved" in codes(
+        tree, NATIVE + "env:\n  - name: VLLM_ADDITIONAL_ARGS\n    value: x\nllm:\n  prefill: {}\n")
+
+
+def test_a_valid_llm_model_has_no_findings(tree):
+    text = NATIVE + """\
+llm:
+  parallelism:
+    tensor: 2
+  prefill:
+    replicaCount: 2
+  lora:
+    adapters:
+      - name: chat-support
+        storageUri: hf://acme/support-lora
+  objectives:
+    - name: interactive
+      priority: 10
+"""
+    assert run(tree, text).diagnostics == []
