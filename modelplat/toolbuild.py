@@ -31,6 +31,7 @@ TOOLS: dict[str, tuple[str | None, str]] = {
     "kube-apiserver": ("KUBERNETES", "lint --engines"),
     "kube-controller-manager": ("KUBERNETES", "lint --engines"),
     "kserve-manager": ("KSERVE", "lint --engines"),
+    "kserve-llmisvc": ("KSERVE", "lint --engines"),
     "source-controller": ("SOURCE_CONTROLLER", "lint --engines"),
     "kustomize-controller": ("KUSTOMIZE_CONTROLLER", "lint --engines"),
     "helm-controller": ("HELM_CONTROLLER", "lint --engines"),

@@ -27,7 +27,7 @@ _VERSION_ARGS = {
 
 
 # Tools whose cache folder is named after the project they come from, not the binary.
-_BUILT_AS = {"kserve-manager": "kserve"}
+_BUILT_AS = {"kserve-manager": "kserve", "kserve-llmisvc": "kserve"}
 
 
 def cache_root() -> Path:

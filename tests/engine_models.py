@@ -170,7 +170,7 @@ class Models:
         return render.render_tree(self.plans, self.gitops.platform)
 
     def deliver(self, files: dict[str, bytes] | None = None, message: str = "render"):
-        needed = runner.prerequisites(self.plans)
+        needed = runner.prerequisites(self.plans, self.gitops.platform)
         if needed:
             self.plane.apply("---\n".join(yamlout.dump(o) for o in needed))
         return runner.deliver(self.plane, self.gitops, files or self.files(), self.plans, message)

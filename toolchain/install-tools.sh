@@ -187,29 +187,50 @@ module_copy() {
 
 # Builds BINARY into DIR from a writable copy of MODULE (module_copy) and keeps the module's
 # folder DATA beside it as DIR/DATA_NAME. PREPARE (a function, or `true`) runs in the copy
-# before the build, for go.mod edits. Usage: build_from_copy DIR BINARY MODULE DATA DATA_NAME
-# PREPARE PACKAGE
+# before the build, for go.mod edits. More BINARY PACKAGE pairs after the first build from the
+# same copy. Usage: build_from_copy DIR BINARY MODULE DATA DATA_NAME PREPARE PACKAGE [BINARY PACKAGE]...
 build_from_copy() {
   local dir=$1 binary=$2 module=$3 data=$4 data_name=$5 prepare=$6 package=$7 tmp
+  shift 7
   tmp=$(module_copy "$module")
   trap 'rm -rf "${tmp:-}"' RETURN
   mkdir -p "$dir"
-  (cd "$tmp" && "$prepare" && go build "${GO_BUILD[@]}" -o "$dir/$binary.tmp" "$package")
+  (cd "$tmp" && "$prepare" && go build "${GO_BUILD[@]}" -o "$dir/$binary.tmp" "$package" &&
+    while [ $# -ge 2 ]; do go build "${GO_BUILD[@]}" -o "$dir/$1.tmp" "$2" || exit 1; shift 2; done)
   rm -rf "${dir:?}/$data_name" && cp -r "$tmp/$data" "$dir/$data_name"
   mv "$dir/$binary.tmp" "$dir/$binary"
+  while [ $# -ge 2 ]; do mv "$dir/$1.tmp" "$dir/$1"; shift 2; done
 }
 
-# KServe's controller manager, with the module's own config/ (CRDs, the inferenceservice-config
-# ConfigMap, serving runtimes, webhook configurations) kept beside it: the engines harness
-# installs exactly what this version ships.
+# KServe's controller manager and its LLMInferenceService controller (cmd/llmisvc), built from one
+# copy of the module, with the module's own config/ (CRDs, the inferenceservice-config ConfigMap,
+# serving runtimes, the llmisvc presets, webhook configurations) kept beside them: the engines
+# harness installs exactly what this version ships.
 install_kserve() {
   local dir="$CACHE/kserve-$KSERVE_VERSION"
-  [ -x "$dir/manager" ] && [ -d "$dir/config" ] && return
-  need_go; log "building the KServe $KSERVE_VERSION controller manager (cold: ~7 min)"
-  build_from_copy "$dir" manager "github.com/kserve/kserve@$KSERVE_VERSION" config config true ./cmd/manager
+  if ! { [ -x "$dir/manager" ] && [ -x "$dir/llmisvc" ] && [ -d "$dir/config" ]; }; then
+    need_go; log "building the KServe $KSERVE_VERSION controllers (cold: ~7 min, llmisvc ~3 min more)"
+    build_from_copy "$dir" manager "github.com/kserve/kserve@$KSERVE_VERSION" config config \
+      true ./cmd/manager llmisvc ./cmd/llmisvc
+  fi
+  module_crds "sigs.k8s.io/lws@$LWS_VERSION" config/crd/bases "$dir/crds-lws-$LWS_VERSION"
+  module_crds "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" config/crd/standard \
+    "$dir/crds-gateway-api-$GATEWAY_API_VERSION"
 }
 
-link_kserve() { ln -sfn "$CACHE/kserve-$KSERVE_VERSION/manager" "$BIN/kserve-manager"; }
+# Copies a module's CRD folder FOLDER to DEST (once): CRDs the engines install, at a pinned version.
+module_crds() {
+  local module=$1 folder=$2 dest=$3 src
+  [ -d "$dest" ] && return
+  need_go
+  src=$(go mod download -json "$module" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  rm -rf "$dest.tmp" && cp -r "$src/$folder" "$dest.tmp" && chmod -R u+w "$dest.tmp" && mv "$dest.tmp" "$dest"
+}
+
+link_kserve() {
+  ln -sfn "$CACHE/kserve-$KSERVE_VERSION/manager" "$BIN/kserve-manager"
+  ln -sfn "$CACHE/kserve-$KSERVE_VERSION/llmisvc" "$BIN/kserve-llmisvc"
+}
 
 # Flux's controllers. The `api` nested module is not in the module zip: drop the replace that
 # points at it so the published api module of the same version is used.
@@ -304,7 +325,7 @@ ALL_TOOLS=$(echo $ALL_TOOLS)  # one space between names
 unit() {
   case "$1" in
     kube-apiserver | kubectl | kube-controller-manager) echo kubernetes ;;
-    kserve-manager) echo kserve ;;
+    kserve-manager | kserve-llmisvc) echo kserve ;;
     redis-server) echo redis ;;
     flux) echo source-controller kustomize-controller helm-controller ;;
     *) echo "$1" ;;

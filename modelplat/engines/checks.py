@@ -182,8 +182,27 @@ def _deployment_findings(model: str, values: dict, variant: str, v: Variant) -> 
             f"{[c.get('name') for c in spec.get('containers') or []]}")
         return out
     cpath = f"spec.template.spec.containers[{KSERVE_CONTAINER}]"
+    _template_findings(bad, values, template, container, cpath, values.get("resources") or {}, values.get("rdma") or {})
+    model_values = values.get("model") or {}
+    if model_values.get("image") and variant == "primary" and container.get("image") != model_values["image"]:
+        bad(f"{cpath}.image", f"{container.get('image')!r}, the values ask for {model_values['image']!r}")
+    args = container.get("args") or []
+    wanted = [str(a) for a in model_values.get("args") or []]
+    if wanted and not _in_order(wanted, args):
+        bad(f"{cpath}.args", f"{args}, the values' args {wanted} are not all there in order")
+    replicas = values.get("replicaCount", 1)
+    if deployment["spec"].get("replicas") != replicas:
+        bad("spec.replicas", f"{deployment['spec'].get('replicas')}, the values ask for {replicas}")
+    out += _pod_findings(model, values, variant, v, expected)
+    return out
+
+
+def _template_findings(bad, values: dict, template: dict, container: dict, cpath: str, res: dict,
+                       rdma: dict) -> None:
+    """A serving pod template as the values ask it (resources `res`, NICs `rdma`: a prefill pod's
+    may differ from the model's): resources and GPUs, GPU placement, /dev/shm, RDMA, scheduling."""
     platform = values.get("platform") or {}
-    res = values.get("resources") or {}
+    spec = template["spec"]
     got = container.get("resources") or {}
     for section, key, value_key in (("requests", "cpu", "requestCPU"), ("requests", "memory", "requestMemory"),
                                     ("limits", "cpu", "limitCPU"), ("limits", "memory", "limitMemory")):
@@ -192,19 +211,12 @@ def _deployment_findings(model: str, values: dict, variant: str, v: Variant) -> 
         have = (got.get(section) or {}).get(key)
         if want is not None and quantity(want) != quantity(have):
             bad(f"{cpath}.resources.{section}.{key}", f"{have!r}, the values ask for {want!r}")
-    gpus = gpu_count(values)
+    gpus = max(int(res.get("requestGPU") or 0), int(res.get("limitGPU") or 0))
     gpu_name = platform.get("gpuResourceName", "nvidia.com/gpu")
     for section in ("requests", "limits"):
         have = (got.get(section) or {}).get(gpu_name)
         if quantity(have or 0) != gpus:
             bad(f"{cpath}.resources.{section}.{gpu_name}", f"{have!r}, the values ask for {gpus}")
-    model_values = values.get("model") or {}
-    if model_values.get("image") and variant == "primary" and container.get("image") != model_values["image"]:
-        bad(f"{cpath}.image", f"{container.get('image')!r}, the values ask for {model_values['image']!r}")
-    args = container.get("args") or []
-    wanted = [str(a) for a in model_values.get("args") or []]
-    if wanted and not _in_order(wanted, args):
-        bad(f"{cpath}.args", f"{args}, the values' args {wanted} are not all there in order")
 
     taint = platform.get("gpuTaintKey", "nvidia.com/gpu")
     tolerated = [t for t in spec.get("tolerations") or [] if t.get("key") == taint]
@@ -236,7 +248,6 @@ def _deployment_findings(model: str, values: dict, variant: str, v: Variant) -> 
                 f"the values ask for {shm.get('sizeLimit')!r}")
 
     annotations = template["metadata"].get("annotations") or {}
-    rdma = values.get("rdma") or {}
     caps = ((container.get("securityContext") or {}).get("capabilities") or {}).get("add") or []
     if rdma.get("enabled"):
         if not annotations.get("k8s.v1.cni.cncf.io/networks"):
@@ -259,11 +270,6 @@ def _deployment_findings(model: str, values: dict, variant: str, v: Variant) -> 
     if values.get("serviceAccountName") and spec.get("serviceAccountName") != values["serviceAccountName"]:
         bad("spec.template.spec.serviceAccountName", f"{spec.get('serviceAccountName')!r}")
 
-    replicas = values.get("replicaCount", 1)
-    if deployment["spec"].get("replicas") != replicas:
-        bad("spec.replicas", f"{deployment['spec'].get('replicas')}, the values ask for {replicas}")
-    out += _pod_findings(model, values, variant, v, expected)
-    return out
 
 
 def _transformer_findings(model: str, values: dict, variant: str, v: Variant) -> list[Finding]:
@@ -346,6 +352,149 @@ def _in_order(wanted: list[str], have: list[str]) -> bool:
 
 # --- Selectors ----------------------------------------------------------------------------------------
 
+# --- KServe's LLMInferenceService -------------------------------------------------------------------
+
+LLM_CONTAINER = "main"  # the container KServe's LLM presets run vLLM in
+# Conditions KServe's controller can bring to True here. The router's (GatewaysReady,
+# HTTPRoutesReady, InferencePoolReady) wait for a Gateway implementation to accept the route,
+# which the engines do not run: the route and pool themselves are checked instead.
+LLM_CONDITIONS = ("PresetsCombined", "MainWorkloadReady", "SchedulerWorkloadReady")
+
+
+def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: list[dict]) -> list[Finding]:
+    """The LLMInferenceService exists and its presets combined; the Deployments KServe made for the
+    decode and prefill pods carry what the values ask (resources, GPUs and their placement, RDMA,
+    parallelism, the KV hand-over, the served name); the InferencePool selects exactly the model's
+    pods, its endpoint picker runs, and the HTTPRoute on the platform's Gateway points at the pool."""
+    name = state.name
+    v = state.variants.get("primary")
+    where = f"LLMInferenceService {name}"
+    if v is None or v.isvc.get("kind") != "LLMInferenceService":
+        return [Finding(model, "kserve", where, "", "not in the cluster")]
+    llm = values.get("llm") or {}
+    prefill = llm.get("prefill")
+    out: list[Finding] = []
+    conditions = {c.get("type"): c for c in (v.isvc.get("status") or {}).get("conditions") or []}
+    for kind in LLM_CONDITIONS + (("PrefillWorkloadReady",) if prefill else ()):
+        cond = conditions.get(kind) or {}
+        if cond.get("status") != "True":
+            detail = " ".join(x for x in (cond.get("reason"), cond.get("message")) if x)
+            out.append(Finding(model, "kserve", where, f"status.conditions[{kind}]",
+                               f"{cond.get('status', 'missing')}" + (f": {detail}" if detail else "")))
+    roles = [("decode" if prefill else "both", f"{name}-kserve", v.deployments, v.pods, values.get("resources") or {},
+              values.get("rdma") or {}, llm.get("parallelism") or {}, values.get("replicaCount", 1))]
+    if prefill:
+        roles.append(("prefill", f"{name}-kserve-prefill", v.prefills, v.prefill_pods, prefill["resources"],
+                      prefill.get("rdma") or {}, prefill.get("parallelism") or {}, prefill["replicaCount"]))
+    elif v.prefills:
+        out.append(Finding(model, "kserve", where, "Deployments", "prefill pods the values do not ask for"))
+    for role, expected, deployments, pods, res, rdma, parallelism, replicas in roles:
+        out += _llm_workload_findings(model, values, role, expected, deployments, pods, res, rdma, parallelism, replicas)
+    schedulers = [d["metadata"]["name"] for d in v.schedulers]
+    if schedulers != [f"{name}-kserve-router-scheduler"]:
+        out.append(Finding(model, "kserve", where, "Deployments", f"endpoint picker Deployments {schedulers}, "
+                           f"expected [{name}-kserve-router-scheduler]"))
+    elif v.schedulers[0]["spec"].get("replicas") != llm.get("schedulerReplicas", 1):
+        out.append(Finding(model, "kserve", f"Deployment {schedulers[0]}", "spec.replicas",
+                           f"{v.schedulers[0]['spec'].get('replicas')}, the values ask for {llm.get('schedulerReplicas', 1)}"))
+    return out + _llm_routing_findings(model, values, state, v, namespace_pods)
+
+
+def _llm_workload_findings(model, values, role, expected, deployments, pods, res, rdma, parallelism,
+                           replicas) -> list[Finding]:
+    names = [d["metadata"]["name"] for d in deployments]
+    if names != [expected]:
+        return [Finding(model, "kserve", f"LLMInferenceService {model.split('/')[1]}", "Deployments",
+                        f"KServe made {names or 'no Deployment'} for the {role} pods, expected [{expected!r}]")]
+    deployment = deployments[0]
+    where = f"Deployment {expected}"
+    template = deployment["spec"]["template"]
+    out: list[Finding] = []
+
+    def bad(field: str, message: str) -> None:
+        out.append(Finding(model, "kserve", where, field, message))
+
+    container = _container(template["spec"], LLM_CONTAINER)
+    if container is None:
+        bad("spec.template.spec.containers", f"no container named {LLM_CONTAINER!r}")
+        return out
+    cpath = f"spec.template.spec.containers[{LLM_CONTAINER}]"
+    _template_findings(bad, values, template, container, cpath, res, rdma)
+    # vLLM's command line, as KServe's preset script renders it from the spec.
+    command = " ".join(str(a) for a in (container.get("command") or []) + (container.get("args") or []))
+    served = (values.get("model") or {}).get("servedModelName") or values.get("name")
+    if f'--served-model-name "{served}"' not in command:
+        bad(f"{cpath}.command", f"vLLM is not started with --served-model-name {served!r}")
+    tensor = parallelism.get("tensor")
+    if tensor and f"--tensor-parallel-size {tensor}" not in command:
+        bad(f"{cpath}.command", f"vLLM is not started with --tensor-parallel-size {tensor}")
+    wanted = [str(a) for a in (values.get("model") or {}).get("args") or []]
+    if wanted and not _in_order(wanted, [str(a) for a in container.get("args") or []]):
+        bad(f"{cpath}.args", f"the values' args {wanted} are not passed to vLLM in order")
+    env = {e.get("name"): e for e in container.get("env") or []}
+    if role in ("decode", "prefill"):
+        kv_role = "kv_producer" if role == "prefill" else "kv_consumer"
+        if kv_role not in str((env.get("VLLM_ADDITIONAL_ARGS") or {}).get("value", "")):
+            bad(f"{cpath}.env[VLLM_ADDITIONAL_ARGS]", f"no --kv_transfer_config with {kv_role}")
+    labels = template["metadata"].get("labels") or {}
+    want_labels = {"modelplat.io/model": values.get("name"), "modelplat.io/role": role,
+                   "modelplat.io/traffic": "internal" if role == "prefill" else "live"}
+    for key, value in want_labels.items():
+        if labels.get(key) != value:
+            bad(f"spec.template.metadata.labels[{key}]", f"{labels.get(key)!r}, expected {value!r}")
+    if deployment["spec"].get("replicas") != replicas:
+        bad("spec.replicas", f"{deployment['spec'].get('replicas')}, the values ask for {replicas}")
+    if len(pods) != replicas:
+        bad("pods", f"{len(pods)} pod(s) created, the values ask for {replicas}")
+    return out
+
+
+def _llm_routing_findings(model, values, state: ModelState, v: Variant, namespace_pods) -> list[Finding]:
+    name, out = state.name, []
+    pool = state.routing.get("InferencePool")
+    if pool is None:
+        return [Finding(model, "kserve", f"InferencePool {name}-inference-pool", "", "not in the cluster")]
+    where = f"InferencePool {name}-inference-pool"
+    selector = (pool.get("spec") or {}).get("selector") or {}
+    want = {p["metadata"]["name"] for p in v.pods + v.prefill_pods}
+    have = {p["metadata"]["name"] for p in namespace_pods if selects(selector, p["metadata"].get("labels") or {})}
+    if not want or want != have:
+        out.append(Finding(model, "kserve", where, "spec.selector",
+                           f"selects {sorted(have)}, the model's decode and prefill pods are {sorted(want)}"))
+    ports = [p.get("number") for p in (pool.get("spec") or {}).get("targetPorts") or []]
+    if ports != [values["model"]["port"]]:
+        out.append(Finding(model, "kserve", where, "spec.targetPorts", f"{ports}, the pods serve on {values['model']['port']}"))
+    picker = ((pool.get("spec") or {}).get("endpointPickerRef") or {}).get("name")
+    epp = state.routing.get("Service")
+    if epp is None or epp["metadata"]["name"] != picker:
+        out.append(Finding(model, "kserve", where, "spec.endpointPickerRef",
+                           f"names Service {picker!r}, which KServe did not make"))
+    route = state.routing.get("HTTPRoute")
+    where = f"HTTPRoute {name}-kserve-route"
+    if route is None:
+        return out + [Finding(model, "kserve", where, "", "not in the cluster")]
+    gateway = values["platform"]["gatewayApi"]
+    parents = [(p.get("namespace"), p.get("name")) for p in route["spec"].get("parentRefs") or []]
+    if parents != [(gateway["namespace"], gateway["name"])]:
+        out.append(Finding(model, "kserve", where, "spec.parentRefs",
+                           f"{parents}, the platform's Gateway is {gateway['namespace']}/{gateway['name']}"))
+    pools = [b for rule in route["spec"].get("rules") or [] for b in rule.get("backendRefs") or []
+             if b.get("kind") == "InferencePool"]
+    if not pools:
+        out.append(Finding(model, "kserve", where, "spec.rules", "no rule sends requests to the InferencePool"))
+    for backend in pools:
+        key = "InferencePool.x-k8s.io" if backend.get("group") == "inference.networking.x-k8s.io" else "InferencePool"
+        if backend.get("name") != f"{name}-inference-pool" or key not in state.routing:
+            out.append(Finding(model, "kserve", where, "spec.rules[].backendRefs",
+                               f"{backend.get('group')}/{backend.get('name')} is not a pool KServe made for {name}"))
+            break
+    for (kind, obj_name), obj in state.installed.items():
+        if kind == "InferenceObjective" and (obj["spec"].get("poolRef") or {}).get("name") != pool["metadata"]["name"]:
+            out.append(Finding(model, "kserve", f"InferenceObjective {obj_name}", "spec.poolRef",
+                               f"{obj['spec'].get('poolRef')} is not the model's pool {pool['metadata']['name']}"))
+    return out
+
+
 ALL = ("primary", "canary", "shadow")
 # Request limits and token quotas count each client request once: the shadow's traffic is a copy.
 LIVE = ("primary", "canary")
@@ -383,7 +532,7 @@ def selector_findings(model: str, state: ModelState, namespace_pods: list[dict],
     owner_of: dict[str, str] = {}  # pod name -> "<model>/<variant>", for readable messages
     for other in all_states.values():
         for variant, v in other.variants.items():
-            for pod in v.pods + v.transformer_pods:
+            for pod in v.model_pods:
                 owner_of[pod["metadata"]["name"]] = f"{other.name}/{variant}"
     for (kind, name), obj in sorted(state.installed.items()):
         if kind == "HorizontalPodAutoscaler":
@@ -400,8 +549,7 @@ def selector_findings(model: str, state: ModelState, namespace_pods: list[dict],
         # is one); every other object covers all of a variant's pods.
         entry = key in ENTRY_ONLY
         want = {p["metadata"]["name"] for variant in intended if variant in state.variants
-                for p in (state.variants[variant].entry_pods if entry else
-                          state.variants[variant].pods + state.variants[variant].transformer_pods)}
+                for p in (state.variants[variant].entry_pods if entry else state.variants[variant].model_pods)}
         have = {p["metadata"]["name"] for p in namespace_pods
                 if selects(selector_of(obj), (p["metadata"].get("labels") or {}))}
         if want != have:
@@ -438,6 +586,15 @@ EXT_AUTHZ = "envoy.filters.http.ext_authz"
 RATELIMIT = "envoy.filters.http.ratelimit"
 
 
+def _counted(values: dict, variant: str, component: str) -> bool:
+    """Whether clients' requests are counted (request limits, token quotas) at this pod: not the
+    shadow's, not a predictor's behind a transformer, not an LLM's prefill pods (their requests
+    come from the decode pods' routing sidecar)."""
+    if variant not in LIVE or component == "prefill":
+        return False
+    return component == "transformer" or not values.get("transformer")
+
+
 def expected_filters(values: dict, variant: str, component: str = "predictor") -> list[str]:
     """The inbound HTTP filters modelplat promises (docs/checks.md), in Istio's order: the identity
     Lua first (INSERT_FIRST); a CUSTOM policy's rbac filter (it marks the requests the policy
@@ -447,8 +604,7 @@ def expected_filters(values: dict, variant: str, component: str = "predictor") -
     auth = values.get("auth") or {}
     on = auth.get("enabled")
     jwt = on and (auth.get("jwt") or {}).get("enabled")
-    # Behind a transformer the predictor is not where clients' requests are counted.
-    counted = variant in LIVE and (component == "transformer" or not values.get("transformer"))
+    counted = _counted(values, variant, component)
     names = [IDENTITY_LUA] if jwt else []
     if on and (auth.get("customAuthz") or {}).get("enabled"):
         names += [RBAC, EXT_AUTHZ]
@@ -482,7 +638,7 @@ def istio_findings(model: str, values: dict, variant: str, pod: str, port: int, 
                         "no HTTP filter chain for the model's port")]
     out = []
     want = expected_filters(values, variant, component)
-    counted = variant in LIVE and (component == "transformer" or not values.get("transformer"))
+    counted = _counted(values, variant, component)
     for chain in chains:
         names = http_filter_names(chain)
         seen = [n for n in names if n in TRACKED]
@@ -594,8 +750,8 @@ def _traffic_findings(model: str, values: dict, where: str, vhosts: list[dict], 
 def gateway_findings(model: str, values: dict, gateway: ProxyConfig, state: ModelState, platform) -> list[Finding]:
     """An exposed model's host on the platform gateway routes as the values ask."""
     expose = values.get("exposeModel") or {}
-    if not expose.get("enabled"):
-        return []
+    if not expose.get("enabled") or (values.get("model") or {}).get("serving") == "llm":
+        return []  # an LLMInferenceService is routed by KServe's HTTPRoute (llm_findings)
     host = expose.get("host")
     vhosts = _vhosts_for(gateway, host)
     if not vhosts:

@@ -29,6 +29,16 @@ class Variant:
     pods: list[dict] = field(default_factory=list)  # the predictor's
     transformers: list[dict] = field(default_factory=list)  # KServe's <isvc>-transformer Deployment
     transformer_pods: list[dict] = field(default_factory=list)
+    # An LLMInferenceService (isvc): its decode Deployment and pods above, its prefill pods here,
+    # and the endpoint picker's Deployment (<name>-kserve-router-scheduler), not a model pod.
+    prefills: list[dict] = field(default_factory=list)
+    prefill_pods: list[dict] = field(default_factory=list)
+    schedulers: list[dict] = field(default_factory=list)
+
+    @property
+    def model_pods(self) -> list[dict]:
+        """Every pod that runs the model: predictor, transformer, or an LLM's decode and prefill."""
+        return self.pods + self.transformer_pods + self.prefill_pods
 
     @property
     def entry_pods(self) -> list[dict]:
@@ -43,6 +53,9 @@ class ModelState:
     release_objects: list[tuple[str, str, str]]  # (kind, namespace, name) from Helm's release record
     variants: dict[str, Variant]
     installed: dict[tuple[str, str], dict]  # (kind, name) -> the object as the cluster holds it
+    # An LLMInferenceService's routing as KServe made it: "InferencePool", "InferencePool.x-k8s.io",
+    # "HTTPRoute", "Service" (the endpoint picker's) -> the object, when present.
+    routing: dict[str, dict] = field(default_factory=dict)
 
 
 def helm_release_manifest(kube: Kube, namespace: str, release: str) -> tuple[int, str]:
@@ -95,7 +108,32 @@ def model_state(kube: Kube, namespace: str, name: str, *, pods: list[dict] | Non
             return [p for p in pods if rs_deployment.get(owner(p, "ReplicaSet") or "") in names]
 
         variants[variant] = Variant(variant, isvc, predictors, pods_of(predictors), transformers, pods_of(transformers))
-    return ModelState(namespace, name, objects, variants, installed)
+    routing: dict[str, dict] = {}
+    llm = kube.get("LLMInferenceService", namespace, name)
+    if llm is not None:
+        mine = [d for d in deployments if owner(d, "LLMInferenceService") == name]
+        role = lambda d: (d["spec"]["template"]["metadata"].get("labels") or {}).get("app.kubernetes.io/component")  # noqa: E731
+        decode = [d for d in mine if role(d) == "llminferenceservice-workload"]
+        prefill = [d for d in mine if role(d) == "llminferenceservice-workload-prefill"]
+        scheduler = [d for d in mine if d not in decode and d not in prefill]
+
+        def pods_of_llm(owned: list[dict]) -> list[dict]:
+            names = {d["metadata"]["name"] for d in owned}
+            return [p for p in pods if rs_deployment.get(owner(p, "ReplicaSet") or "") in names]
+
+        variants["primary"] = Variant("primary", llm, decode, pods_of_llm(decode), prefills=prefill,
+                                      prefill_pods=pods_of_llm(prefill), schedulers=scheduler)
+        for kind in ("InferencePool", "InferencePool.x-k8s.io"):
+            pool = kube.get(kind, namespace, f"{name}-inference-pool")
+            if pool is not None:
+                routing[kind] = pool
+        route = kube.get("HTTPRoute", namespace, f"{name}-kserve-route")
+        if route is not None:
+            routing["HTTPRoute"] = route
+        epp = kube.get("Service", namespace, f"{name}-epp-service")
+        if epp is not None:
+            routing["Service"] = epp
+    return ModelState(namespace, name, objects, variants, installed, routing)
 
 
 def selects(selector: dict | None, labels: dict) -> bool:

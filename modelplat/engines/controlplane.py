@@ -47,6 +47,7 @@ class Engines:
     kubectl: str
     controller_manager: str
     kserve_manager: str
+    kserve_llmisvc: str  # KServe's LLMInferenceService controller (cmd/llmisvc), built beside the manager
     kustomize: str
     openssl: str
     sidecar_config: str  # Istio's config generation (toolchain/sidecar-config)
@@ -57,6 +58,12 @@ class Engines:
         """KServe's own config/ folder of the built version, kept beside its manager binary."""
         return Path(os.path.realpath(self.kserve_manager)).parent / "config"
 
+    def llm_crds(self) -> list[Path]:
+        """CRDs the LLMInferenceService controller needs beyond KServe's: LeaderWorkerSet and the
+        Gateway API, copied into KServe's build folder from their modules at pinned versions."""
+        build = Path(os.path.realpath(self.kserve_manager)).parent
+        return sorted(p for p in build.iterdir() if p.is_dir() and p.name.startswith("crds-"))
+
     def flux_crds(self, controller: str) -> Path:
         return Path(os.path.realpath(self.flux[controller])).parent / "crds"
 
@@ -65,6 +72,7 @@ class Engines:
         """The engines from PATH or the tool cache; (None, missing names) when any is missing."""
         names = {"etcd": "etcd", "apiserver": "kube-apiserver", "kubectl": "kubectl",
                  "controller_manager": "kube-controller-manager", "kserve_manager": "kserve-manager",
+                 "kserve_llmisvc": "kserve-llmisvc",
                  "kustomize": "kustomize", "openssl": "openssl", "sidecar_config": "sidecar-config"}
         found = {attr: tools.find(tool) for attr, tool in names.items()}
         flux = {c: tools.find(c) for c in FLUX_CONTROLLERS}
@@ -288,6 +296,34 @@ class ControlPlane:
                 "TMPDIR": str(self.workdir / "kserve-tmp")})
         self.wait_http("kserve-manager", proc, f"http://127.0.0.1:{probe_port}/readyz")
         self.apply(_dump_all(loopback_webhooks(config / "webhook" / "manifests.yaml", webhook_port, ca)))
+        self._start_llmisvc(config, ca)
+
+    def _start_llmisvc(self, config: Path, ca: bytes) -> None:
+        """KServe's LLMInferenceService controller with its webhooks (defaulting, validation, and
+        the v1alpha1/v1alpha2 conversion its CRD asks the API server to call), its presets
+        (LLMInferenceServiceConfigs in kserve), and the CRDs of what it creates: InferencePools,
+        llm-d's kinds, LeaderWorkerSets and the Gateway API. It reads the inferenceservice-config
+        ConfigMap the manager's start applied."""
+        webhook_port, probe_port, metrics_port = free_port(), free_port(), free_port()
+        bundle = base64.b64encode(ca).decode()
+        crds = [d for d in _yaml.load_all(self.kustomize_build(config / "crd" / "full" / "llmisvc")) if d]
+        for crd in crds:
+            conversion = (crd.get("spec") or {}).get("conversion") or {}
+            if conversion.get("strategy") == "Webhook":
+                conversion["webhook"]["clientConfig"] = {"url": f"https://127.0.0.1:{webhook_port}/convert",
+                                                         "caBundle": bundle}
+        path = self.workdir / "llmisvc-crds.yaml"
+        path.write_text(_dump_all(crds))
+        self.api.install_crds(path, config / "llmisvc" / "gateway-inference-extension.yaml",
+                              *self.engines.llm_crds())
+        self.apply(self.kustomize_build(config / "llmisvcconfig"))
+        proc = self.spawn("kserve-llmisvc", [
+            self.engines.kserve_llmisvc, f"--kubeconfig={self.api.kubeconfig}",
+            f"--metrics-addr=127.0.0.1:{metrics_port}", "--metrics-secure=false",
+            f"--health-probe-addr=127.0.0.1:{probe_port}", f"--webhook-port={webhook_port}",
+        ], env={"POD_NAMESPACE": KSERVE_NAMESPACE, "TMPDIR": str(self.workdir / "kserve-tmp")})
+        self.wait_http("kserve-llmisvc", proc, f"http://127.0.0.1:{probe_port}/readyz")
+        self.apply(_dump_all(loopback_webhooks(config / "webhook" / "llmisvc" / "manifests.yaml", webhook_port, ca)))
 
     def _webhook_certs(self, certs: Path) -> bytes:
         openssl = self.engines.openssl

@@ -59,10 +59,24 @@ def chart_objects(plans, platform: PlatformSettings, root) -> dict[str, set[tupl
     return out
 
 
-def prerequisites(plans) -> list[dict]:
+def prerequisites(plans, platform: PlatformSettings | None = None) -> list[dict]:
     """Cluster objects the models name but do not own, which a platform team creates once:
-    PriorityClasses and ServiceAccounts (the API server refuses pods naming a missing one)."""
+    PriorityClasses and ServiceAccounts (the API server refuses pods naming a missing one), and
+    for LLM-native models the platform's Gateway and its GatewayClass (KServe creates no routing
+    for a model whose Gateway is missing)."""
     objects, seen = [], set()
+    if platform is not None and any(p.serving == "llm" for p in plans):
+        namespace, name = platform.gatewayApi.gateway.split("/", 1)
+        objects += [
+            {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+             "metadata": {"name": platform.gatewayApi.gatewayClass},
+             "spec": {"controllerName": f"{platform.gatewayApi.gatewayClass}.io/gateway-controller"}},
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+            {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+             "metadata": {"name": name, "namespace": namespace},
+             "spec": {"gatewayClassName": platform.gatewayApi.gatewayClass, "listeners": [
+                 {"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}}]}},
+        ]
     for p in plans:
         values = p.chart_values
         priority = (values.get("scheduling") or {}).get("priorityClassName")
@@ -125,7 +139,10 @@ def verify(plane: ControlPlane, gitops: GitOps, plans, settled: Settled,
         key = f"{p.namespace}/{p.name}"
         findings += checks.flux_findings(key, settled.releases.get((p.namespace, p.name)), states[key],
                                          expected_objects.get(key, set()))
-        findings += checks.kserve_findings(key, p.chart_values, states[key], warnings[p.namespace])
+        if p.serving == "llm":
+            findings += checks.llm_findings(key, p.chart_values, states[key], listed[p.namespace][0])
+        else:
+            findings += checks.kserve_findings(key, p.chart_values, states[key], warnings[p.namespace])
         findings += checks.selector_findings(key, states[key], listed[p.namespace][0], states)
     report = EngineReport(settled, states, findings, timings={**timings, "read": time.monotonic() - started})
     if not istio_config:
@@ -191,8 +208,10 @@ def _istio(report: EngineReport, plans, platform: PlatformSettings, kube) -> Non
                 if kind == "VirtualService" and platform.gateway in obj["spec"].get("gateways", []):
                     hosts += [h for h in obj["spec"]["hosts"] if not h.endswith(".svc.cluster.local")]
         for variant, v in state.variants.items():
-            # One pod of each component: the predictor's, and the transformer's when there is one.
-            for component, pods in (("predictor", v.pods), ("transformer", v.transformer_pods)):
+            # One pod of each component: the predictor's, the transformer's when there is one, an
+            # LLM's prefill pods' (its decode pods are its "predictor").
+            for component, pods in (("predictor", v.pods), ("transformer", v.transformer_pods),
+                                    ("prefill", v.prefill_pods)):
                 if pods:
                     pod = pods[0]
                     name = f"{key}/{variant}" + ("" if component == "predictor" else f"/{component}")
@@ -221,7 +240,8 @@ def _istio(report: EngineReport, plans, platform: PlatformSettings, kube) -> Non
         key = f"{p.namespace}/{p.name}"
         state = report.states[key]
         for variant, v in state.variants.items():
-            for component, pods in (("predictor", v.pods), ("transformer", v.transformer_pods)):
+            for component, pods in (("predictor", v.pods), ("transformer", v.transformer_pods),
+                                    ("prefill", v.prefill_pods)):
                 at = variant if component == "predictor" else f"{variant}/{component}"
                 proxy = report.pod_of.get((key, at))
                 if proxy is None:
@@ -240,8 +260,11 @@ def serving_port(services: dict[tuple[str, str], dict], v, component: str = "pre
     """The pod port traffic for this variant arrives on: the targetPort of the Service KServe
     made for it (its agent's port when the inference logger is on, not the model's)."""
     isvc = v.isvc["metadata"]
-    service = services.get((isvc["namespace"], f"{isvc['name']}-{component}")) or {}
-    pod = (v.transformer_pods if component == "transformer" else v.pods)[0]
+    # KServe's Service of an LLMInferenceService selects its decode and prefill pods alike.
+    service_name = (f"{isvc['name']}-kserve-workload-svc" if v.isvc.get("kind") == "LLMInferenceService"
+                    else f"{isvc['name']}-{component}")
+    service = services.get((isvc["namespace"], service_name)) or {}
+    pod = {"transformer": v.transformer_pods, "prefill": v.prefill_pods}.get(component, v.pods)[0]
     for port in (service.get("spec") or {}).get("ports") or []:
         target = port.get("targetPort", port.get("port"))
         if isinstance(target, int):
@@ -260,7 +283,7 @@ def run(plane: ControlPlane, plans, platform: PlatformSettings, root, message: s
     from .. import render
 
     gitops = GitOps(plane, engine_platform(platform, plane.git.repo_url))
-    needed = prerequisites(plans)
+    needed = prerequisites(plans, gitops.platform)
     if needed:
         plane.apply("---\n".join(yamlout.dump(o) for o in needed))
     files = render.render_tree(plans, gitops.platform)
