@@ -320,8 +320,8 @@ def diff(
 
 @app.command(name="import")
 def import_(
-    source: Path = typer.Argument(..., help="KServe InferenceServices (one or many documents), or a seed-platform "
-                                            "HelmRelease (or a bare values file)."),
+    source: Path = typer.Argument(..., help="KServe InferenceServices and LLMInferenceServices (one or many "
+                                            "documents), or a seed-platform HelmRelease (or a bare values file)."),
     output: Optional[Path] = typer.Option(
         None, "--output", "-o", help="Where to write: a values file, or for several InferenceServices a folder "
                                      "(<folder>/<name>.yaml each; default: stdout)."),
@@ -331,7 +331,7 @@ def import_(
         None, "--platform", help="Platform settings file, for lint's rules (default: platform.yaml next to or "
                                  "above --output, else the working directory)."),
 ) -> None:
-    """Turn KServe InferenceServices, or a seed-style HelmRelease, into modelplat values files,
+    """Turn KServe InferenceServices and LLMInferenceServices, or a seed-style HelmRelease, into modelplat values files,
     reporting every field it could not map and every problem lint would refuse."""
     from .errors import InvalidInput
     from .importer import to_yaml, validate_imported
