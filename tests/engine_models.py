@@ -114,6 +114,15 @@ RUNTIME_MODELS = {
         "canary": {"enabled": True, "storageUri": "gs://models/bert/2"}, "primaryLoad": 80,
         "exposeModel": {"enabled": True}, "auth": {"jwt": {"enabled": True}}, "ratelimitIPPerMinute": 60,
         "metrics": {"enabled": False}},  # Triton's 8002 is undeclared: no PodMonitor could scrape it
+    # An LLM served LLM-natively across pods: data and expert parallelism make each replica a
+    # LeaderWorkerSet group of data/dataLocal pods (KServe's worker-data-parallel preset).
+    "llm-dp/moe.yaml": {
+        "model": {"format": "huggingface", "protocol": "openai", "serving": "llm", "storageUri": "hf://acme/moe-16x2b"},
+        "resources": {"requestCPU": "4", "requestMemory": "16Gi", "limitMemory": "16Gi", "requestGPU": 2, "limitGPU": 2},
+        "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+        "exposeModel": {"enabled": True}, "auth": {"jwt": {"enabled": True}},
+        "autoscaling": {"enabled": True, "maxReplicaCount": 3, "targetQueueDepth": 10},
+        "llm": {"parallelism": {"data": 4, "dataLocal": 2, "expert": True}}},
 }
 
 

@@ -175,6 +175,45 @@ def test_kserve_llm_controller_makes_the_workloads_pool_and_route_the_values_ask
     assert {o["spec"]["poolRef"]["name"] for o in objectives} == {"qwen-chat-inference-pool"}
 
 
+def test_an_llms_limits_count_at_its_decode_pods_never_at_its_prefill_pods(models):
+    """Istio's config generation for the pods KServe made for llama-70b: the request limit and token
+    quota filters sit on the decode pods' sidecars (where a client's request arrives once) and not
+    on the prefill pods', whose requests come from the decode pods' routing sidecar; the mesh's
+    authentication and authorization guard both."""
+    report, key = models.report, "llm-70b/llama-70b"
+
+    def filters(at: str) -> list[str]:
+        config = report.proxies[report.pod_of[(key, at)]]
+        (chain, *_) = config.inbound_chains(report.ports[(key, at)])
+        return [f["name"] for f in http_filters(chain)]
+
+    decode, prefill = filters("primary"), filters("primary/prefill")
+    assert report.ports[(key, "primary")] == report.ports[(key, "primary/prefill")] == 8000
+    for counted in (checks.RATELIMIT, checks.TOKENS_LUA):
+        assert counted in decode and counted not in prefill
+    for guard in (checks.JWT, checks.RBAC):
+        assert guard in decode and guard in prefill
+
+
+def test_a_multi_node_llm_is_a_leaderworkerset_of_data_parallel_groups(models):
+    """llm-dp/moe: data 4 over dataLocal 2 makes each replica a LeaderWorkerSet group of two pods,
+    both running vLLM's data-parallel ranks with the GPUs asked; the HPA scales whole groups."""
+    report, key = models.report, "llm-dp/moe"
+    assert report.by_model(key) == []
+    v = report.states[key].variants["primary"]
+    assert v.deployments == [] and [g["metadata"]["name"] for g in v.groups] == ["moe-kserve-mn"]
+    template = v.groups[0]["spec"]["leaderWorkerTemplate"]
+    assert template["size"] == 2
+    for part in ("leaderTemplate", "workerTemplate"):
+        main = next(c for c in template[part]["spec"]["containers"] if c["name"] == "main")
+        assert main["resources"]["limits"]["nvidia.com/gpu"] == "2"
+        command = " ".join(main.get("command", []) + main.get("args", []))
+        assert "--data-parallel-size 4" in command and "--enable-expert-parallel" in command
+    (hpa,) = [o for (kind, _), o in report.states[key].installed.items() if kind == "HorizontalPodAutoscaler"]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+                                             "name": "moe-kserve-mn"}
+
+
 def test_what_kserve_adds_on_its_own_is_known(models):
     """KServe's defaulting and pod mutator add things the values never asked for: each is listed
     here (and in docs/checks.md) so a new KServe release that changes them is noticed."""
@@ -211,7 +250,10 @@ def test_istio_puts_every_promised_filter_and_route_config_on_each_model_pod(mod
     assert transformers == 2  # runtimes/bert: the primary's and the canary's
     prefills = sum(1 for s in report.states.values() for v in s.variants.values() if v.prefill_pods)
     assert prefills == 1  # llm-70b/llama-70b
-    assert len(report.proxies) == sum(len(s.variants) for s in report.states.values()) + transformers + prefills + 1
+    # A multi-node LLM's pods come from the LeaderWorkerSet controller, which the engines do not run.
+    with_pods = sum(1 for s in report.states.values() for v in s.variants.values() if v.pods)
+    assert with_pods == sum(len(s.variants) for s in report.states.values()) - 1  # llm-dp/moe
+    assert len(report.proxies) == with_pods + transformers + prefills + 1
 
 
 def _chain(models, key: str, variant: str = "primary"):

@@ -171,8 +171,9 @@ def test_the_service_loads_every_rendered_limit(rendered, service):
     request_domains = {_yaml.load(t)["domain"] for t in rendered.configs.values()} - {
         d for d in (_yaml.load(t)["domain"] for t in rendered.configs.values()) if d.startswith("modelplat.tokens.")}
     assert {m.domain for m in rendered.models.values()} == request_domains
-    # qwen-chat twice (examples/llm and this test's chat/), and its LLM-native twin (examples/llm-native).
-    assert set(rendered.models) == {"llm/qwen-chat", "chat/qwen-chat", "llm-native/qwen-chat"}
+    # qwen-chat twice (examples/llm and this test's chat/), its LLM-native twin (examples/llm-native)
+    # and the LLM-native llama-70b.
+    assert set(rendered.models) == {"llm/qwen-chat", "chat/qwen-chat", "llm-native/qwen-chat", "llm-70b/llama-70b"}
     assert any(key.startswith("modelplat.tokens.team-search.scope_tenant.") for key in loaded)
 
 
@@ -383,8 +384,8 @@ def test_refused_requests_still_spend_the_other_budget_as_configured(rendered, f
     is set: a caller refused for its address still uses up its account's budget."""
     stop = deployment_settings(rendered.deployment).get("STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT", "false") == "true"
     refused = 2
-    model = next(m for m in rendered.models.values()
-                 if m.values["ratelimitIPPerMinute"] + refused < m.values["ratelimitEachSAPerMinute"])
+    model = next(m for m in rendered.models.values() if "ratelimitIPPerMinute" in m.values
+                 and m.values["ratelimitIPPerMinute"] + refused < m.values.get("ratelimitEachSAPerMinute", 0))
     ip_limit, sa_limit = model.values["ratelimitIPPerMinute"], model.values["ratelimitEachSAPerMinute"]
     burst_window()
     for _ in range(ip_limit + refused):

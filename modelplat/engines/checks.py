@@ -375,7 +375,12 @@ def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: li
     prefill = llm.get("prefill")
     out: list[Finding] = []
     conditions = {c.get("type"): c for c in (v.isvc.get("status") or {}).get("conditions") or []}
-    for kind in LLM_CONDITIONS + (("PrefillWorkloadReady",) if prefill else ()):
+    wanted = LLM_CONDITIONS + (("PrefillWorkloadReady",) if prefill else ())
+    if multi_node(llm.get("parallelism") or {}):
+        # A LeaderWorkerSet is ready once the LeaderWorkerSet controller made its pods, which the
+        # engines do not run: the group's spec is judged instead (_llm_group_findings).
+        wanted = tuple(k for k in wanted if k != "MainWorkloadReady")
+    for kind in wanted:
         cond = conditions.get(kind) or {}
         if cond.get("status") != "True":
             detail = " ".join(x for x in (cond.get("reason"), cond.get("message")) if x)
@@ -389,6 +394,10 @@ def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: li
     elif v.prefills:
         out.append(Finding(model, "kserve", where, "Deployments", "prefill pods the values do not ask for"))
     for role, expected, deployments, pods, res, rdma, parallelism, replicas in roles:
+        if multi_node(parallelism):
+            group = f"{name}-kserve-mn" + ("-prefill" if role == "prefill" else "")
+            out += _llm_group_findings(model, values, role, group, v.groups, res, rdma, parallelism, replicas)
+            continue
         out += _llm_workload_findings(model, values, role, expected, deployments, pods, res, rdma, parallelism, replicas)
     schedulers = [d["metadata"]["name"] for d in v.schedulers]
     if schedulers != [f"{name}-kserve-router-scheduler"]:
@@ -398,6 +407,57 @@ def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: li
         out.append(Finding(model, "kserve", f"Deployment {schedulers[0]}", "spec.replicas",
                            f"{v.schedulers[0]['spec'].get('replicas')}, the values ask for {llm.get('schedulerReplicas', 1)}"))
     return out + _llm_routing_findings(model, values, state, v, namespace_pods)
+
+
+def multi_node(parallelism: dict) -> bool:
+    """data/dataLocal pods make one replica: KServe runs the role as a LeaderWorkerSet."""
+    data, local = parallelism.get("data"), parallelism.get("dataLocal")
+    return bool(data and local and data > local)
+
+
+def _llm_group_findings(model, values, role, expected, groups, res, rdma, parallelism, replicas) -> list[Finding]:
+    """A multi-node role: KServe's LeaderWorkerSet, a group of data/dataLocal pods per replica, its
+    leader and workers each running vLLM's data-parallel ranks with the resources asked."""
+    found = [g for g in groups if g["metadata"]["name"] == expected]
+    if not found:
+        return [Finding(model, "kserve", f"LLMInferenceService {model.split('/')[1]}", "LeaderWorkerSets",
+                        f"KServe made {[g['metadata']['name'] for g in groups] or 'none'} for the {role} pods, "
+                        f"expected [{expected!r}]")]
+    group = found[0]
+    where = f"LeaderWorkerSet {expected}"
+    out: list[Finding] = []
+
+    def bad(field: str, message: str) -> None:
+        out.append(Finding(model, "kserve", where, field, message))
+
+    spec = group["spec"]
+    template = spec.get("leaderWorkerTemplate") or {}
+    size = parallelism["data"] // parallelism["dataLocal"]
+    if template.get("size") != size:
+        bad("spec.leaderWorkerTemplate.size", f"{template.get('size')}, data/dataLocal is {size}")
+    if spec.get("replicas") != replicas:
+        bad("spec.replicas", f"{spec.get('replicas')}, the values ask for {replicas}")
+    for part in ("leaderTemplate", "workerTemplate"):
+        pod = template.get(part)
+        if not isinstance(pod, dict):
+            bad(f"spec.leaderWorkerTemplate.{part}", "missing")
+            continue
+        container = _container(pod.get("spec") or {}, LLM_CONTAINER)
+        cpath = f"spec.leaderWorkerTemplate.{part}.spec.containers[{LLM_CONTAINER}]"
+        if container is None:
+            bad(cpath, "missing")
+            continue
+        _template_findings(bad, values, pod, container, cpath, res, rdma)
+        command = " ".join(str(a) for a in (container.get("command") or []) + (container.get("args") or []))
+        for flag in (f"--data-parallel-size {parallelism['data']}", f"--data-parallel-size-local {parallelism['dataLocal']}",
+                     *(["--enable-expert-parallel"] if parallelism.get("expert") else [])):
+            if flag not in command:
+                bad(f"{cpath}.command", f"vLLM is not started with {flag}")
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        if labels.get("modelplat.io/model") != values.get("name"):
+            bad(f"spec.leaderWorkerTemplate.{part}.metadata.labels", "no modelplat.io/model: the mesh policies "
+                f"would not select these pods ({sorted(labels)})")
+    return out
 
 
 def _llm_workload_findings(model, values, role, expected, deployments, pods, res, rdma, parallelism,
@@ -458,7 +518,15 @@ def _llm_routing_findings(model, values, state: ModelState, v: Variant, namespac
     selector = (pool.get("spec") or {}).get("selector") or {}
     want = {p["metadata"]["name"] for p in v.pods + v.prefill_pods}
     have = {p["metadata"]["name"] for p in namespace_pods if selects(selector, p["metadata"].get("labels") or {})}
-    if not want or want != have:
+    if v.groups:
+        # No LeaderWorkerSet controller runs here, so there are no pods: the pool must select the
+        # group leaders (they serve the API) by their template's labels.
+        for group in v.groups:
+            leader = ((group["spec"].get("leaderWorkerTemplate") or {}).get("leaderTemplate") or {})
+            if not selects(selector, (leader.get("metadata") or {}).get("labels") or {}):
+                out.append(Finding(model, "kserve", where, "spec.selector",
+                                   f"does not select the leaders of LeaderWorkerSet {group['metadata']['name']}"))
+    elif not want or want != have:
         out.append(Finding(model, "kserve", where, "spec.selector",
                            f"selects {sorted(have)}, the model's decode and prefill pods are {sorted(want)}"))
     ports = [p.get("number") for p in (pool.get("spec") or {}).get("targetPorts") or []]
@@ -564,9 +632,16 @@ def selector_findings(model: str, state: ModelState, namespace_pods: list[dict],
 
 def _hpa_findings(model: str, state: ModelState, hpa: dict) -> list[Finding]:
     target = hpa["spec"]["scaleTargetRef"]
+    where = f"HorizontalPodAutoscaler {hpa['metadata']['name']}"
+    groups = [g["metadata"]["name"] for v in state.variants.values() for g in v.groups]
+    if groups:  # a multi-node LLM scales its LeaderWorkerSet by whole groups
+        if (target.get("kind"), target.get("name")) != ("LeaderWorkerSet", f"{state.name}-kserve-mn") \
+                or target["name"] not in groups:
+            return [Finding(model, "kserve", where, "spec.scaleTargetRef",
+                            f"{target.get('kind')} {target.get('name')} is not the LeaderWorkerSet KServe made")]
+        return []
     variant = next((vr for vr, v in state.variants.items()
                     if any(d["metadata"]["name"] == target.get("name") for d in v.deployments)), None)
-    where = f"HorizontalPodAutoscaler {hpa['metadata']['name']}"
     if target.get("kind") != "Deployment" or variant is None:
         return [Finding(model, "kserve", where, "spec.scaleTargetRef",
                         f"{target.get('kind')} {target.get('name')} is not a Deployment KServe made for {state.name}")]

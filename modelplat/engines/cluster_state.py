@@ -34,6 +34,9 @@ class Variant:
     prefills: list[dict] = field(default_factory=list)
     prefill_pods: list[dict] = field(default_factory=list)
     schedulers: list[dict] = field(default_factory=list)
+    # A multi-node LLM's LeaderWorkerSets (<name>-kserve-mn, <name>-kserve-mn-prefill) instead of
+    # Deployments: their pods come from the LeaderWorkerSet controller, which the engines do not run.
+    groups: list[dict] = field(default_factory=list)
 
     @property
     def model_pods(self) -> list[dict]:
@@ -121,8 +124,10 @@ def model_state(kube: Kube, namespace: str, name: str, *, pods: list[dict] | Non
             names = {d["metadata"]["name"] for d in owned}
             return [p for p in pods if rs_deployment.get(owner(p, "ReplicaSet") or "") in names]
 
+        groups = [g for g in (kube.get("LeaderWorkerSet", namespace, f"{name}-kserve-mn{suffix}")
+                              for suffix in ("", "-prefill")) if g is not None]
         variants["primary"] = Variant("primary", llm, decode, pods_of_llm(decode), prefills=prefill,
-                                      prefill_pods=pods_of_llm(prefill), schedulers=scheduler)
+                                      prefill_pods=pods_of_llm(prefill), schedulers=scheduler, groups=groups)
         for kind in ("InferencePool", "InferencePool.x-k8s.io"):
             pool = kube.get(kind, namespace, f"{name}-inference-pool")
             if pool is not None:
