@@ -634,6 +634,12 @@ def llm_rules(values: ModelValues, platform: PlatformSettings, src: Source, iden
                                  "KServe v0.20 ships no pipeline-parallel preset: its controller would stop at "
                                  "ConfigNotFound and create no pods",
                                  "use tensor parallelism within a pod, or data parallelism (data, dataLocal) across pods")
+        if p.data and p.dataLocal and p.data > p.dataLocal:
+            yield src.diagnostic(at + ("data",), "llm-capabilities",
+                                 "KServe v0.20's data-parallel preset grants each pod of the group IPC_LOCK, SYS_RAWIO "
+                                 "and NET_RAW (for DeepEP over RDMA); the LLMInferenceService cannot take them back",
+                                 "allow them for this namespace in your admission policy, or keep the model on one "
+                                 "pod (dataLocal = data)", severity="warning")
         if (p.data is None) != (p.dataLocal is None):
             yield src.diagnostic(at, "llm-data-parallel",
                                  "data parallelism needs both data (ranks in all) and dataLocal (ranks per pod)",

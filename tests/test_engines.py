@@ -209,6 +209,9 @@ def test_a_multi_node_llm_is_a_leaderworkerset_of_data_parallel_groups(models):
         assert main["resources"]["limits"]["nvidia.com/gpu"] == "2"
         command = " ".join(main.get("command", []) + main.get("args", []))
         assert "--data-parallel-size 4" in command and "--enable-expert-parallel" in command
+        # Granted by KServe's data-parallel preset though the values ask for none (lint warns:
+        # llm-capabilities); the engines check the exact set.
+        assert set(main["securityContext"]["capabilities"]["add"]) == checks.DATA_PARALLEL_CAPABILITIES
     (hpa,) = [o for (kind, _), o in report.states[key].installed.items() if kind == "HorizontalPodAutoscaler"]
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
                                              "name": "moe-kserve-mn"}

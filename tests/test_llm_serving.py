@@ -131,6 +131,15 @@ def test_llm_settings_kserve_would_not_honour_are_refused(tree, llm, code):
     assert code in codes(tree, NATIVE + "llm:\n" + llm)
 
 
+def test_data_parallelism_across_pods_warns_of_the_capabilities_kserves_preset_grants(tree):
+    text = NATIVE.replace("requestGPU: 2\n  limitGPU: 2", "requestGPU: 2\n  limitGPU: 2") + \
+        "llm:\n  parallelism:\n    data: 4\n    dataLocal: 2\n"
+    d = codes(tree, text)["llm-capabilities"]
+    assert d.severity == "warning" and "NET_RAW" in d.message and d.key == "llm.parallelism.data"
+    one_pod = NATIVE + "llm:\n  parallelism:\n    data: 2\n    dataLocal: 2\n"
+    assert "llm-capabilities" not in codes(tree, one_pod)
+
+
 def test_the_llm_section_or_a_canary_on_the_wrong_serving_is_refused(tree):
     isvc = NATIVE.replace("  serving: llm\n", "  serving: inferenceservice\n  image: vllm/vllm-openai:v0.8.5\n"
                           ).replace("format: huggingface", "format: custom")

@@ -198,7 +198,7 @@ def _deployment_findings(model: str, values: dict, variant: str, v: Variant) -> 
 
 
 def _template_findings(bad, values: dict, template: dict, container: dict, cpath: str, res: dict,
-                       rdma: dict) -> None:
+                       rdma: dict, granted: frozenset = frozenset()) -> None:
     """A serving pod template as the values ask it (resources `res`, NICs `rdma`: a prefill pod's
     may differ from the model's): resources and GPUs, GPU placement, /dev/shm, RDMA, scheduling."""
     platform = values.get("platform") or {}
@@ -256,10 +256,12 @@ def _template_findings(bad, values: dict, template: dict, container: dict, cpath
             for section in ("requests", "limits"):
                 if quantity((got.get(section) or {}).get(resource)) != quantity(count):
                     bad(f"{cpath}.resources.{section}.{resource}", f"not {count}")
-        if caps != ["IPC_LOCK"]:
-            bad(f"{cpath}.securityContext.capabilities.add", f"{caps}, an RDMA model needs exactly ['IPC_LOCK']")
-    elif caps:
-        bad(f"{cpath}.securityContext.capabilities.add", f"{caps} on a model without RDMA")
+        if set(caps) != {"IPC_LOCK"} | granted:
+            bad(f"{cpath}.securityContext.capabilities.add", f"{caps}, an RDMA model needs exactly "
+                f"{sorted({'IPC_LOCK'} | granted)}")
+    elif set(caps) != set(granted):
+        bad(f"{cpath}.securityContext.capabilities.add", f"{caps} on a model without RDMA" +
+            (f" (KServe's preset grants {sorted(granted)})" if granted else ""))
 
     scheduling = values.get("scheduling") or {}
     for key, field in (("schedulerName", "schedulerName"), ("priorityClassName", "priorityClassName")):
@@ -409,6 +411,11 @@ def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: li
     return out + _llm_routing_findings(model, values, state, v, namespace_pods)
 
 
+# What KServe v0.20's data-parallel presets grant the main container (for DeepEP over RDMA), whatever
+# the LLMInferenceService says: seen in the engines, and warned about by lint (llm-capabilities).
+DATA_PARALLEL_CAPABILITIES = frozenset({"IPC_LOCK", "SYS_RAWIO", "NET_RAW"})
+
+
 def multi_node(parallelism: dict) -> bool:
     """data/dataLocal pods make one replica: KServe runs the role as a LeaderWorkerSet."""
     data, local = parallelism.get("data"), parallelism.get("dataLocal")
@@ -447,7 +454,7 @@ def _llm_group_findings(model, values, role, expected, groups, res, rdma, parall
         if container is None:
             bad(cpath, "missing")
             continue
-        _template_findings(bad, values, pod, container, cpath, res, rdma)
+        _template_findings(bad, values, pod, container, cpath, res, rdma, DATA_PARALLEL_CAPABILITIES)
         command = " ".join(str(a) for a in (container.get("command") or []) + (container.get("args") or []))
         for flag in (f"--data-parallel-size {parallelism['data']}", f"--data-parallel-size-local {parallelism['dataLocal']}",
                      *(["--enable-expert-parallel"] if parallelism.get("expert") else [])):

@@ -32,6 +32,9 @@ FLUX_CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controlle
 # Istio control plane's (the platform Gateway lives there).
 PLATFORM_NAMESPACES = (FLUX_NAMESPACE, "monitoring", "istio-system")
 NODE = "engines-node"
+# Vendored CRD files the KServe start installs from KServe's build folder instead (apiserver.start).
+KSERVE_OWN_CRDS = ("serving.kserve.io_", "inference.networking", "llm-d.ai_", "leaderworkerset.x-k8s.io_",
+                   "gateway.networking.k8s.io_")
 # Pod IPs the simulated kubelet hands out (never routed: only Istio's config generation reads them).
 POD_NETWORK = "10.244"
 
@@ -111,7 +114,9 @@ class ControlPlane:
         started = self._last = time.monotonic()
         try:
             self.api.workdir.mkdir(parents=True, exist_ok=True)
-            self.api.start()
+            # KServe's own CRDs (and the LLM kinds' it ships or pins) come from its build below,
+            # at the version that runs: installing the vendored copies first only cost time.
+            self.api.start(skip=KSERVE_OWN_CRDS if self.with_kserve else ())
             self.kube = Kube(self.api.server, self.api.token)
             self._mark("apiserver")
             for name in PLATFORM_NAMESPACES:
