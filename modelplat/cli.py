@@ -335,7 +335,7 @@ def import_(
     reporting every field it could not map and every problem lint would refuse."""
     from .errors import InvalidInput
     from .importer import to_yaml, validate_imported
-    from .isvc_import import import_file
+    from .kserve_import import import_file
     from .pipeline import find_platform, load_platform
 
     notes = []

@@ -1,5 +1,6 @@
-"""Turns KServe v1beta1 InferenceServices into modelplat model values mappings (import_file is
-`modelplat import`: InferenceServices here, seed HelmReleases through importer.py).
+"""Turns KServe v1beta1 InferenceServices into modelplat model values mappings (kserve_import.import_file
+is `modelplat import`: InferenceServices here, LLMInferenceServices in llm_import.py, seed
+HelmReleases through importer.py).
 
 The counterpart of importer.py (seed HelmReleases) for teams whose InferenceServices are already in
 Git. Every field is mapped, or reported with the reason it is not; it does no file I/O.
@@ -10,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import InvalidInput
-from .importer import _FORMAT_ALIASES, _env, _filter, _load, _ordered, _plain, _resources, import_helmrelease
+from .importer import _FORMAT_ALIASES, _env, _filter, _ordered, _plain, _resources
 
 API_GROUP = "serving.kserve.io/"
 
@@ -70,29 +70,6 @@ _CONTAINER_FIELDS = {
     "stdin": "not offered", "tty": "not offered", "terminationMessagePath": "not offered",
     "terminationMessagePolicy": "not offered",
 }
-
-
-def import_file(text: str, source: str, platform=None) -> list[tuple[dict, list[str]]]:
-    """(values, unmapped) for each model in the file: every KServe InferenceService and
-    LLMInferenceService in it (llm_import.py), else its one seed HelmRelease (or bare values)."""
-    from .llm_import import import_llminferenceservice, is_llminferenceservice
-
-    documents = _load(text, source)
-    ours = lambda d: is_inferenceservice(d) or is_llminferenceservice(d)  # noqa: E731
-    services = [d for d in documents if ours(d)]
-    if not services:
-        return [import_helmrelease(text, source, documents)]
-    results = [import_llminferenceservice(d, platform) if is_llminferenceservice(d) else import_inferenceservice(d, platform)
-               for d in services]
-    names = [v.get("name") for v, _ in results]
-    twice = sorted({n for n in names if n and names.count(n) > 1})
-    if twice:
-        raise InvalidInput(f"{source} holds more than one (LLM)InferenceService named {', '.join(twice)}")
-    others = [f"document {i + 1}: a {d.get('kind', type(d).__name__) if isinstance(d, dict) else type(d).__name__} "
-              "is not imported (only InferenceServices and LLMInferenceServices are)"
-              for i, d in enumerate(documents) if d is not None and not ours(d)]
-    results[0][1][:0] = others
-    return results
 
 
 def is_inferenceservice(document: Any) -> bool:

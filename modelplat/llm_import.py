@@ -1,5 +1,5 @@
 """Turns KServe LLMInferenceServices (serving.kserve.io v1alpha1 or v1alpha2) into modelplat model
-values with `model.serving: llm` (isvc_import.import_file dispatches here).
+values with `model.serving: llm` (kserve_import.import_file dispatches here).
 
 Every field is mapped, or reported with the reason it is not; no file I/O. The mapping is the
 reverse of templates/chart/templates/llminferenceservice.yaml.j2 (docs/features/llm-serving.md).

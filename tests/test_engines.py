@@ -593,7 +593,7 @@ def test_imported_samples_make_the_deployments_their_originals_make(control_plan
     import subprocess
 
     from modelplat import pipeline as pipe
-    from modelplat.isvc_import import import_file
+    from modelplat.kserve_import import import_file
     from modelplat.render import render_tree
     from ruamel.yaml import YAML
 

@@ -18,7 +18,7 @@ from modelplat import metrics, pipeline, resolve
 from modelplat.config import PlatformSettings
 from modelplat.engines.checks import container_model_name
 from modelplat.importer import validate_imported
-from modelplat.isvc_import import import_file
+from modelplat.kserve_import import import_file
 
 from conftest import EXAMPLES, PLATFORM, modelplat, need_tool
 

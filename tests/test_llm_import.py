@@ -12,7 +12,7 @@ from ruamel.yaml import YAML
 
 from modelplat import pipeline, yamlout
 from modelplat.config import PlatformSettings
-from modelplat.isvc_import import import_file
+from modelplat.kserve_import import import_file
 
 from conftest import EXAMPLES, modelplat, need_tool
 from test_real_tools import helmrelease_values, template
