@@ -145,7 +145,8 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
                         (root / rel).write_bytes(content)
                 # The control plane starts while the static tools run: most of its half minute
                 # is waiting on etcd, the API server and the controllers.
-                plane = _PlaneStart(found, root.parent) if engines and not engines_missing else None
+                plane = (_PlaneStart(found, root.parent, llm=any(p.serving == "llm" for p in result.plans))
+                         if engines and not engines_missing else None)
                 from .cache import cache_dir
 
                 cache = verdicts.Verdicts(root, cache_dir(), enabled=use_cache)
@@ -199,11 +200,12 @@ def _server_dry_run(root: Path, result, pairs: list, wiring: ModelResult, kubeco
 class _PlaneStart:
     """The engines' local control plane, started in a thread of its own in a folder of its own."""
 
-    def __init__(self, engines, parent: Path):
+    def __init__(self, engines, parent: Path, *, llm: bool = True):
         from .engines.controlplane import ControlPlane, Started
 
         self.folder = tempfile.TemporaryDirectory(prefix="modelplat-engines-", dir=parent)
-        self.plane = ControlPlane(engines, Path(self.folder.name))
+        # KServe's LLMInferenceService controller (and its CRDs) only when a model needs it.
+        self.plane = ControlPlane(engines, Path(self.folder.name), llm=llm)
         self.started = Started(self.plane.start)  # its error is re-raised by join(), in the caller's thread
 
     def join(self):

@@ -88,10 +88,11 @@ class Engines:
 class ControlPlane:
     """Start with `start()`, stop with `stop()` (or use it as a context manager)."""
 
-    def __init__(self, engines: Engines, workdir: Path, *, flux: bool = True, kserve: bool = True):
+    def __init__(self, engines: Engines, workdir: Path, *, flux: bool = True, kserve: bool = True, llm: bool = True):
+        """`llm`: also KServe's LLMInferenceService controller (with `kserve`), for LLM-native models."""
         self.engines = engines
         self.workdir = workdir
-        self.with_flux, self.with_kserve = flux, kserve
+        self.with_flux, self.with_kserve, self.with_llm = flux, kserve, kserve and llm
         self.api = ApiServer(etcd=engines.etcd, apiserver=engines.apiserver, kubectl=engines.kubectl,
                              openssl=engines.openssl, workdir=workdir / "apiserver")
         self.git = GitServer(workdir / "git")
@@ -116,7 +117,7 @@ class ControlPlane:
             self.api.workdir.mkdir(parents=True, exist_ok=True)
             # KServe's own CRDs (and the LLM kinds' it ships or pins) come from its build below,
             # at the version that runs: installing the vendored copies first only cost time.
-            self.api.start(skip=KSERVE_OWN_CRDS if self.with_kserve else ())
+            self.api.start(skip=KSERVE_OWN_CRDS if self.with_llm else ("serving.kserve.io_",) if self.with_kserve else ())
             self.kube = Kube(self.api.server, self.api.token)
             self._mark("apiserver")
             for name in PLATFORM_NAMESPACES:
@@ -301,7 +302,8 @@ class ControlPlane:
                 "TMPDIR": str(self.workdir / "kserve-tmp")})
         self.wait_http("kserve-manager", proc, f"http://127.0.0.1:{probe_port}/readyz")
         self.apply(_dump_all(loopback_webhooks(config / "webhook" / "manifests.yaml", webhook_port, ca)))
-        self._start_llmisvc(config, ca)
+        if self.with_llm:
+            self._start_llmisvc(config, ca)
 
     def _start_llmisvc(self, config: Path, ca: bytes) -> None:
         """KServe's LLMInferenceService controller with its webhooks (defaulting, validation, and
