@@ -19,6 +19,7 @@ from . import checks, istio
 from .cluster_state import ModelState, model_state
 from .controlplane import ControlPlane
 from .gitops import GitOps, Settled, engine_platform
+from .kube import KubeError
 
 ISTIO_KINDS = ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication", "EnvoyFilter",
                "VirtualService", "Telemetry")
@@ -154,12 +155,25 @@ def verify(plane: ControlPlane, gitops: GitOps, plans, settled: Settled,
 
 
 def unsettled_rollouts(kube, namespaces) -> list[str]:
-    """What still moves: a Deployment whose rollout is incomplete (as `kubectl rollout status`
-    judges it), or one whose HPA has not yet brought it within its bounds. With KServe's
+    """What still moves: an (LLM)InferenceService KServe has not reconciled yet, a Deployment whose
+    rollout is incomplete (as `kubectl rollout status` judges it), or one whose HPA has not yet
+    brought it within its bounds. With KServe's
     autoscalerClass external the Deployment starts at one replica; kube-controller-manager's HPA
     controller raises it to the minimum on its next sync."""
     moving = []
     for ns in namespaces:
+        # An InferenceService KServe has not reconciled yet has no status: Helm's wait (kstatus)
+        # counts it as current at once, so the release can be Ready before its Deployment exists.
+        for kind in ("InferenceService", "LLMInferenceService"):
+            try:
+                objects = kube.list(kind, ns)
+            except KubeError as exc:  # the kind is not installed (no LLM-native model)
+                if exc.status != 404:
+                    raise
+                objects = []
+            for obj in objects:
+                if not (obj.get("status") or {}).get("conditions"):
+                    moving.append(f"{kind} {ns}/{obj['metadata']['name']}")
         deployments = {d["metadata"]["name"]: d for d in kube.list("Deployment", ns)}
         for name, d in deployments.items():
             spec, status = d["spec"], d.get("status") or {}
