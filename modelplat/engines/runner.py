@@ -172,7 +172,8 @@ def unsettled_rollouts(kube, namespaces) -> list[str]:
                     raise
                 objects = []
             for obj in objects:
-                if not (obj.get("status") or {}).get("conditions"):
+                if not (obj.get("status") or {}).get("conditions") or (kind == "LLMInferenceService"
+                                                                        and _llm_settling(obj)):
                     moving.append(f"{kind} {ns}/{obj['metadata']['name']}")
         deployments = {d["metadata"]["name"]: d for d in kube.list("Deployment", ns)}
         for name, d in deployments.items():
@@ -190,6 +191,19 @@ def unsettled_rollouts(kube, namespaces) -> list[str]:
             if not hpa["spec"].get("minReplicas", 1) <= replicas <= hpa["spec"]["maxReplicas"]:
                 moving.append(f"HorizontalPodAutoscaler {ns}/{hpa['metadata']['name']}")
     return moving
+
+
+def _llm_settling(obj: dict) -> bool:
+    """An LLMInferenceService whose workload conditions are not yet True: KServe's controller
+    updates them after the Deployments it watches become available, a moment later. A multi-node
+    role is left out: no LeaderWorkerSet controller runs here to make it ready."""
+    conditions = {c.get("type"): c.get("status") for c in (obj.get("status") or {}).get("conditions") or []}
+    spec = obj.get("spec") or {}
+    wanted = ["PresetsCombined", "SchedulerWorkloadReady"] + ([] if spec.get("worker") else ["MainWorkloadReady"])
+    prefill = spec.get("prefill") or {}
+    if prefill and not prefill.get("worker"):
+        wanted.append("PrefillWorkloadReady")
+    return any(conditions.get(kind) != "True" for kind in wanted)
 
 
 def await_rollouts(kube, namespaces, timeout: float = ROLLOUT_SECONDS) -> list[str]:
