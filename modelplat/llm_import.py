@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .importer import _filter, _ordered, _plain
-from .isvc_import import _container_common, _labels, _metadata, _node_selector, _Report
+from .isvc_import import _container_common, _metadata, _node_selector, _Report
 
 KIND = "LLMInferenceService"
 LLM_CONTAINER = "main"
@@ -221,9 +221,8 @@ def _prefill(spec: dict, out: dict, report: _Report, platform) -> dict:
         _pod(spec["template"], "spec.prefill.template", own, None, report, platform)
     if own.get("resources") and own["resources"] != out.get("resources"):
         prefill["resources"] = own["resources"]
-    for key in ("env",):
-        if own.get(key) and own[key] != out.get(key):
-            report(f"spec.prefill.template.containers[main].{key}", "a prefill pod gets the model's env")
+    if own.get("env") and own["env"] != out.get("env"):
+        report("spec.prefill.template.containers[main].env", "a prefill pod gets the model's env")
     # KServe copies the LLMInferenceService's networks annotation onto every role's pods: the
     # prefill pods differ from the decode pods' RDMA only where their own annotations or devices do.
     role: dict[str, Any] = {}

@@ -84,11 +84,6 @@ def quantity(value) -> float | None:
     return float(match.group(1)) * _FACTORS[match.group(2)]
 
 
-def gpu_count(values: dict) -> int:
-    res = values.get("resources") or {}
-    return max(int(res.get("requestGPU") or 0), int(res.get("limitGPU") or 0))
-
-
 def kserve_findings(model: str, values: dict, state: ModelState, events: dict[str, str] | None = None) -> list[Finding]:
     """Each InferenceService the values ask for exists, is Ready as far as the controller can
     make it, and its Deployment and Pods carry what the values asked."""
@@ -352,15 +347,24 @@ def _in_order(wanted: list[str], have: list[str]) -> bool:
     return all(any(w == h for h in it) for w in wanted)
 
 
-# --- Selectors ----------------------------------------------------------------------------------------
-
 # --- KServe's LLMInferenceService -------------------------------------------------------------------
 
 LLM_CONTAINER = "main"  # the container KServe's LLM presets run vLLM in
-# Conditions KServe's controller can bring to True here. The router's (GatewaysReady,
-# HTTPRoutesReady, InferencePoolReady) wait for a Gateway implementation to accept the route,
-# which the engines do not run: the route and pool themselves are checked instead.
-LLM_CONDITIONS = ("PresetsCombined", "MainWorkloadReady", "SchedulerWorkloadReady")
+
+
+def llm_conditions(llmisvc: dict) -> list[str]:
+    """The conditions KServe's controller can bring to True here, for this LLMInferenceService.
+    The router's (GatewaysReady, HTTPRoutesReady, InferencePoolReady) wait for a Gateway
+    implementation to accept the route, which the engines do not run: the route and pool
+    themselves are checked instead. A multi-node role (a `worker`) is a LeaderWorkerSet, ready once
+    the LeaderWorkerSet controller made its pods, which the engines do not run either: the group's
+    spec is judged instead (_llm_group_findings)."""
+    spec = llmisvc.get("spec") or {}
+    wanted = ["PresetsCombined", "SchedulerWorkloadReady"] + ([] if spec.get("worker") else ["MainWorkloadReady"])
+    prefill = spec.get("prefill") or {}
+    if prefill and not prefill.get("worker"):
+        wanted.append("PrefillWorkloadReady")
+    return wanted
 
 
 def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: list[dict]) -> list[Finding]:
@@ -377,12 +381,7 @@ def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: li
     prefill = llm.get("prefill")
     out: list[Finding] = []
     conditions = {c.get("type"): c for c in (v.isvc.get("status") or {}).get("conditions") or []}
-    wanted = LLM_CONDITIONS + (("PrefillWorkloadReady",) if prefill else ())
-    if multi_node(llm.get("parallelism") or {}):
-        # A LeaderWorkerSet is ready once the LeaderWorkerSet controller made its pods, which the
-        # engines do not run: the group's spec is judged instead (_llm_group_findings).
-        wanted = tuple(k for k in wanted if k != "MainWorkloadReady")
-    for kind in wanted:
+    for kind in llm_conditions(v.isvc):
         cond = conditions.get(kind) or {}
         if cond.get("status") != "True":
             detail = " ".join(x for x in (cond.get("reason"), cond.get("message")) if x)
@@ -414,6 +413,11 @@ def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: li
 # What KServe v0.20's data-parallel presets grant the main container (for DeepEP over RDMA), whatever
 # the LLMInferenceService says: seen in the engines, and warned about by lint (llm-capabilities).
 DATA_PARALLEL_CAPABILITIES = frozenset({"IPC_LOCK", "SYS_RAWIO", "NET_RAW"})
+
+
+def _command_line(container: dict) -> str:
+    """vLLM's command line, as KServe's preset script renders it from the spec (command and args)."""
+    return " ".join(str(a) for a in (container.get("command") or []) + (container.get("args") or []))
 
 
 def multi_node(parallelism: dict) -> bool:
@@ -455,7 +459,7 @@ def _llm_group_findings(model, values, role, expected, groups, res, rdma, parall
             bad(cpath, "missing")
             continue
         _template_findings(bad, values, pod, container, cpath, res, rdma, DATA_PARALLEL_CAPABILITIES)
-        command = " ".join(str(a) for a in (container.get("command") or []) + (container.get("args") or []))
+        command = _command_line(container)
         for flag in (f"--data-parallel-size {parallelism['data']}", f"--data-parallel-size-local {parallelism['dataLocal']}",
                      *(["--enable-expert-parallel"] if parallelism.get("expert") else [])):
             if flag not in command:
@@ -487,8 +491,7 @@ def _llm_workload_findings(model, values, role, expected, deployments, pods, res
         return out
     cpath = f"spec.template.spec.containers[{LLM_CONTAINER}]"
     _template_findings(bad, values, template, container, cpath, res, rdma)
-    # vLLM's command line, as KServe's preset script renders it from the spec.
-    command = " ".join(str(a) for a in (container.get("command") or []) + (container.get("args") or []))
+    command = _command_line(container)
     served = (values.get("model") or {}).get("servedModelName") or values.get("name")
     if f'--served-model-name "{served}"' not in command:
         bad(f"{cpath}.command", f"vLLM is not started with --served-model-name {served!r}")
@@ -569,6 +572,8 @@ def _llm_routing_findings(model, values, state: ModelState, v: Variant, namespac
                                f"{obj['spec'].get('poolRef')} is not the model's pool {pool['metadata']['name']}"))
     return out
 
+
+# --- Selectors ----------------------------------------------------------------------------------------
 
 ALL = ("primary", "canary", "shadow")
 # Request limits and token quotas count each client request once: the shadow's traffic is a copy.

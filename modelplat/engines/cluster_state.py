@@ -97,6 +97,11 @@ def model_state(kube: Kube, namespace: str, name: str, *, pods: list[dict] | Non
     deployments = kube.list("Deployment", namespace) if deployments is None else deployments
     replicasets = kube.list("ReplicaSet", namespace) if replicasets is None else replicasets
     rs_deployment = {rs["metadata"]["name"]: owner(rs, "Deployment") for rs in replicasets}
+
+    def pods_of(owned: list[dict]) -> list[dict]:
+        names = {d["metadata"]["name"] for d in owned}
+        return [p for p in pods if rs_deployment.get(owner(p, "ReplicaSet") or "") in names]
+
     variants = {}
     for variant, suffix in VARIANT_SUFFIX.items():
         isvc = kube.get("InferenceService", namespace, name + suffix)
@@ -105,11 +110,6 @@ def model_state(kube: Kube, namespace: str, name: str, *, pods: list[dict] | Non
         mine = [d for d in deployments if owner(d, "InferenceService") == name + suffix]
         transformers = [d for d in mine if d["metadata"]["name"] == f"{name}{suffix}-transformer"]
         predictors = [d for d in mine if d not in transformers]
-
-        def pods_of(owned: list[dict]) -> list[dict]:
-            names = {d["metadata"]["name"] for d in owned}
-            return [p for p in pods if rs_deployment.get(owner(p, "ReplicaSet") or "") in names]
-
         variants[variant] = Variant(variant, isvc, predictors, pods_of(predictors), transformers, pods_of(transformers))
     routing: dict[str, dict] = {}
     llm = kube.get("LLMInferenceService", namespace, name)
@@ -119,15 +119,10 @@ def model_state(kube: Kube, namespace: str, name: str, *, pods: list[dict] | Non
         decode = [d for d in mine if role(d) == "llminferenceservice-workload"]
         prefill = [d for d in mine if role(d) == "llminferenceservice-workload-prefill"]
         scheduler = [d for d in mine if d not in decode and d not in prefill]
-
-        def pods_of_llm(owned: list[dict]) -> list[dict]:
-            names = {d["metadata"]["name"] for d in owned}
-            return [p for p in pods if rs_deployment.get(owner(p, "ReplicaSet") or "") in names]
-
         groups = [g for g in (kube.get("LeaderWorkerSet", namespace, f"{name}-kserve-mn{suffix}")
                               for suffix in ("", "-prefill")) if g is not None]
-        variants["primary"] = Variant("primary", llm, decode, pods_of_llm(decode), prefills=prefill,
-                                      prefill_pods=pods_of_llm(prefill), schedulers=scheduler, groups=groups)
+        variants["primary"] = Variant("primary", llm, decode, pods_of(decode), prefills=prefill,
+                                      prefill_pods=pods_of(prefill), schedulers=scheduler, groups=groups)
         for kind in ("InferencePool", "InferencePool.x-k8s.io"):
             pool = kube.get(kind, namespace, f"{name}-inference-pool")
             if pool is not None:

@@ -195,15 +195,9 @@ def unsettled_rollouts(kube, namespaces) -> list[str]:
 
 def _llm_settling(obj: dict) -> bool:
     """An LLMInferenceService whose workload conditions are not yet True: KServe's controller
-    updates them after the Deployments it watches become available, a moment later. A multi-node
-    role is left out: no LeaderWorkerSet controller runs here to make it ready."""
+    updates them after the Deployments it watches become available, a moment later."""
     conditions = {c.get("type"): c.get("status") for c in (obj.get("status") or {}).get("conditions") or []}
-    spec = obj.get("spec") or {}
-    wanted = ["PresetsCombined", "SchedulerWorkloadReady"] + ([] if spec.get("worker") else ["MainWorkloadReady"])
-    prefill = spec.get("prefill") or {}
-    if prefill and not prefill.get("worker"):
-        wanted.append("PrefillWorkloadReady")
-    return any(conditions.get(kind) != "True" for kind in wanted)
+    return any(conditions.get(kind) != "True" for kind in checks.llm_conditions(obj))
 
 
 def await_rollouts(kube, namespaces, timeout: float = ROLLOUT_SECONDS) -> list[str]:

@@ -136,7 +136,12 @@ two is used for both (modelplat lint refuses two different non-zero numbers).
 {{/* The serving container's environment variables (list items, at column 0). */}}
 {{- define "modelplat.env" -}}
 {{- include "modelplat.envVars" .Values.env }}
-{{- if and .Values.rdma.enabled .Values.rdma.ncclHints }}
+{{- include "modelplat.ncclHints" .Values.rdma }}
+{{- end -}}
+
+{{/* NCCL hints for an rdma section's NIC, when it asks for them (env list items, at column 0). */}}
+{{- define "modelplat.ncclHints" -}}
+{{- if and .enabled .ncclHints }}
 # NCCL hints for the RDMA NIC: use verbs (RoCE/InfiniBand) for collectives, bootstrap over eth0.
 - name: NCCL_IB_DISABLE
   value: "0"
@@ -529,12 +534,8 @@ containers:
         value: "true"
       {{- end }}
       {{- end }}
-      {{- if and $rdma.enabled $rdma.ncclHints }}
-      # NCCL hints for the RDMA NIC: use verbs (RoCE/InfiniBand) for collectives, bootstrap over eth0.
-      - name: NCCL_IB_DISABLE
-        value: "0"
-      - name: NCCL_SOCKET_IFNAME
-        value: "eth0"
+      {{- with (include "modelplat.ncclHints" $rdma | trim) }}
+      {{- . | nindent 6 }}
       {{- end }}
     {{- end }}
     {{- include "modelplat.containerOf" (dict "resources" $resources "rdma" $rdma
