@@ -27,6 +27,7 @@ TEMPLATE_FOR_FEATURE = {
     "pod monitor": "podmonitor.yaml",
     "rdma networks": "networkattachmentdefinition.yaml",
     "canary": "inferenceservice-canary.yaml",
+    "llm canary": "llminferenceservice.yaml",
     "canary autoscaling": "hpa-canary.yaml",
     "mirroring": "inferenceservice-shadow.yaml",
     "traffic routing": "virtualservice.yaml",
@@ -112,7 +113,8 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
         if any(n.type != "existing" for n in values.rdma.networks):
             features.append("rdma networks")
     if values.canary.enabled:
-        features.append("canary")
+        # An LLM's canary is the LLMInferenceService template's second document (<name>-canary).
+        features.append("llm canary" if kind == "llm" else "canary")
         if values.autoscaling.enabled:
             features.append("canary autoscaling")
     if values.mirror.enabled:
@@ -138,7 +140,7 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
         values=values,
         chart_values=doc,
         features=features,
-        templates=[TEMPLATE_FOR_FEATURE[f] for f in features if f in TEMPLATE_FOR_FEATURE],
+        templates=list(dict.fromkeys(TEMPLATE_FOR_FEATURE[f] for f in features if f in TEMPLATE_FOR_FEATURE)),
         gpu=gpu,
         llm=llm,
         shared_memory=shm,

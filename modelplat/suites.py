@@ -22,14 +22,15 @@ def _release(p: ModelPlan) -> dict[str, str]:
     return {"name": p.name, "namespace": p.namespace}
 
 
-def _workload(p: ModelPlan) -> str:
-    """The Deployment KServe makes for the model's (decode) pods."""
-    return f"{p.name}-kserve" if p.serving == "llm" else f"{p.name}-predictor"
+def _workload(p: ModelPlan, suffix: str = "") -> str:
+    """The Deployment KServe makes for the model's (decode) pods, or its canary's (suffix -canary)."""
+    return f"{p.name}{suffix}-kserve" if p.serving == "llm" else f"{p.name}{suffix}-predictor"
 
 
 def _pod_selector(p: ModelPlan) -> dict[str, str]:
     """What selects the model's pods (modelplat.podSelector)."""
-    return {"modelplat.io/model": p.name} if p.serving == "llm" else {"serving.kserve.io/inferenceservice": p.name}
+    return {"modelplat.io/model": p.name, "modelplat.io/variant": "primary"} if p.serving == "llm" \
+        else {"serving.kserve.io/inferenceservice": p.name}
 
 
 def _case(it: str, asserts: list[dict], set_: dict | None = None) -> dict[str, Any]:
@@ -261,8 +262,7 @@ def hpa_suite(p: ModelPlan, variant: str = "primary") -> dict[str, Any]:
             {"isKind": {"of": "HorizontalPodAutoscaler"}},
             {"isAPIVersion": {"of": "autoscaling/v2"}},
             {"equal": {"path": "spec.scaleTargetRef", "value": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                                                "name": f"{p.name}{suffix}-predictor" if suffix
-                                                                else _workload(p)}}},
+                                                                "name": _workload(p, suffix)}}},
             {"equal": {"path": "spec.minReplicas", "value": v["replicaCount"]}},
             {"equal": {"path": "spec.maxReplicas", "value": scaling["maxReplicaCount"]}},
             {"lengthEqual": {"path": "spec.metrics", "count": len(pods) + len(resources)}},
@@ -723,19 +723,35 @@ def llminferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
     gpus = max(v["resources"]["requestGPU"], v["resources"]["limitGPU"])
     scaling = v["autoscaling"]["enabled"]
     gateway = platform["gatewayApi"]
+    canary = v["canary"]["enabled"]
+    served = v["model"].get("servedModelName", p.name)
+    primary = {"documentIndex": 0}
     tests = [
-        _case(f"renders one LLMInferenceService {p.name} (v1alpha2), routed on the platform's Gateway", [
-            {"hasDocuments": {"count": 1}},
+        _case(f"renders the LLMInferenceService {p.name} (v1alpha2), routed on the platform's Gateway", [
+            {"hasDocuments": {"count": 2 if canary else 1}},
             {"isKind": {"of": "LLMInferenceService"}},
             {"isAPIVersion": {"of": "serving.kserve.io/v1alpha2"}},
-            {"equal": {"path": "metadata.name", "value": p.name}},
-            {"equal": {"path": "spec.model.uri", "value": v["model"]["storageUri"]}},
-            {"equal": {"path": "spec.model.name", "value": v["model"].get("servedModelName", p.name)}},
+            {"equal": {"path": "metadata.name", "value": p.name}, **primary},
+            {"equal": {"path": "spec.model.uri", "value": v["model"]["storageUri"]}, **primary},
+            {"equal": {"path": "spec.model.name", "value": served}},
             {"equal": {"path": "spec.router.gateway.refs", "value": [gateway]}},
-            {"equal": {"path": "spec.router.route", "value": {}}},
+            {"equal": {"path": "spec.router.route", "value": {"group": p.name, "weight": v["primaryLoad"]}
+                       if canary else {}}, **primary},
             {"equal": {"path": "spec.router.scheduler.replicas", "value": llm["schedulerReplicas"]}},
             {"equal": {"path": f"{main}.name", "value": "main"}},
         ]),
+        _case("with a canary: a second LLMInferenceService <name>-canary, same model name, in the primary's "
+              "routing group with the rest of the weight", [
+            {"hasDocuments": {"count": 2}},
+            {"equal": {"path": "metadata.name", "value": f"{p.name}-canary"}, "documentIndex": 1},
+            {"equal": {"path": "spec.model.uri", "value": "hf://example/canary"}, "documentIndex": 1},
+            {"equal": {"path": "spec.model.name", "value": served}, "documentIndex": 1},
+            {"equal": {"path": "spec.router.route", "value": {"group": p.name, "weight": 75}}, **primary},
+            {"equal": {"path": "spec.router.route", "value": {"group": p.name, "weight": 25}}, "documentIndex": 1},
+            {"equal": {"path": _key("spec.labels", "modelplat.io/variant"), "value": "canary"}, "documentIndex": 1},
+            {"equal": {"path": _key("spec.labels", "modelplat.io/model"), "value": p.name}, "documentIndex": 1},
+            {"equal": {"path": _key("spec.labels", "modelplat.io/traffic"), "value": "live"}, "documentIndex": 1},
+        ], {"canary.enabled": True, "canary.storageUri": "hf://example/canary", "primaryLoad": 75}),
         _case("labels the (decode) pods for the mesh policies, and keeps the model's own labels off them", [
             {"equal": {"path": _key("spec.labels", "modelplat.io/model"), "value": p.name}},
             {"equal": {"path": _key("spec.labels", "modelplat.io/traffic"), "value": "live"}},
@@ -790,12 +806,20 @@ def inferenceobjective_suite(p: ModelPlan) -> dict[str, Any]:
     return {"suite": f"{p.name} InferenceObjectives", "templates": ["templates/inferenceobjective.yaml"],
             "release": _release(p), "tests": [
         _case("renders one InferenceObjective per caller priority, on the model's InferencePool", [
-            {"hasDocuments": {"count": len(objectives)}},
+            # A canary's pool gets the same objectives (<name>-canary-<objective>).
+            {"hasDocuments": {"count": len(objectives) * (2 if p.chart_values["canary"]["enabled"] else 1)}},
             {"isKind": {"of": "InferenceObjective"}, "documentIndex": 0},
             {"equal": {"path": "metadata.name", "value": f"{p.name}-{first['name']}"}, "documentIndex": 0},
             {"equal": {"path": "spec.priority", "value": first["priority"]}, "documentIndex": 0},
             {"equal": {"path": "spec.poolRef.name", "value": f"{p.name}-inference-pool"}, "documentIndex": 0},
         ]),
+        _case("repeats them on a canary's own InferencePool", [
+            {"hasDocuments": {"count": 2 * len(objectives)}},
+            {"equal": {"path": "metadata.name", "value": f"{p.name}-canary-{first['name']}"},
+             "documentIndex": len(objectives)},
+            {"equal": {"path": "spec.poolRef.name", "value": f"{p.name}-canary-inference-pool"},
+             "documentIndex": len(objectives)},
+        ], {"canary.enabled": True, "canary.storageUri": "hf://example/canary", "primaryLoad": 90}),
         _case("renders none without objectives", [{"hasDocuments": {"count": 0}}], {"llm.objectives": []}),
     ]}
 

@@ -140,11 +140,10 @@ def test_data_parallelism_across_pods_warns_of_the_capabilities_kserves_preset_g
     assert "llm-capabilities" not in codes(tree, one_pod)
 
 
-def test_the_llm_section_or_a_canary_on_the_wrong_serving_is_refused(tree):
+def test_the_llm_section_on_the_wrong_serving_is_refused(tree):
     isvc = NATIVE.replace("  serving: llm\n", "  serving: inferenceservice\n  image: vllm/vllm-openai:v0.8.5\n"
                           ).replace("format: huggingface", "format: custom")
     assert "llm-needs-llm-serving" in codes(tree, isvc + "llm:\n  schedulerReplicas: 2\n")
-    assert "llm-canary" in codes(tree, NATIVE + "canary:\n  enabled: true\n  storageUri: hf://a/b\n")
     assert "llm-env-reserved" in codes(
         tree, NATIVE + "env:\n  - name: VLLM_ADDITIONAL_ARGS\n    value: x\nllm:\n  prefill: {}\n")
 
@@ -165,3 +164,51 @@ llm:
       priority: 10
 """
     assert run(tree, text).diagnostics == []
+
+
+CANARY = "primaryLoad: 80\ncanary:\n  enabled: true\n  storageUri: hf://Qwen/Qwen3-8B\n"
+
+
+def test_an_llm_canary_is_a_second_member_of_the_primarys_kserve_routing_group(tree):
+    p = plan_of(tree, NATIVE + CANARY)
+    assert "llm canary" in p.features and "canary" not in p.features
+    # The LLMInferenceService template carries both members; no InferenceService canary is planned.
+    assert p.templates.count("llminferenceservice.yaml") == 1
+    assert "inferenceservice-canary.yaml" not in p.templates
+    assert (p.chart_values["canary"]["storageUri"], p.chart_values["primaryLoad"]) == ("hf://Qwen/Qwen3-8B", 80)
+    scaled = plan_of(tree, NATIVE + CANARY + "autoscaling:\n  enabled: true\n  maxReplicaCount: 4\n"
+                     "  targetQueueDepth: 8\n")
+    assert "hpa-canary.yaml" in scaled.templates
+
+
+@pytest.mark.parametrize("extra, code, key", [
+    # KServe's group splits by weight; a header-matched rule would need a route of modelplat's own.
+    ("  headerMatch:\n    x-canary: \"1\"\n", "llm-canary-header", "canary.headerMatch"),
+    # The canary's tag replaces model.image's; without model.image there is no tag to change.
+    ("  imageTag: v0.9.0\n", "llm-canary-image-tag", "canary.imageTag"),
+])
+def test_what_an_llm_canary_cannot_do_is_refused_with_the_way_that_works(tree, extra, code, key):
+    found = codes(tree, NATIVE + CANARY + extra)
+    assert code in found and found[code].key == key and found[code].hint
+    if code == "llm-canary-header":
+        assert "/demo/chat-canary/v1/" in found[code].message
+
+
+def test_an_llm_canary_with_an_image_tag_runs_that_tag_of_model_image(tree):
+    text = NATIVE.replace("  serving: llm\n", "  serving: llm\n  image: vllm/vllm-openai:v0.10.0\n") + \
+        "primaryLoad: 80\ncanary:\n  enabled: true\n  imageTag: v0.11.0\n"
+    assert plan_of(tree, text).chart_values["canary"]["imageTag"] == "v0.11.0"
+
+
+def test_mirroring_an_llminferenceservice_is_refused_with_the_reason(tree):
+    found = codes(tree, NATIVE + "mirror:\n  enabled: true\n  storageUri: hf://Qwen/Qwen3-8B\n")
+    assert "RequestMirror" in found["llm-mirror"].message and found["llm-mirror"].key == "mirror"
+
+
+def test_an_llm_canary_behind_istios_gateway_warns_that_one_endpoint_picker_serves_the_shared_rules(tree):
+    """Istio's route conversion keeps the endpoint picker of a rule's last InferencePool backend; on
+    the rules KServe's routing group shares, that is the canary's (members sort by name)."""
+    d = codes(tree, NATIVE + CANARY)["llm-canary-picker"]
+    assert d.severity == "warning" and "chat-canary" in d.message and "80%" in d.message
+    other = PLATFORM + IDP + "gatewayApi:\n  gateway: gw/llm-gateway\n  gatewayClass: kgateway\n"
+    assert "llm-canary-picker" not in codes(tree, NATIVE + CANARY, other)

@@ -239,8 +239,9 @@ def test_every_hpa_metric_is_served_by_the_adapter(helm):
                 hpas += 1
                 # KServe's Deployment of the model's pods (an LLMInferenceService's decode pods).
                 llm = any(d["kind"] == "LLMInferenceService" for d in docs)
+                canary = "-canary" if doc["metadata"]["name"].endswith("-canary") else ""
                 assert doc["spec"]["scaleTargetRef"]["name"] == \
-                    f"{model.split('/')[1]}-{'kserve' if llm else 'predictor'}"
+                    f"{model.split('/')[1]}{canary}-{'kserve' if llm else 'predictor'}"
                 for metric in doc["spec"]["metrics"]:
                     if metric["type"] == "Pods":
                         used.add(metric["pods"]["metric"]["name"])
@@ -294,7 +295,7 @@ def test_rdma_pods_get_networks_devices_and_ipc_lock_only(helm):
         assert f'"kv_role":"{kv_role}"' in env["VLLM_ADDITIONAL_ARGS"]["value"]
         assert env["VLLM_NIXL_SIDE_CHANNEL_HOST"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
-    assert pdb["spec"]["selector"]["matchLabels"] == {"modelplat.io/model": "llama-70b"}
+    assert pdb["spec"]["selector"]["matchLabels"] == {"modelplat.io/model": "llama-70b", "modelplat.io/variant": "primary"}
 
 
 def by_kind(docs: list[dict], kind: str, name: str | None = None) -> dict:

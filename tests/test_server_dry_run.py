@@ -193,7 +193,9 @@ def test_lint_server_dry_run_passes_every_example(cluster):
     for model in report["models"]:
         assert model["checks"]["server dry-run"] == {"status": "pass", "detail": ""}, model
     assert report["tools"]["kubectl"].startswith("v1.")
-    assert not report["diagnostics"]
+    # The one finding: the LLM canary example's warning about Istio's endpoint picker (documented).
+    assert [(d["file"], d["code"], d["severity"]) for d in report["diagnostics"]] == [
+        ("examples/llm-native/qwen-chat.yaml", "llm-canary-picker", "warning")]
 
 
 def test_lint_checks_the_namespace_of_a_new_project_and_skips_what_it_holds(cluster, tree):

@@ -19,7 +19,9 @@ template; each renders only when its helper says so).
 {{- end -}}
 {{- define "modelplat.on.hpa" -}}{{ if .Values.autoscaling.enabled }}true{{ end }}{{- end -}}
 {{- define "modelplat.on.hpa-canary" -}}{{ if and .Values.autoscaling.enabled .Values.canary.enabled }}true{{ end }}{{- end -}}
-{{- define "modelplat.on.inferenceservice-canary" -}}{{ if .Values.canary.enabled }}true{{ end }}{{- end -}}
+{{- define "modelplat.on.inferenceservice-canary" -}}
+{{- if and .Values.canary.enabled (ne .Values.model.serving "llm") }}true{{ end -}}
+{{- end -}}
 {{- define "modelplat.on.inferenceservice-shadow" -}}{{ if .Values.mirror.enabled }}true{{ end }}{{- end -}}
 {{- define "modelplat.on.poddisruptionbudget" -}}{{ if .Values.podDisruptionBudget.enabled }}true{{ end }}{{- end -}}
 {{- define "modelplat.on.telemetry" -}}{{ if .Values.observability.accessLog }}true{{ end }}{{- end -}}
@@ -279,11 +281,13 @@ volumes:
 {{- end }}
 {{- end -}}
 
-{{/* Labels that select this model's pods: KServe puts the InferenceService name on them; an
-LLMInferenceService's pods carry the labels modelplat gives them (its endpoint picker's do not). */}}
+{{/* Labels that select this model's primary pods: KServe puts the InferenceService name on them;
+an LLMInferenceService's pods carry the labels modelplat gives them (its endpoint picker's do not),
+the canary's (<name>-canary) with variant canary. */}}
 {{- define "modelplat.podSelector" -}}
 {{- if eq .Values.model.serving "llm" -}}
 {{ include "modelplat.modelSelector" . }}
+modelplat.io/variant: primary
 {{- else -}}
 serving.kserve.io/inferenceservice: {{ include "modelplat.name" . | quote }}
 {{- end -}}
@@ -432,6 +436,7 @@ One workload of an LLMInferenceService (its fields but replicas, at column 0): t
 {{- define "modelplat.llmWorkload" -}}
 {{- $root := .root -}}
 {{- $role := .role -}}
+{{- $variant := .variant | default "primary" -}}
 {{- $rdma := .rdma -}}
 {{- $p := .parallelism -}}
 {{- $gpu := max (int .resources.requestGPU) (int .resources.limitGPU) -}}
@@ -459,7 +464,7 @@ parallelism:
 # Deployment's pods with them (a selector cannot change): the model's own labels stay off the pods.
 labels:
   {{- include "modelplat.modelSelector" . | nindent 2 }}
-  modelplat.io/variant: primary
+  modelplat.io/variant: {{ $variant }}
   modelplat.io/role: {{ $role }}
   {{- /* Clients' requests reach the decode pods; prefill pods are called by the decode pods'
   routing sidecar, so limits and quotas count at the decode pods only. */}}
@@ -484,7 +489,8 @@ annotations:
   k8s.v1.cni.cncf.io/networks: {{ include "modelplat.networksOf" (list $rdma .Release.Namespace) | quote }}
   {{- end }}
 {{- end }}
-{{- $pod := include "modelplat.llmPod" (dict "root" . "role" $role "resources" $.resources "rdma" $rdma "gpu" $gpu "pd" $pd) | trim }}
+{{- $pod := include "modelplat.llmPod" (dict "root" . "role" $role "resources" $.resources "rdma" $rdma "gpu" $gpu "pd" $pd
+      "variant" $variant) | trim }}
 template:
   {{- $pod | nindent 2 }}
 {{- if and $p.data $p.dataLocal (gt (int $p.data) (int $p.dataLocal)) }}
@@ -495,7 +501,7 @@ worker:
 {{- end }}
 {{- end -}}
 
-{{/* The pod spec of an LLM workload (at column 0): (dict "root" "role" "resources" "rdma" "gpu" "pd"). */}}
+{{/* The pod spec of an LLM workload (at column 0): (dict "root" "role" "resources" "rdma" "gpu" "pd" "variant"). */}}
 {{- define "modelplat.llmPod" -}}
 {{- $role := .role -}}
 {{- $rdma := .rdma -}}
@@ -506,7 +512,7 @@ worker:
 containers:
   # KServe's preset runs vLLM in the container named main; these fields are merged into it.
   - name: main
-    {{- with .Values.model.image }}
+    {{- with (ternary (include "modelplat.canaryImage" .) .Values.model.image (eq $.variant "canary")) }}
     image: {{ . | quote }}
     {{- end }}
     {{- with .Values.model.args }}
