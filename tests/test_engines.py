@@ -170,9 +170,47 @@ def test_kserve_llm_controller_makes_the_workloads_pool_and_route_the_values_ask
     qmain = next(c for c in qwen.variants["primary"].deployments[0]["spec"]["template"]["spec"]["containers"]
                  if c["name"] == "main")
     assert "--enable-lora" in qmain.get("args", []) and "--max-lora-rank=32" in qmain.get("args", [])
-    objectives = [o for (kind, _), o in qwen.installed.items() if kind == "InferenceObjective"]
-    assert sorted(o["spec"]["priority"] for o in objectives) == [-10, 10]
-    assert {o["spec"]["poolRef"]["name"] for o in objectives} == {"qwen-chat-inference-pool"}
+    objectives = {name: o for (kind, name), o in qwen.installed.items() if kind == "InferenceObjective"}
+    assert {name: (o["spec"]["priority"], o["spec"]["poolRef"]["name"]) for name, o in objectives.items()} == {
+        "qwen-chat-interactive": (10, "qwen-chat-inference-pool"), "qwen-chat-batch": (-10, "qwen-chat-inference-pool"),
+        "qwen-chat-canary-interactive": (10, "qwen-chat-canary-inference-pool"),
+        "qwen-chat-canary-batch": (-10, "qwen-chat-canary-inference-pool")}
+
+
+def test_kserve_splits_an_llms_requests_between_it_and_its_canary_by_the_weights(models):
+    """qwen-chat (primaryLoad 90) and qwen-chat-canary form KServe's routing group: once the
+    Gateway accepted both members' routes (gateway_status.py plays its status), each member's
+    HTTPRoute sends the requests they share to both InferencePools, 90:10, and keeps the member's own
+    /<namespace>/<member>/ address to its own pool; the canary's pods run the canary's model."""
+    qwen = models.report.states["llm-native/qwen-chat"]
+    primary, canary = qwen.variants["primary"], qwen.variants["canary"]
+    assert canary.isvc["metadata"]["name"] == "qwen-chat-canary" and len(canary.pods) == 2
+    weights = {"qwen-chat-inference-pool": 90, "qwen-chat-canary-inference-pool": 10}
+    for v in (primary, canary):
+        member = v.isvc["metadata"]["name"]
+        conditions = {c["type"]: c["status"] for c in v.isvc["status"]["conditions"]}
+        assert conditions["Ready"] == conditions["GroupReady"] == "True"
+        group = v.isvc["status"]["router"]["group"]
+        assert {m["name"]: m["weight"] for m in group["members"]} == {"qwen-chat": 90, "qwen-chat-canary": 10}
+        split, own = [], []
+        # The Gateway refused the pre-v1 pool group (as Istio does): KServe moved its route to v1.
+        assert {b.get("group") for r in v.routing["HTTPRoute"]["spec"]["rules"] for b in r["backendRefs"]
+                if b["kind"] == "InferencePool"} == {"inference.networking.k8s.io"}
+        for rule in v.routing["HTTPRoute"]["spec"]["rules"]:
+            pools = {b["name"]: b.get("weight") for b in rule["backendRefs"] if b["kind"] == "InferencePool"}
+            paths = [(m.get("path") or {}).get("value", "") for m in rule.get("matches") or []]
+            if pools and any(path.startswith(f"/llm-native/{member}/") for path in paths):
+                own.append(pools)
+            elif pools:
+                split.append(pools)
+        assert split and all(pools == weights for pools in split)
+        assert own and all(pools == {f"{member}-inference-pool": 1} for pools in own)
+    # What the controller made of each member's model: the canary's pods fetch the canary's model.
+    def fetched(v) -> str:
+        template = v.deployments[0]["spec"]["template"]["spec"]
+        return " ".join(a for c in template.get("initContainers") or [] for a in c.get("args") or [])
+    assert "hf://Qwen/Qwen2.5-7B-Instruct-1M" in fetched(canary)
+    assert "hf://Qwen/Qwen2.5-7B-Instruct-1M" not in fetched(primary)
 
 
 def test_an_llms_limits_count_at_its_decode_pods_never_at_its_prefill_pods(models):
@@ -662,3 +700,4 @@ def test_imported_samples_make_the_deployments_their_originals_make(control_plan
     # KServe gives the transformer a Service of its own, where modelplat's routes send clients.
     bert = next(d["metadata"]["name"] for d in originals if "transformer" in d["spec"])
     assert kube.get("Service", IMPORTED, f"{bert}-transformer") is not None
+

@@ -352,18 +352,28 @@ def _in_order(wanted: list[str], have: list[str]) -> bool:
 LLM_CONTAINER = "main"  # the container KServe's LLM presets run vLLM in
 
 
+def routing_group(llmisvc: dict) -> str | None:
+    """The KServe routing group an LLMInferenceService is a member of (its canary's), if any."""
+    return (((llmisvc.get("spec") or {}).get("router") or {}).get("route") or {}).get("group")
+
+
 def llm_conditions(llmisvc: dict) -> list[str]:
     """The conditions KServe's controller can bring to True here, for this LLMInferenceService.
-    The router's (GatewaysReady, HTTPRoutesReady, InferencePoolReady) wait for a Gateway
-    implementation to accept the route, which the engines do not run: the route and pool
-    themselves are checked instead. A multi-node role (a `worker`) is a LeaderWorkerSet, ready once
-    the LeaderWorkerSet controller made its pods, which the engines do not run either: the group's
-    spec is judged instead (_llm_group_findings)."""
+    The router's (GatewaysReady, HTTPRoutesReady, InferencePoolReady, RouterReady) follow the
+    status the engines' Gateway writes (gateway_status.py); a routing group's GroupReady too. A
+    multi-node role (a `worker`) is a LeaderWorkerSet, ready once the LeaderWorkerSet controller
+    made its pods, which the engines do not run: the group's spec is judged instead
+    (_llm_group_findings), and the overall Ready, which needs it, is not expected."""
     spec = llmisvc.get("spec") or {}
     wanted = ["PresetsCombined", "SchedulerWorkloadReady"] + ([] if spec.get("worker") else ["MainWorkloadReady"])
     prefill = spec.get("prefill") or {}
     if prefill and not prefill.get("worker"):
         wanted.append("PrefillWorkloadReady")
+    wanted += ["GatewaysReady", "HTTPRoutesReady", "InferencePoolReady", "RouterReady"]
+    if routing_group(llmisvc):
+        wanted.append("GroupReady")
+    if not spec.get("worker") and not prefill.get("worker"):
+        wanted.append("Ready")
     return wanted
 
 
@@ -371,12 +381,33 @@ def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: li
     """The LLMInferenceService exists and its presets combined; the Deployments KServe made for the
     decode and prefill pods carry what the values ask (resources, GPUs and their placement, RDMA,
     parallelism, the KV hand-over, the served name); the InferencePool selects exactly the model's
-    pods, its endpoint picker runs, and the HTTPRoute on the platform's Gateway points at the pool."""
-    name = state.name
-    v = state.variants.get("primary")
+    pods, its endpoint picker runs, and the HTTPRoute on the platform's Gateway points at the pool.
+    With a canary, all of that for <name>-canary too, and each member's route splits by the weights."""
+    out: list[Finding] = []
+    members = ("primary", "canary") if (values.get("canary") or {}).get("enabled") else ("primary",)
+    for variant in members:
+        member = state.name + ("-canary" if variant == "canary" else "")
+        v = state.variants.get(variant)
+        if v is None or v.isvc.get("kind") != "LLMInferenceService":
+            out.append(Finding(model, "kserve", f"LLMInferenceService {member}", "", "not in the cluster"))
+            continue
+        out += _llm_member_findings(model, values, member, v, namespace_pods)
+    if "canary" not in members and "canary" in state.variants:
+        out.append(Finding(model, "kserve", f"LLMInferenceService {state.name}-canary", "",
+                           "in the cluster, and the values ask for no canary"))
+    if len(members) == 2 and len(state.variants) >= 2:
+        out += _llm_canary_findings(model, values, state)
+    pools = {f"{state.name}{suffix}-inference-pool" for suffix in ("", "-canary")[:len(members)]}
+    for (kind, obj_name), obj in state.installed.items():
+        if kind == "InferenceObjective" and (obj["spec"].get("poolRef") or {}).get("name") not in pools:
+            out.append(Finding(model, "kserve", f"InferenceObjective {obj_name}", "spec.poolRef",
+                               f"{obj['spec'].get('poolRef')} is not a pool of the model's: {sorted(pools)}"))
+    return out
+
+
+def _llm_member_findings(model: str, values: dict, name: str, v: Variant, namespace_pods: list[dict]) -> list[Finding]:
+    """One LLMInferenceService of the model (name: the primary's or <name>-canary)."""
     where = f"LLMInferenceService {name}"
-    if v is None or v.isvc.get("kind") != "LLMInferenceService":
-        return [Finding(model, "kserve", where, "", "not in the cluster")]
     llm = values.get("llm") or {}
     prefill = llm.get("prefill")
     out: list[Finding] = []
@@ -407,7 +438,45 @@ def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: li
     elif v.schedulers[0]["spec"].get("replicas") != llm.get("schedulerReplicas", 1):
         out.append(Finding(model, "kserve", f"Deployment {schedulers[0]}", "spec.replicas",
                            f"{v.schedulers[0]['spec'].get('replicas')}, the values ask for {llm.get('schedulerReplicas', 1)}"))
-    return out + _llm_routing_findings(model, values, state, v, namespace_pods)
+    return out + _llm_routing_findings(model, values, name, v, namespace_pods)
+
+
+def _llm_canary_findings(model: str, values: dict, state: ModelState) -> list[Finding]:
+    """KServe's routing group of a model and its canary: each member reports both members with
+    their weights, and each member's HTTPRoute sends the requests it shares with the group (not
+    those on its own /<namespace>/<member>/ address) to both InferencePools by those weights."""
+    out: list[Finding] = []
+    primary_load = values.get("primaryLoad")
+    want = {state.name: primary_load, f"{state.name}-canary": 100 - primary_load}
+    pools = {f"{member}-inference-pool": weight for member, weight in want.items()}
+    for variant in ("primary", "canary"):
+        v = state.variants[variant]
+        member = v.isvc["metadata"]["name"]
+        group = ((v.isvc.get("status") or {}).get("router") or {}).get("group") or {}
+        reported = {m.get("name"): m.get("weight") for m in group.get("members") or []}
+        if group.get("name") != state.name or reported != want:
+            out.append(Finding(model, "kserve", f"LLMInferenceService {member}", "status.router.group",
+                               f"group {group.get('name')!r} with {reported}, expected {state.name!r} with {want}"))
+        route = v.routing.get("HTTPRoute")
+        if route is None:
+            continue  # _llm_routing_findings names it
+        own = f"/{state.namespace}/{member}"
+        shared = [rule for rule in route["spec"].get("rules") or []
+                  if any(b.get("kind") == "InferencePool" for b in rule.get("backendRefs") or [])
+                  and not any(((m.get("path") or {}).get("value") or "") in (own,) or
+                              ((m.get("path") or {}).get("value") or "").startswith(own + "/")
+                              for m in rule.get("matches") or [])]
+        where = f"HTTPRoute {member}-kserve-route"
+        if not shared:
+            out.append(Finding(model, "kserve", where, "spec.rules", "no rule outside the member's own address "
+                               "sends to an InferencePool: the group's split has nowhere to apply"))
+        for rule in shared:
+            got = {b.get("name"): b.get("weight", 1) for b in rule.get("backendRefs") or [] if b.get("kind") == "InferencePool"}
+            if got != pools:
+                out.append(Finding(model, "kserve", where, f"spec.rules[{rule.get('name', '?')}].backendRefs",
+                                   f"{got}, the canary split is {pools}"))
+                break
+    return out
 
 
 # What KServe v0.20's data-parallel presets grant the main container (for DeepEP over RDMA), whatever
@@ -519,9 +588,9 @@ def _llm_workload_findings(model, values, role, expected, deployments, pods, res
     return out
 
 
-def _llm_routing_findings(model, values, state: ModelState, v: Variant, namespace_pods) -> list[Finding]:
-    name, out = state.name, []
-    pool = state.routing.get("InferencePool")
+def _llm_routing_findings(model, values, name: str, v: Variant, namespace_pods) -> list[Finding]:
+    out: list[Finding] = []
+    pool = v.routing.get("InferencePool")
     if pool is None:
         return [Finding(model, "kserve", f"InferencePool {name}-inference-pool", "", "not in the cluster")]
     where = f"InferencePool {name}-inference-pool"
@@ -543,11 +612,11 @@ def _llm_routing_findings(model, values, state: ModelState, v: Variant, namespac
     if ports != [values["model"]["port"]]:
         out.append(Finding(model, "kserve", where, "spec.targetPorts", f"{ports}, the pods serve on {values['model']['port']}"))
     picker = ((pool.get("spec") or {}).get("endpointPickerRef") or {}).get("name")
-    epp = state.routing.get("Service")
+    epp = v.routing.get("Service")
     if epp is None or epp["metadata"]["name"] != picker:
         out.append(Finding(model, "kserve", where, "spec.endpointPickerRef",
                            f"names Service {picker!r}, which KServe did not make"))
-    route = state.routing.get("HTTPRoute")
+    route = v.routing.get("HTTPRoute")
     where = f"HTTPRoute {name}-kserve-route"
     if route is None:
         return out + [Finding(model, "kserve", where, "", "not in the cluster")]
@@ -560,16 +629,15 @@ def _llm_routing_findings(model, values, state: ModelState, v: Variant, namespac
              if b.get("kind") == "InferencePool"]
     if not pools:
         out.append(Finding(model, "kserve", where, "spec.rules", "no rule sends requests to the InferencePool"))
+    # A canary's routing group adds the other member's pool (judged by _llm_canary_findings).
+    group = {f"{name.removesuffix('-canary')}{s}-inference-pool" for s in ("", "-canary")} if v.isvc["spec"].get(
+        "router", {}).get("route", {}).get("group") else {f"{name}-inference-pool"}
     for backend in pools:
         key = "InferencePool.x-k8s.io" if backend.get("group") == "inference.networking.x-k8s.io" else "InferencePool"
-        if backend.get("name") != f"{name}-inference-pool" or key not in state.routing:
+        if backend.get("name") not in group or (backend.get("name") == f"{name}-inference-pool" and key not in v.routing):
             out.append(Finding(model, "kserve", where, "spec.rules[].backendRefs",
                                f"{backend.get('group')}/{backend.get('name')} is not a pool KServe made for {name}"))
             break
-    for (kind, obj_name), obj in state.installed.items():
-        if kind == "InferenceObjective" and (obj["spec"].get("poolRef") or {}).get("name") != pool["metadata"]["name"]:
-            out.append(Finding(model, "kserve", f"InferenceObjective {obj_name}", "spec.poolRef",
-                               f"{obj['spec'].get('poolRef')} is not the model's pool {pool['metadata']['name']}"))
     return out
 
 
@@ -850,6 +918,8 @@ def mesh_route_findings(model: str, values: dict, caller: ProxyConfig, state: Mo
     """In-mesh callers of <name>-predictor are split and mirrored like gateway traffic."""
     if not ((values.get("canary") or {}).get("enabled") or (values.get("mirror") or {}).get("enabled")):
         return []
+    if (values.get("model") or {}).get("serving") == "llm":
+        return []  # an LLM's canary is split by KServe's routing group on its HTTPRoutes (llm_findings)
     component = "transformer" if values.get("transformer") else "predictor"
     host = f"{state.name}-{component}.{state.namespace}.svc.cluster.local"
     vhosts = _vhosts_for(caller, host)

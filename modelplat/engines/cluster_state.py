@@ -37,6 +37,9 @@ class Variant:
     # A multi-node LLM's LeaderWorkerSets (<name>-kserve-mn, <name>-kserve-mn-prefill) instead of
     # Deployments: their pods come from the LeaderWorkerSet controller, which the engines do not run.
     groups: list[dict] = field(default_factory=list)
+    # An LLMInferenceService's routing as KServe made it: "InferencePool", "InferencePool.x-k8s.io",
+    # "HTTPRoute", "Service" (the endpoint picker's) -> the object, when present.
+    routing: dict[str, dict] = field(default_factory=dict)
 
     @property
     def model_pods(self) -> list[dict]:
@@ -56,9 +59,12 @@ class ModelState:
     release_objects: list[tuple[str, str, str]]  # (kind, namespace, name) from Helm's release record
     variants: dict[str, Variant]
     installed: dict[tuple[str, str], dict]  # (kind, name) -> the object as the cluster holds it
-    # An LLMInferenceService's routing as KServe made it: "InferencePool", "InferencePool.x-k8s.io",
-    # "HTTPRoute", "Service" (the endpoint picker's) -> the object, when present.
-    routing: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def routing(self) -> dict[str, dict]:
+        """The primary LLMInferenceService's routing ({} for an InferenceService)."""
+        primary = self.variants.get("primary")
+        return primary.routing if primary is not None else {}
 
 
 def helm_release_manifest(kube: Kube, namespace: str, release: str) -> tuple[int, str]:
@@ -111,29 +117,33 @@ def model_state(kube: Kube, namespace: str, name: str, *, pods: list[dict] | Non
         transformers = [d for d in mine if d["metadata"]["name"] == f"{name}{suffix}-transformer"]
         predictors = [d for d in mine if d not in transformers]
         variants[variant] = Variant(variant, isvc, predictors, pods_of(predictors), transformers, pods_of(transformers))
-    routing: dict[str, dict] = {}
-    llm = kube.get("LLMInferenceService", namespace, name)
-    if llm is not None:
-        mine = [d for d in deployments if owner(d, "LLMInferenceService") == name]
+    for variant in ("primary", "canary"):  # an LLM's canary is a second LLMInferenceService
+        member = name + VARIANT_SUFFIX[variant]
+        llm = kube.get("LLMInferenceService", namespace, member)
+        if llm is None:
+            continue
+        mine = [d for d in deployments if owner(d, "LLMInferenceService") == member]
         role = lambda d: (d["spec"]["template"]["metadata"].get("labels") or {}).get("app.kubernetes.io/component")  # noqa: E731
         decode = [d for d in mine if role(d) == "llminferenceservice-workload"]
         prefill = [d for d in mine if role(d) == "llminferenceservice-workload-prefill"]
         scheduler = [d for d in mine if d not in decode and d not in prefill]
-        groups = [g for g in (kube.get("LeaderWorkerSet", namespace, f"{name}-kserve-mn{suffix}")
+        groups = [g for g in (kube.get("LeaderWorkerSet", namespace, f"{member}-kserve-mn{suffix}")
                               for suffix in ("", "-prefill")) if g is not None]
-        variants["primary"] = Variant("primary", llm, decode, pods_of(decode), prefills=prefill,
-                                      prefill_pods=pods_of(prefill), schedulers=scheduler, groups=groups)
+        routing: dict[str, dict] = {}
         for kind in ("InferencePool", "InferencePool.x-k8s.io"):
-            pool = kube.get(kind, namespace, f"{name}-inference-pool")
+            pool = kube.get(kind, namespace, f"{member}-inference-pool")
             if pool is not None:
                 routing[kind] = pool
-        route = kube.get("HTTPRoute", namespace, f"{name}-kserve-route")
+        route = kube.get("HTTPRoute", namespace, f"{member}-kserve-route")
         if route is not None:
             routing["HTTPRoute"] = route
-        epp = kube.get("Service", namespace, f"{name}-epp-service")
+        epp = kube.get("Service", namespace, f"{member}-epp-service")
         if epp is not None:
             routing["Service"] = epp
-    return ModelState(namespace, name, objects, variants, installed, routing)
+        variants[variant] = Variant(variant, llm, decode, pods_of(decode), prefills=prefill,
+                                    prefill_pods=pods_of(prefill), schedulers=scheduler, groups=groups,
+                                    routing=routing)
+    return ModelState(namespace, name, objects, variants, installed)
 
 
 def selects(selector: dict | None, labels: dict) -> bool:

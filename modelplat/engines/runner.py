@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .. import tools, yamlout
 from ..config import PlatformSettings
 from ..manifests import split_manifests
-from . import checks, istio
+from . import checks, gateway_status, istio
 from .cluster_state import ModelState, model_state
 from .controlplane import ControlPlane
 from .gitops import GitOps, Settled, engine_platform
@@ -26,6 +26,8 @@ ISTIO_KINDS = ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthenticati
 # Rollouts and HPA minimums after the HelmReleases are Ready: pods are marked Running at once, and
 # the HPA controller syncs every 2 s (controlplane.py).
 ROLLOUT_SECONDS = 60
+# Beyond it, while only LLMInferenceServices' routing still settles (await_rollouts).
+LLM_ROUTING_SECONDS = 60
 # What the API server adds that Istio's config loader and the report do not need.
 _NOISE = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "ownerReferences")
 
@@ -117,7 +119,10 @@ def verify(plane: ControlPlane, gitops: GitOps, plans, settled: Settled,
     kube = plane.kube
     started = time.monotonic()
     namespaces = sorted({p.namespace for p in plans})
-    await_rollouts(kube, namespaces)
+    gateway = None
+    if any(p.serving == "llm" for p in plans):
+        gateway = tuple(gitops.platform.gatewayApi.gateway.split("/", 1))
+    await_rollouts(kube, namespaces, gateway=gateway)
     timings = {"rollouts": time.monotonic() - started}
     started = time.monotonic()
     listed = {ns: (kube.list("Pod", ns), kube.list("Deployment", ns), kube.list("ReplicaSet", ns)) for ns in namespaces}
@@ -173,7 +178,7 @@ def unsettled_rollouts(kube, namespaces) -> list[str]:
                 objects = []
             for obj in objects:
                 if not (obj.get("status") or {}).get("conditions") or (kind == "LLMInferenceService"
-                                                                        and _llm_settling(obj)):
+                                                                        and _llm_settling(obj, objects)):
                     moving.append(f"{kind} {ns}/{obj['metadata']['name']}")
         deployments = {d["metadata"]["name"]: d for d in kube.list("Deployment", ns)}
         for name, d in deployments.items():
@@ -193,20 +198,39 @@ def unsettled_rollouts(kube, namespaces) -> list[str]:
     return moving
 
 
-def _llm_settling(obj: dict) -> bool:
-    """An LLMInferenceService whose workload conditions are not yet True: KServe's controller
-    updates them after the Deployments it watches become available, a moment later."""
+def _llm_settling(obj: dict, namespace_llms: list[dict]) -> bool:
+    """An LLMInferenceService whose conditions are not yet True (KServe's controller updates them
+    after the Deployments it watches become available, or the Gateway accepted the route, a moment
+    later), or whose routing group does not yet list every member: a member counts the others once
+    their routers are ready, so the weights reach its route last."""
     conditions = {c.get("type"): c.get("status") for c in (obj.get("status") or {}).get("conditions") or []}
-    return any(conditions.get(kind) != "True" for kind in checks.llm_conditions(obj))
+    if any(conditions.get(kind) != "True" for kind in checks.llm_conditions(obj)):
+        return True
+    group = checks.routing_group(obj)
+    if group is None:
+        return False
+    members = {o["metadata"]["name"] for o in namespace_llms if checks.routing_group(o) == group}
+    listed = {m.get("name") for m in (((obj.get("status") or {}).get("router") or {}).get("group") or {}).get("members") or []}
+    return listed != members
 
 
-def await_rollouts(kube, namespaces, timeout: float = ROLLOUT_SECONDS) -> list[str]:
+def await_rollouts(kube, namespaces, timeout: float = ROLLOUT_SECONDS,
+                   gateway: tuple[str, str] | None = None) -> list[str]:
     """Waits until nothing in `namespaces` still moves (or the timeout: what stays unsettled is
-    then judged by the checks as it stands, which names the field)."""
-    deadline = time.monotonic() + timeout
-    while (moving := unsettled_rollouts(kube, namespaces)) and time.monotonic() < deadline:
+    then judged by the checks as it stands, which names the field). With a gateway (namespace,
+    name), its status and its routes' are written as they change (gateway_status.py)."""
+    started = time.monotonic()
+    while True:
+        if gateway is not None:
+            gateway_status.acknowledge(kube, gateway, namespaces)
+        moving = unsettled_rollouts(kube, namespaces)
+        waited = time.monotonic() - started
+        # A routing group settles last, in several rounds between KServe and the Gateway (route,
+        # its pool group, the members' readiness, the weights): it may take a while longer.
+        routing = all(m.startswith("LLMInferenceService ") for m in moving)
+        if not moving or waited >= timeout + (LLM_ROUTING_SECONDS if routing else 0):
+            return moving
         time.sleep(0.5)
-    return moving
 
 
 def _clean(obj: dict) -> dict:
