@@ -8,8 +8,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+
+from modelplat.engines import checks, istio
 
 from conftest import EXAMPLES, modelplat, need_tool
 from test_real_tools import helmrelease_values, template
@@ -18,10 +22,9 @@ GATEWAY_API = "routing: gateway-api\ngatewayApi:\n  gateway: gateway-system/mode
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> dict[str, list[dict]]:
+def out(tmp_path_factory) -> Path:
     """The InferenceService examples rendered with the platform's routing: gateway-api, plus
-    qwen-chat mirrored to a shadow; {"<project>/<name>": helm template's documents}."""
-    helm = need_tool("helm")
+    qwen-chat mirrored to a shadow."""
     root = tmp_path_factory.mktemp("gateway-api")
     models = root / "models"
     shutil.copytree(EXAMPLES, models, ignore=shutil.ignore_patterns("llm-native", "llm-70b"))
@@ -32,6 +35,13 @@ def rendered(tmp_path_factory) -> dict[str, list[dict]]:
     out = root / "out"
     result = modelplat("render", str(models), "--out", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def rendered(out) -> dict[str, list[dict]]:
+    """{"<project>/<name>": helm template's documents} of every model in `out`."""
+    helm = need_tool("helm")
     docs = {}
     for release in sorted(out.glob("*/*/helmrelease.yaml")):
         model = release.parent
@@ -122,3 +132,92 @@ def test_kubeconform_strict_and_the_api_server_accept_the_routes_and_refuse_a_ty
     refused = kube_apiserver.kubectl_run("apply", "--dry-run=server", "--validate=strict", "-f", "-",
                                          input=json.dumps(broken), check=False)
     assert refused.returncode != 0 and "weigth" in refused.stderr
+
+
+GATEWAY = ("gateway-system", "models")
+
+
+def _service(name: str, namespace: str, selector: dict, port: int = 80) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": selector, "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}}
+
+
+def _pod(name: str, namespace: str, labels: dict, ip: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"containers": [{"name": "main", "image": "x"}]},
+            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                       "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def _as_stored(kube_apiserver, doc: dict) -> dict:
+    """The object as the API server stores it: its CRD's defaults applied (a match without a path
+    gets PathPrefix /), which Istio's route conversion relies on (it dereferences the path)."""
+    for ns in ("ml-demo", "fraud", "llm"):
+        kube_apiserver.kubectl_run("create", "namespace", ns, check=False)
+    result = kube_apiserver.kubectl_run("apply", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(doc))
+    stored = json.loads(result.stdout)
+    return {k: v for k, v in stored.items() if k != "status"}
+
+
+def test_istios_gateway_and_sidecars_route_the_httproutes_as_the_values_ask(out, rendered, kube_apiserver):
+    """Istio's own config generation (the engines' sidecar-config) consumes the HTTPRoutes: the
+    Gateway's proxy and an in-mesh caller's sidecar get the split, the header-matched canary and the
+    mirror share the values ask, judged by the same check as the VirtualService's Envoy routes
+    (checks.gateway_findings, checks.mesh_route_findings). KServe's Services are stood in for by
+    name (the engines tests show KServe makes <isvc>-predictor on port 80)."""
+    need_tool("sidecar-config")
+    routes_ = [_as_stored(kube_apiserver, d) for docs in rendered.values() for d in docs if d["kind"] == "HTTPRoute"]
+    namespace, name = GATEWAY
+    # As Istio's gateway deployment controller labels the pods it makes for a Gateway.
+    gateway_labels = {"gateway.networking.k8s.io/gateway-name": name}
+    kube = [
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "istio"},
+         "spec": {"controllerName": "istio.io/gateway-controller"}},
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": name, "namespace": namespace},
+         "spec": {"gatewayClassName": "istio", "listeners": [
+             {"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}}]}},
+        # What Istio's gateway deployment controller makes for the Gateway: <name>-<class> and its pod.
+        _service(f"{name}-istio", namespace, gateway_labels),
+        _pod(f"{name}-istio-0", namespace, gateway_labels, "10.96.0.11"),
+        _pod("caller-0", "clients", {"app": "caller"}, "10.1.9.9"),
+        *routes_,
+    ]
+    models = {}
+    for key in ("llm/qwen-chat", "ml-demo/iris", "fraud/xgb-scorer"):
+        project, model = key.split("/")
+        values = helmrelease_values(out / project / model)
+        models[key] = values
+        for suffix in ("", "-canary", "-shadow"):
+            isvc = f"{model}{suffix}"
+            kube.append(_service(f"{isvc}-predictor", values["namespace"], {"serving.kserve.io/inferenceservice": isvc}))
+    proxies = [istio.Proxy("gateway", namespace, gateway_labels, "10.96.0.11", "router"),
+               istio.Proxy("caller", "clients", {"app": "caller"}, "10.1.9.9")]
+    generated = istio.generate(istio.Inputs([], kube), proxies)
+    platform = SimpleNamespace(gateway="/".join(GATEWAY))
+    findings = []
+    for key, values in models.items():
+        state = SimpleNamespace(namespace=values["namespace"], name=key.split("/")[1])
+        findings += checks.gateway_findings(key, values, generated["gateway"], state, platform)
+        findings += checks.mesh_route_findings(key, values, generated["caller"], state)
+    assert findings == []
+    # The checks looked at real routes: the exposed model's host is on the Gateway's proxy.
+    host = models["llm/qwen-chat"]["exposeModel"]["host"]
+    assert any(host in (vh.get("domains") or []) or f"{host}:80" in (vh.get("domains") or [])
+               for rc in generated["gateway"].routes for vh in rc.get("virtual_hosts") or [])
+
+
+def test_the_istio_route_check_fails_on_a_lost_mirror(out, rendered):
+    """The same check on the same generated config, with the values of a model that asks for more
+    than the route carries: a finding, so the test above cannot pass by finding nothing."""
+    values = dict(helmrelease_values(out / "fraud" / "xgb-scorer"))
+    values["mirror"] = {**values["mirror"], "percentage": 50}
+    rules = routes(rendered["fraud/xgb-scorer"])["xgb-scorer-mesh"]["spec"]["rules"]
+    assert rules[0]["filters"][0]["requestMirror"]["percent"] == 25
+    vhosts = [{"routes": [{"name": "r", "route": {"cluster": "outbound|80||xgb-scorer-predictor.fraud.svc.cluster.local",
+                                                  "request_mirror_policies": [{
+                                                      "cluster": "outbound|80||xgb-scorer-shadow-predictor.fraud.svc.cluster.local",
+                                                      "runtime_fraction": {"default_value": {"numerator": 25}}}]}}]}]
+    config = istio.ProxyConfig([], [{"name": "xgb-scorer-predictor.fraud.svc.cluster.local:80", "virtual_hosts": vhosts}])
+    state = SimpleNamespace(namespace="fraud", name="xgb-scorer")
+    assert [f.field for f in checks.mesh_route_findings("fraud/xgb-scorer", values, config, state)] == \
+        ["route r request_mirror_policies"]
