@@ -28,6 +28,7 @@ TEMPLATE_FOR_FEATURE = {
     "rdma networks": "networkattachmentdefinition.yaml",
     "canary": "inferenceservice-canary.yaml",
     "llm canary": "llminferenceservice.yaml",
+    "llm mirroring": "llminferenceservice.yaml",
     "canary autoscaling": "hpa-canary.yaml",
     "mirroring": "inferenceservice-shadow.yaml",
     "traffic routing": "virtualservice.yaml",
@@ -118,9 +119,13 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
         if values.autoscaling.enabled:
             features.append("canary autoscaling")
     if values.mirror.enabled:
-        features.append("mirroring")
-    # An LLMInferenceService is routed by the HTTPRoute KServe makes on the platform's Gateway.
-    if kind != "llm" and (values.exposeModel.enabled or values.canary.enabled or values.mirror.enabled):
+        features.append("llm mirroring" if kind == "llm" else "mirroring")
+    # An LLMInferenceService is routed by the HTTPRoute KServe makes on the platform's Gateway, unless
+    # it needs what KServe's route cannot carry (a mirror, a header-matched canary): the chart's own.
+    if kind == "llm":
+        if values.mirror.enabled or (values.canary.enabled and values.canary.headerMatch):
+            features.append("gateway api routing")
+    elif values.exposeModel.enabled or values.canary.enabled or values.mirror.enabled:
         features.append("gateway api routing" if platform.routing == "gateway-api" else "traffic routing")
     if rate_limits(values):
         features.append("rate limits")

@@ -597,30 +597,20 @@ def llm_rules(values: ModelValues, platform: PlatformSettings, src: Source, iden
                                  "remove it; pass vLLM flags in model.args, or set model.image")
     if spec.image:
         yield from _image_tag(src, ("model", "image"), spec.image)
-    if values.canary.enabled and values.canary.headerMatch:
-        yield src.diagnostic(("canary", "headerMatch"), "llm-canary-header",
-                             "KServe's routing group splits an LLM's requests by weight only; the canary also answers "
-                             f"at its own address, /{ident.namespace}/{ident.name}-canary/v1/..., on the Gateway",
-                             "remove canary.headerMatch, and call the canary's own address to test it on purpose")
     if values.canary.enabled and platform.gatewayApi.gatewayClass == "istio":
         yield src.diagnostic(("canary", "enabled"), "llm-canary-picker",
-                             "Istio's gateway calls one endpoint picker per route rule, the last pool's: on the rules "
-                             f"KServe's routing group shares, {ident.name}-canary's picker sees every request, and "
+                             "Istio's gateway calls one endpoint picker per route rule, the last pool's: on a rule that "
+                             f"splits between the two members' InferencePools, {ident.name}-canary's picker sees every "
+                             "request, and "
                              f"the {values.primaryLoad}% that go to the primary's pool skip its picker (round robin "
                              "over its pods, no KV-cache or queue awareness) (read in Istio's route conversion)",
-                             "keep the canary short, and try it at its own address first (its own rules keep its "
-                             "picker)", severity="warning")
+                             "keep the canary short, and test it on purpose first: at its own address, or with "
+                             "canary.headerMatch (a rule to its pool alone keeps its picker)", severity="warning")
     if values.canary.enabled and values.canary.imageTag and not spec.image:
         yield src.diagnostic(("canary", "imageTag"), "llm-canary-image-tag",
                              "canary.imageTag changes the tag of model.image, and this model runs the image of "
                              "KServe's preset",
                              "set model.image to the vLLM image the primary runs, or give the canary another storageUri")
-    if values.mirror.enabled:
-        yield src.diagnostic(("mirror",), "llm-mirror",
-                             "KServe v0.20 writes the rules of an LLMInferenceService's HTTPRoute itself, from its "
-                             "router preset, and has no field for a RequestMirror filter on them",
-                             "serve the model as an InferenceService (model.serving: inferenceservice) to mirror it, "
-                             "or try the new version as a canary with a small weight")
     if values.transformer is not None:
         yield src.diagnostic(("transformer",), "llm-transformer",
                              "an LLMInferenceService has no transformer: the endpoint picker is the only hop before "

@@ -525,8 +525,51 @@ def virtualservice_suite(p: ModelPlan) -> dict[str, Any]:
             "release": _release(p), "tests": tests}
 
 
+def llm_httproute_suite(p: ModelPlan) -> dict[str, Any]:
+    """An LLM's own route (a mirror or a header-matched canary): the model's address on the
+    platform's Gateway, to its InferencePools, mirrored to the shadow's workload Service."""
+    v = p.chart_values
+    gateway = v["platform"]["gatewayApi"]
+    prefix = {"type": "PathPrefix", "value": f"/{p.namespace}/{p.name}/"}
+    rule = "spec.rules[-1]"
+    pool = lambda member, **w: {"group": "inference.networking.k8s.io", "kind": "InferencePool",  # noqa: E731
+                                "name": f"{member}-inference-pool", "port": 8000, **w}
+    base = {"canary.enabled": False, "mirror.enabled": False}
+    tests = [
+        _case("routes the model's own address on the platform's Gateway to its InferencePool, prefix removed", [
+            {"hasDocuments": {"count": 1}},
+            {"equal": {"path": "metadata.name", "value": p.name}},
+            {"equal": {"path": "spec.parentRefs", "value": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                                             **gateway}]}},
+            {"equal": {"path": f"{rule}.matches", "value": [{"path": prefix}]}},
+            {"equal": {"path": f"{rule}.filters[0].urlRewrite.path.replacePrefixMatch", "value": "/"}},
+            {"equal": {"path": f"{rule}.backendRefs", "value": [pool(p.name)]}},
+        ], base | {"mirror.enabled": True, "mirror.storageUri": "hf://example/shadow", "mirror.percentage": 30}),
+        _case("mirrors the share to the shadow's workload Service (a fraction for decimals)", [
+            {"equal": {"path": f"{rule}.filters[1]", "value": {"type": "RequestMirror", "requestMirror": {
+                "backendRef": {"name": f"{p.name}-shadow-kserve-workload-svc", "port": 8000}, "percent": 30}}}},
+        ], base | {"mirror.enabled": True, "mirror.storageUri": "hf://example/shadow", "mirror.percentage": 30}),
+        _case("sends the canary header to the canary's pool first, and splits the rest by primaryLoad", [
+            {"contains": {"path": "spec.rules[0].matches[0].headers",
+                          "content": {"type": "Exact", "name": "x-model-canary", "value": "true"}}},
+            {"equal": {"path": "spec.rules[0].matches[0].path", "value": prefix}},
+            {"equal": {"path": "spec.rules[0].backendRefs", "value": [pool(f"{p.name}-canary")]}},
+            {"equal": {"path": f"{rule}.backendRefs", "value": [pool(p.name, weight=70),
+                                                                pool(f"{p.name}-canary", weight=30)]}},
+        ], base | {"canary.enabled": True, "canary.storageUri": "hf://example/canary", "primaryLoad": 70,
+                   "canary.headerMatch": {"x-model-canary": "true"}}),
+        _case("renders nothing when KServe's own route does (no mirror, no header match)", [
+            {"hasDocuments": {"count": 0}}], base | {"canary.enabled": True, "canary.storageUri": "hf://example/c",
+                                                   "primaryLoad": 90, "canary.headerMatch": None}),
+    ]
+    return {"suite": f"{p.name} HTTPRoute", "templates": ["templates/httproute.yaml"], "release": _release(p),
+            "tests": tests}
+
+
 def httproute_suite(p: ModelPlan) -> dict[str, Any]:
     """The platform's routing: gateway-api: the VirtualService's behaviours as HTTPRoutes."""
+    if p.serving == "llm":
+        return llm_httproute_suite(p)
     v = p.chart_values
     entry = "transformer" if v.get("transformer") else "predictor"
     primary, canary, shadow = (f"{p.name}{suffix}-{entry}" for suffix in ("", "-canary", "-shadow"))
@@ -725,19 +768,22 @@ def llminferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
     gateway = platform["gatewayApi"]
     canary = v["canary"]["enabled"]
     served = v["model"].get("servedModelName", p.name)
+    # The chart's own route when KServe's cannot carry the model's (a mirror, a header-matched canary).
+    own_route = v["mirror"]["enabled"] or (canary and bool(v["canary"].get("headerMatch")))
+    route = {"http": {"refs": [{"name": p.name}]}} if own_route else \
+        {"group": p.name, "weight": v["primaryLoad"]} if canary else {}
     primary = {"documentIndex": 0}
     tests = [
         _case(f"renders the LLMInferenceService {p.name} (v1alpha2), routed on the platform's Gateway", [
-            {"hasDocuments": {"count": 2 if canary else 1}},
+            {"hasDocuments": {"count": 1 + canary + v["mirror"]["enabled"]}},
             {"isKind": {"of": "LLMInferenceService"}},
             {"isAPIVersion": {"of": "serving.kserve.io/v1alpha2"}},
             {"equal": {"path": "metadata.name", "value": p.name}, **primary},
             {"equal": {"path": "spec.model.uri", "value": v["model"]["storageUri"]}, **primary},
             {"equal": {"path": "spec.model.name", "value": served}},
-            {"equal": {"path": "spec.router.gateway.refs", "value": [gateway]}},
-            {"equal": {"path": "spec.router.route", "value": {"group": p.name, "weight": v["primaryLoad"]}
-                       if canary else {}}, **primary},
-            {"equal": {"path": "spec.router.scheduler.replicas", "value": llm["schedulerReplicas"]}},
+            {"equal": {"path": "spec.router.gateway.refs", "value": [gateway]}, **primary},
+            {"equal": {"path": "spec.router.route", "value": route}, **primary},
+            {"equal": {"path": "spec.router.scheduler.replicas", "value": llm["schedulerReplicas"]}, **primary},
             {"equal": {"path": f"{main}.name", "value": "main"}},
         ]),
         _case("with a canary: a second LLMInferenceService <name>-canary, same model name, in the primary's "
@@ -751,10 +797,23 @@ def llminferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
             {"equal": {"path": _key("spec.labels", "modelplat.io/variant"), "value": "canary"}, "documentIndex": 1},
             {"equal": {"path": _key("spec.labels", "modelplat.io/model"), "value": p.name}, "documentIndex": 1},
             {"equal": {"path": _key("spec.labels", "modelplat.io/traffic"), "value": "live"}, "documentIndex": 1},
-        ], {"canary.enabled": True, "canary.storageUri": "hf://example/canary", "primaryLoad": 75}),
+        ], {"canary.enabled": True, "canary.storageUri": "hf://example/canary", "primaryLoad": 75, "mirror.enabled": False,
+            "canary.headerMatch": None}),
+        _case("with a mirror: a shadow <name>-shadow on the shadow's model, no router of its own (the chart's "
+              "route mirrors to it), its pods mirrored traffic, its replicas fixed; the members refer to the "
+              "chart's route", [
+            {"hasDocuments": {"count": 2}},
+            {"equal": {"path": "metadata.name", "value": f"{p.name}-shadow"}, "documentIndex": 1},
+            {"equal": {"path": "spec.model.uri", "value": "hf://example/shadow"}, "documentIndex": 1},
+            {"notExists": {"path": "spec.router"}, "documentIndex": 1},
+            {"equal": {"path": "spec.replicas", "value": v["replicaCount"]}, "documentIndex": 1},
+            {"equal": {"path": _key("spec.labels", "modelplat.io/traffic"), "value": "mirrored"}, "documentIndex": 1},
+            {"equal": {"path": _key("spec.labels", "modelplat.io/variant"), "value": "shadow"}, "documentIndex": 1},
+            {"equal": {"path": "spec.router.route", "value": {"http": {"refs": [{"name": p.name}]}}}, **primary},
+        ], {"canary.enabled": False, "mirror.enabled": True, "mirror.storageUri": "hf://example/shadow"}),
         _case("labels the (decode) pods for the mesh policies, and keeps the model's own labels off them", [
             {"equal": {"path": _key("spec.labels", "modelplat.io/model"), "value": p.name}},
-            {"equal": {"path": _key("spec.labels", "modelplat.io/traffic"), "value": "live"}},
+            {"equal": {"path": _key("spec.labels", "modelplat.io/traffic"), "value": "live"}, **primary},
             {"equal": {"path": _key("spec.labels", "modelplat.io/role"), "value": "decode" if prefill else "both"}},
             {"notExists": {"path": _key("spec.labels", "example.com/any")}},
         ], {"labels": {"example.com/any": "x"}}),

@@ -9,7 +9,7 @@ import pytest
 
 from modelplat import pipeline
 
-from conftest import PLATFORM
+from conftest import PLATFORM, modelplat, need_tool
 
 NATIVE = """\
 model:
@@ -181,17 +181,23 @@ def test_an_llm_canary_is_a_second_member_of_the_primarys_kserve_routing_group(t
     assert "hpa-canary.yaml" in scaled.templates
 
 
-@pytest.mark.parametrize("extra, code, key", [
-    # KServe's group splits by weight; a header-matched rule would need a route of modelplat's own.
-    ("  headerMatch:\n    x-canary: \"1\"\n", "llm-canary-header", "canary.headerMatch"),
+def test_a_canary_tag_without_model_image_is_refused_with_the_way_that_works(tree):
     # The canary's tag replaces model.image's; without model.image there is no tag to change.
-    ("  imageTag: v0.9.0\n", "llm-canary-image-tag", "canary.imageTag"),
-])
-def test_what_an_llm_canary_cannot_do_is_refused_with_the_way_that_works(tree, extra, code, key):
-    found = codes(tree, NATIVE + CANARY + extra)
-    assert code in found and found[code].key == key and found[code].hint
-    if code == "llm-canary-header":
-        assert "/demo/chat-canary/v1/" in found[code].message
+    found = codes(tree, NATIVE + CANARY + "  imageTag: v0.9.0\n")["llm-canary-image-tag"]
+    assert found.key == "canary.imageTag" and "model.image" in found.hint
+
+
+def test_a_mirror_or_a_header_matched_canary_makes_the_chart_write_the_llms_route(tree):
+    """KServe's route cannot carry a RequestMirror filter or a header match: the chart writes the
+    HTTPRoute (httproute.yaml) the members refer to, and the shadow is a third LLMInferenceService."""
+    mirror = "mirror:\n  enabled: true\n  storageUri: hf://Qwen/Qwen3-8B\n  percentage: 12.5\n"
+    p = plan_of(tree, NATIVE + mirror)
+    assert {"llm mirroring", "gateway api routing"} <= set(p.features) and "mirroring" not in p.features
+    assert "httproute.yaml" in p.templates and "inferenceservice-shadow.yaml" not in p.templates
+    header = plan_of(tree, NATIVE + CANARY + "  headerMatch:\n    x-model-canary: \"true\"\n")
+    assert "gateway api routing" in header.features
+    # A weighted canary alone stays on KServe's route (its routing group).
+    assert "gateway api routing" not in plan_of(tree, NATIVE + CANARY).features
 
 
 def test_an_llm_canary_with_an_image_tag_runs_that_tag_of_model_image(tree):
@@ -200,9 +206,6 @@ def test_an_llm_canary_with_an_image_tag_runs_that_tag_of_model_image(tree):
     assert plan_of(tree, text).chart_values["canary"]["imageTag"] == "v0.11.0"
 
 
-def test_mirroring_an_llminferenceservice_is_refused_with_the_reason(tree):
-    found = codes(tree, NATIVE + "mirror:\n  enabled: true\n  storageUri: hf://Qwen/Qwen3-8B\n")
-    assert "RequestMirror" in found["llm-mirror"].message and found["llm-mirror"].key == "mirror"
 
 
 def test_an_llm_canary_behind_istios_gateway_warns_that_one_endpoint_picker_serves_the_shared_rules(tree):
@@ -212,3 +215,30 @@ def test_an_llm_canary_behind_istios_gateway_warns_that_one_endpoint_picker_serv
     assert d.severity == "warning" and "chat-canary" in d.message and "80%" in d.message
     other = PLATFORM + IDP + "gatewayApi:\n  gateway: gw/llm-gateway\n  gatewayClass: kgateway\n"
     assert "llm-canary-picker" not in codes(tree, NATIVE + CANARY, other)
+
+
+def test_a_mirrored_llms_chart_holds_three_llminferenceservices_and_never_counts_the_shadow(tree, tmp_path):
+    """helm template of the chart: the members and the shadow are LLMInferenceServices (no
+    InferenceService of any variant), the chart's route is the only HTTPRoute, and the token quota
+    and request limits select the primary's and canary's pods, never the shadow's."""
+    from test_real_tools import helmrelease_values, template
+
+    helm = need_tool("helm")
+    text = NATIVE + CANARY + "  headerMatch:\n    x-model-canary: \"true\"\n" + \
+        "mirror:\n  enabled: true\n  storageUri: hf://Qwen/Qwen3-8B-AWQ\n" + \
+        "ratelimitIPPerMinute: 10\ntokenLimit:\n  enabled: true\n  tenantId: t\n  ipLimit: 100\n"
+    root = tree({"demo/chat.yaml": text}, platform=PLATFORM + IDP)
+    result = modelplat("render", str(root), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    model = tmp_path / "out" / "demo" / "chat"
+    docs = template(helm, model / "chart", "chat", "demo", helmrelease_values(model))
+    kinds = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    assert [n for k, n in kinds if k == "LLMInferenceService"] == ["chat", "chat-canary", "chat-shadow"]
+    assert not [n for k, n in kinds if k == "InferenceService"]
+    assert [n for k, n in kinds if k == "HTTPRoute"] == ["chat"]
+    labels = {d["metadata"]["name"]: d["spec"]["labels"] for d in docs if d["kind"] == "LLMInferenceService"}
+    for name in ("chat-tokenlimit", "chat-ratelimit"):
+        (f,) = [d for d in docs if d["kind"] == "EnvoyFilter" and d["metadata"]["name"] == name]
+        selector = f["spec"]["workloadSelector"]["labels"]
+        selected = {m for m, pod in labels.items() if all(pod.get(k) == v for k, v in selector.items())}
+        assert selected == {"chat", "chat-canary"}, name

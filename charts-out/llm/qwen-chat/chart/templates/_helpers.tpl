@@ -22,7 +22,9 @@ template; each renders only when its helper says so).
 {{- define "modelplat.on.inferenceservice-canary" -}}
 {{- if and .Values.canary.enabled (ne .Values.model.serving "llm") }}true{{ end -}}
 {{- end -}}
-{{- define "modelplat.on.inferenceservice-shadow" -}}{{ if .Values.mirror.enabled }}true{{ end }}{{- end -}}
+{{- define "modelplat.on.inferenceservice-shadow" -}}
+{{- if and .Values.mirror.enabled (ne .Values.model.serving "llm") }}true{{ end -}}
+{{- end -}}
 {{- define "modelplat.on.poddisruptionbudget" -}}{{ if .Values.podDisruptionBudget.enabled }}true{{ end }}{{- end -}}
 {{- define "modelplat.on.telemetry" -}}{{ if .Values.observability.accessLog }}true{{ end }}{{- end -}}
 {{- define "modelplat.on.prometheusrule" -}}{{ if .Values.observability.alerts.enabled }}true{{ end }}{{- end -}}
@@ -37,8 +39,14 @@ template; each renders only when its helper says so).
       (or .Values.exposeModel.enabled .Values.canary.enabled .Values.mirror.enabled) }}true{{ end -}}
 {{- end -}}
 {{- define "modelplat.on.httproute" -}}
-{{- if and (ne .Values.model.serving "llm") (eq .Values.platform.routing "gateway-api")
+{{- if eq .Values.model.serving "llm" }}{{ include "modelplat.llmOwnRoute" . }}
+{{- else if and (eq .Values.platform.routing "gateway-api")
       (or .Values.exposeModel.enabled .Values.canary.enabled .Values.mirror.enabled) }}true{{ end -}}
+{{- end -}}
+{{/* An LLMInferenceService's route is KServe's, unless it needs what KServe's cannot carry (a mirror,
+a header-matched canary): then the chart writes it, and the model's members refer to it. */}}
+{{- define "modelplat.llmOwnRoute" -}}
+{{- if or .Values.mirror.enabled (and .Values.canary.enabled .Values.canary.headerMatch) }}true{{ end -}}
 {{- end -}}
 {{- define "modelplat.on.peerauthentication" -}}{{ if .Values.auth.enabled }}true{{ end }}{{- end -}}
 {{- define "modelplat.on.authorizationpolicy" -}}{{ if .Values.auth.enabled }}true{{ end }}{{- end -}}
@@ -468,7 +476,7 @@ labels:
   modelplat.io/role: {{ $role }}
   {{- /* Clients' requests reach the decode pods; prefill pods are called by the decode pods'
   routing sidecar, so limits and quotas count at the decode pods only. */}}
-  modelplat.io/traffic: {{ if eq $role "prefill" }}internal{{ else }}live{{ end }}
+  modelplat.io/traffic: {{ if eq $role "prefill" }}internal{{ else if eq $variant "shadow" }}mirrored{{ else }}live{{ end }}
 {{- $scrape := and .Values.metrics.enabled (has .Values.platform.scrape (list "annotations" "both")) }}
 {{- if or $scrape .Values.scheduling.queue $rdma.enabled .Values.podAnnotations }}
 annotations:
@@ -512,7 +520,8 @@ worker:
 containers:
   # KServe's preset runs vLLM in the container named main; these fields are merged into it.
   - name: main
-    {{- with (ternary (include "modelplat.canaryImage" .) .Values.model.image (eq $.variant "canary")) }}
+    {{- with (get (dict "primary" .Values.model.image "canary" (include "modelplat.canaryImage" .)
+          "shadow" (.Values.mirror.image | default .Values.model.image)) $.variant) }}
     image: {{ . | quote }}
     {{- end }}
     {{- with .Values.model.args }}
