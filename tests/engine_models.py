@@ -123,6 +123,17 @@ RUNTIME_MODELS = {
         "exposeModel": {"enabled": True}, "auth": {"jwt": {"enabled": True}},
         "autoscaling": {"enabled": True, "maxReplicaCount": 3, "targetQueueDepth": 10},
         "llm": {"parallelism": {"data": 4, "dataLocal": 2, "expert": True}}},
+    # An LLM served LLM-natively with what KServe's own route cannot carry: a header-matched canary
+    # and a mirror (the chart writes the route the members refer to), under a token quota.
+    "llm-shadow/chat.yaml": {
+        "model": {"format": "huggingface", "protocol": "openai", "serving": "llm", "storageUri": "hf://acme/chat-8b",
+                  "servedModelName": "chat-8b"},
+        "resources": {"requestCPU": "2", "requestMemory": "16Gi", "limitMemory": "16Gi", "requestGPU": 1, "limitGPU": 1},
+        "exposeModel": {"enabled": True}, "auth": {"jwt": {"enabled": True}},
+        "tokenLimit": {"enabled": True, "tenantId": "team-chat", "saLimit": 5000},
+        "primaryLoad": 80,
+        "canary": {"enabled": True, "storageUri": "hf://acme/chat-8b-v2", "headerMatch": {"x-model-canary": "true"}},
+        "mirror": {"enabled": True, "storageUri": "hf://acme/chat-8b-v3", "percentage": 12.5}},
 }
 
 

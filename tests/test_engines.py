@@ -213,6 +213,34 @@ def test_kserve_splits_an_llms_requests_between_it_and_its_canary_by_the_weights
     assert "hf://Qwen/Qwen2.5-7B-Instruct-1M" not in fetched(primary)
 
 
+def test_an_llm_mirrored_and_canaried_by_header_is_routed_by_the_charts_route(models):
+    """llm-shadow/chat: a header-matched canary and a mirror, which KServe's route cannot carry. The
+    chart's HTTPRoute chat is the route both members refer to (KServe makes none of its own), and
+    the Gateway accepted it with every backend resolved; the mirror's target, the shadow's workload
+    Service, selects the shadow's pods, which have no router, are mirrored traffic, and whose
+    sidecars count no tokens and no requests (a mirrored prompt is never charged twice)."""
+    report, key = models.report, "llm-shadow/chat"
+    state = report.states[key]
+    assert [f for f in report.findings if f.model == key] == []
+    assert set(state.variants) == {"primary", "canary", "shadow"}
+    route = state.variants["primary"].routing["HTTPRoute"]
+    assert route["metadata"]["name"] == "chat" and state.variants["canary"].routing["HTTPRoute"] is not None
+    assert not any("HTTPRoute.kserve" in v.routing for v in state.variants.values())
+    (parent,) = route["status"]["parents"]
+    assert {c["type"]: c["status"] for c in parent["conditions"]} == {"Accepted": "True", "ResolvedRefs": "True"}
+    mirror = route["spec"]["rules"][-1]["filters"][-1]["requestMirror"]
+    assert mirror["backendRef"]["name"] == "chat-shadow-kserve-workload-svc"
+    shadow = state.variants["shadow"]
+    assert "router" not in shadow.isvc["spec"] and not shadow.schedulers and len(shadow.pods) == 1
+    selector = shadow.routing["Service.workload"]["spec"]["selector"]
+    assert all(checks.selects({"matchLabels": selector}, p["metadata"]["labels"]) for p in shadow.pods)
+    assert shadow.pods[0]["metadata"]["labels"]["modelplat.io/traffic"] == "mirrored"
+    filters = lambda at: [f["name"] for f in http_filters(  # noqa: E731
+        report.proxies[report.pod_of[(key, at)]].inbound_chains(report.ports[(key, at)])[0])]
+    assert checks.TOKENS_LUA in filters("primary") and checks.TOKENS_LUA in filters("canary")
+    assert checks.TOKENS_LUA not in filters("shadow") and checks.JWT in filters("shadow")
+
+
 def test_an_llms_limits_count_at_its_decode_pods_never_at_its_prefill_pods(models):
     """Istio's config generation for the pods KServe made for llama-70b: the request limit and token
     quota filters sit on the decode pods' sidecars (where a client's request arrives once) and not

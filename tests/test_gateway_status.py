@@ -95,3 +95,17 @@ def test_a_second_pass_writes_nothing_and_a_missing_gateway_writes_nothing_at_al
     bare = FakeKube(obj("HTTPRoute", "r", spec={"parentRefs": [], "rules": []}))
     gateway_status.acknowledge(bare, GATEWAY, ["llm"])
     assert bare.patches == []
+
+
+def test_a_mirror_to_a_missing_service_leaves_the_refs_unresolved_and_an_existing_one_resolves():
+    def mirrored(target: str) -> dict:
+        r = route("chat", V1)
+        r["spec"]["rules"][0]["filters"] = [{"type": "RequestMirror", "requestMirror": {
+            "backendRef": {"name": target, "port": 8000}, "percent": 10}}]
+        return r
+    kube = cluster(mirrored("chat-shadow-kserve-workload-svc"))
+    gateway_status.acknowledge(kube, GATEWAY, ["llm"])
+    assert conditions(kube, "HTTPRoute", "chat")["ResolvedRefs"] == ("False", "BackendNotFound")
+    kube = cluster(mirrored("chat-kserve-workload-svc"))
+    gateway_status.acknowledge(kube, GATEWAY, ["llm"])
+    assert conditions(kube, "HTTPRoute", "chat")["ResolvedRefs"] == ("True", "ResolvedRefs")

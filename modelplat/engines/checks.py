@@ -365,11 +365,13 @@ def llm_conditions(llmisvc: dict) -> list[str]:
     made its pods, which the engines do not run: the group's spec is judged instead
     (_llm_group_findings), and the overall Ready, which needs it, is not expected."""
     spec = llmisvc.get("spec") or {}
-    wanted = ["PresetsCombined", "SchedulerWorkloadReady"] + ([] if spec.get("worker") else ["MainWorkloadReady"])
+    wanted = ["PresetsCombined"] + ([] if spec.get("worker") else ["MainWorkloadReady"])
     prefill = spec.get("prefill") or {}
     if prefill and not prefill.get("worker"):
         wanted.append("PrefillWorkloadReady")
-    wanted += ["GatewaysReady", "HTTPRoutesReady", "InferencePoolReady", "RouterReady"]
+    if not spec.get("router"):
+        return wanted  # a shadow: reached by the mirror through its workload Service, no router
+    wanted += ["SchedulerWorkloadReady", "GatewaysReady", "HTTPRoutesReady", "InferencePoolReady", "RouterReady"]
     if routing_group(llmisvc):
         wanted.append("GroupReady")
     if not spec.get("worker") and not prefill.get("worker"):
@@ -384,20 +386,24 @@ def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: li
     pods, its endpoint picker runs, and the HTTPRoute on the platform's Gateway points at the pool.
     With a canary, all of that for <name>-canary too, and each member's route splits by the weights."""
     out: list[Finding] = []
-    members = ("primary", "canary") if (values.get("canary") or {}).get("enabled") else ("primary",)
+    canary, mirror = (values.get("canary") or {}).get("enabled"), (values.get("mirror") or {}).get("enabled")
+    members = ("primary",) + (("canary",) if canary else ()) + (("shadow",) if mirror else ())
     for variant in members:
-        member = state.name + ("-canary" if variant == "canary" else "")
+        member = state.name + {"primary": "", "canary": "-canary", "shadow": "-shadow"}[variant]
         v = state.variants.get(variant)
         if v is None or v.isvc.get("kind") != "LLMInferenceService":
             out.append(Finding(model, "kserve", f"LLMInferenceService {member}", "", "not in the cluster"))
             continue
-        out += _llm_member_findings(model, values, member, v, namespace_pods)
-    if "canary" not in members and "canary" in state.variants:
-        out.append(Finding(model, "kserve", f"LLMInferenceService {state.name}-canary", "",
-                           "in the cluster, and the values ask for no canary"))
-    if len(members) == 2 and len(state.variants) >= 2:
+        out += _llm_member_findings(model, values, member, v, namespace_pods, variant)
+    for variant in ("canary", "shadow"):
+        if variant not in members and variant in state.variants:
+            out.append(Finding(model, "kserve", f"LLMInferenceService {state.name}-{variant}", "",
+                               f"in the cluster, and the values ask for no {variant}"))
+    if _own_route(values):
+        out += _llm_own_route_findings(model, values, state)
+    elif canary and "canary" in state.variants:
         out += _llm_canary_findings(model, values, state)
-    pools = {f"{state.name}{suffix}-inference-pool" for suffix in ("", "-canary")[:len(members)]}
+    pools = {f"{state.name}{suffix}-inference-pool" for suffix in ("", "-canary") if suffix == "" or canary}
     for (kind, obj_name), obj in state.installed.items():
         if kind == "InferenceObjective" and (obj["spec"].get("poolRef") or {}).get("name") not in pools:
             out.append(Finding(model, "kserve", f"InferenceObjective {obj_name}", "spec.poolRef",
@@ -405,8 +411,40 @@ def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: li
     return out
 
 
-def _llm_member_findings(model: str, values: dict, name: str, v: Variant, namespace_pods: list[dict]) -> list[Finding]:
-    """One LLMInferenceService of the model (name: the primary's or <name>-canary)."""
+def _own_route(values: dict) -> bool:
+    """The chart writes the LLM's route (a mirror or a header-matched canary), not KServe."""
+    canary = values.get("canary") or {}
+    return bool((values.get("mirror") or {}).get("enabled") or (canary.get("enabled") and canary.get("headerMatch")))
+
+
+def _llm_own_route_findings(model: str, values: dict, state: ModelState) -> list[Finding]:
+    """The chart's HTTPRoute <name> carries the model's routing: KServe made no route of its own
+    for a member that refers to it, and the shadow's workload Service the route mirrors to selects
+    exactly the shadow's pods (the Gateway's acceptance of the route, every backend resolved, is
+    each member's HTTPRoutesReady)."""
+    out: list[Finding] = []
+    for variant, v in state.variants.items():
+        if variant != "shadow" and "HTTPRoute.kserve" in v.routing:
+            out.append(Finding(model, "kserve", f"HTTPRoute {v.isvc['metadata']['name']}-kserve-route", "",
+                               f"made by KServe, though the member refers to the chart's route {state.name}"))
+    shadow = state.variants.get("shadow")
+    if (values.get("mirror") or {}).get("enabled") and shadow is not None:
+        service = shadow.routing.get("Service.workload")
+        where = f"Service {state.name}-shadow-kserve-workload-svc"
+        if service is None:
+            return out + [Finding(model, "kserve", where, "", "not in the cluster: the mirror has no target")]
+        pods = {p["metadata"]["name"] for p in shadow.pods + shadow.prefill_pods}
+        selector = {"matchLabels": (service.get("spec") or {}).get("selector") or {}}
+        picked = {p["metadata"]["name"] for p in shadow.pods + shadow.prefill_pods
+                  if selects(selector, p["metadata"].get("labels") or {})}
+        if not shadow.pods or not picked or not picked <= pods:
+            out.append(Finding(model, "kserve", where, "spec.selector", f"selects {sorted(picked)} of the shadow's {sorted(pods)}"))
+    return out
+
+
+def _llm_member_findings(model: str, values: dict, name: str, v: Variant, namespace_pods: list[dict],
+                         variant: str = "primary") -> list[Finding]:
+    """One LLMInferenceService of the model (name: the primary's, <name>-canary or <name>-shadow)."""
     where = f"LLMInferenceService {name}"
     llm = values.get("llm") or {}
     prefill = llm.get("prefill")
@@ -418,6 +456,7 @@ def _llm_member_findings(model: str, values: dict, name: str, v: Variant, namesp
             detail = " ".join(x for x in (cond.get("reason"), cond.get("message")) if x)
             out.append(Finding(model, "kserve", where, f"status.conditions[{kind}]",
                                f"{cond.get('status', 'missing')}" + (f": {detail}" if detail else "")))
+    traffic = "mirrored" if variant == "shadow" else "live"
     roles = [("decode" if prefill else "both", f"{name}-kserve", v.deployments, v.pods, values.get("resources") or {},
               values.get("rdma") or {}, llm.get("parallelism") or {}, values.get("replicaCount", 1))]
     if prefill:
@@ -430,7 +469,12 @@ def _llm_member_findings(model: str, values: dict, name: str, v: Variant, namesp
             group = f"{name}-kserve-mn" + ("-prefill" if role == "prefill" else "")
             out += _llm_group_findings(model, values, role, group, v.groups, res, rdma, parallelism, replicas)
             continue
-        out += _llm_workload_findings(model, values, role, expected, deployments, pods, res, rdma, parallelism, replicas)
+        out += _llm_workload_findings(model, values, role, expected, deployments, pods, res, rdma, parallelism, replicas,
+                                      traffic)
+    if variant == "shadow":  # no router: the chart's route mirrors to its workload Service
+        if v.schedulers or v.routing.get("HTTPRoute.kserve"):
+            out.append(Finding(model, "kserve", where, "router", "KServe routes the shadow, which has no router"))
+        return out
     schedulers = [d["metadata"]["name"] for d in v.schedulers]
     if schedulers != [f"{name}-kserve-router-scheduler"]:
         out.append(Finding(model, "kserve", where, "Deployments", f"endpoint picker Deployments {schedulers}, "
@@ -541,7 +585,7 @@ def _llm_group_findings(model, values, role, expected, groups, res, rdma, parall
 
 
 def _llm_workload_findings(model, values, role, expected, deployments, pods, res, rdma, parallelism,
-                           replicas) -> list[Finding]:
+                           replicas, traffic: str = "live") -> list[Finding]:
     names = [d["metadata"]["name"] for d in deployments]
     if names != [expected]:
         return [Finding(model, "kserve", f"LLMInferenceService {model.split('/')[1]}", "Deployments",
@@ -577,7 +621,7 @@ def _llm_workload_findings(model, values, role, expected, deployments, pods, res
             bad(f"{cpath}.env[VLLM_ADDITIONAL_ARGS]", f"no --kv_transfer_config with {kv_role}")
     labels = template["metadata"].get("labels") or {}
     want_labels = {"modelplat.io/model": values.get("name"), "modelplat.io/role": role,
-                   "modelplat.io/traffic": "internal" if role == "prefill" else "live"}
+                   "modelplat.io/traffic": "internal" if role == "prefill" else traffic}
     for key, value in want_labels.items():
         if labels.get(key) != value:
             bad(f"spec.template.metadata.labels[{key}]", f"{labels.get(key)!r}, expected {value!r}")
@@ -617,7 +661,7 @@ def _llm_routing_findings(model, values, name: str, v: Variant, namespace_pods) 
         out.append(Finding(model, "kserve", where, "spec.endpointPickerRef",
                            f"names Service {picker!r}, which KServe did not make"))
     route = v.routing.get("HTTPRoute")
-    where = f"HTTPRoute {name}-kserve-route"
+    where = f"HTTPRoute {route['metadata']['name'] if route else name + '-kserve-route'}"
     if route is None:
         return out + [Finding(model, "kserve", where, "", "not in the cluster")]
     gateway = values["platform"]["gatewayApi"]
@@ -629,9 +673,11 @@ def _llm_routing_findings(model, values, name: str, v: Variant, namespace_pods) 
              if b.get("kind") == "InferencePool"]
     if not pools:
         out.append(Finding(model, "kserve", where, "spec.rules", "no rule sends requests to the InferencePool"))
-    # A canary's routing group adds the other member's pool (judged by _llm_canary_findings).
-    group = {f"{name.removesuffix('-canary')}{s}-inference-pool" for s in ("", "-canary")} if v.isvc["spec"].get(
-        "router", {}).get("route", {}).get("group") else {f"{name}-inference-pool"}
+    # A canary's routing group, or the chart's own route, adds the other member's pool (judged by
+    # _llm_canary_findings, and the unit tests of the chart's route).
+    base = values["name"]
+    group = {f"{base}{s}-inference-pool" for s in ("", "-canary")} if (values.get("canary") or {}).get("enabled") \
+        else {f"{name}-inference-pool"}
     for backend in pools:
         key = "InferencePool.x-k8s.io" if backend.get("group") == "inference.networking.x-k8s.io" else "InferencePool"
         if backend.get("name") not in group or (backend.get("name") == f"{name}-inference-pool" and key not in v.routing):

@@ -38,7 +38,8 @@ class Variant:
     # Deployments: their pods come from the LeaderWorkerSet controller, which the engines do not run.
     groups: list[dict] = field(default_factory=list)
     # An LLMInferenceService's routing as KServe made it: "InferencePool", "InferencePool.x-k8s.io",
-    # "HTTPRoute", "Service" (the endpoint picker's) -> the object, when present.
+    # "HTTPRoute" (KServe's, or the chart's the members refer to), "HTTPRoute.kserve" (KServe's own),
+    # "Service" (the endpoint picker's), "Service.workload" (<member>-kserve-workload-svc) -> the object.
     routing: dict[str, dict] = field(default_factory=dict)
 
     @property
@@ -117,7 +118,7 @@ def model_state(kube: Kube, namespace: str, name: str, *, pods: list[dict] | Non
         transformers = [d for d in mine if d["metadata"]["name"] == f"{name}{suffix}-transformer"]
         predictors = [d for d in mine if d not in transformers]
         variants[variant] = Variant(variant, isvc, predictors, pods_of(predictors), transformers, pods_of(transformers))
-    for variant in ("primary", "canary"):  # an LLM's canary is a second LLMInferenceService
+    for variant in ("primary", "canary", "shadow"):  # an LLM's canary and shadow are LLMInferenceServices too
         member = name + VARIANT_SUFFIX[variant]
         llm = kube.get("LLMInferenceService", namespace, member)
         if llm is None:
@@ -134,9 +135,17 @@ def model_state(kube: Kube, namespace: str, name: str, *, pods: list[dict] | Non
             pool = kube.get(kind, namespace, f"{member}-inference-pool")
             if pool is not None:
                 routing[kind] = pool
-        route = kube.get("HTTPRoute", namespace, f"{member}-kserve-route")
+        # KServe's own route, or the one the members refer to (router.route.http.refs).
+        refs = ((((llm.get("spec") or {}).get("router") or {}).get("route") or {}).get("http") or {}).get("refs") or []
+        managed = kube.get("HTTPRoute", namespace, f"{member}-kserve-route")
+        if managed is not None:
+            routing["HTTPRoute.kserve"] = managed
+        route = kube.get("HTTPRoute", namespace, refs[0]["name"]) if refs else managed
         if route is not None:
             routing["HTTPRoute"] = route
+        workload = kube.get("Service", namespace, f"{member}-kserve-workload-svc")
+        if workload is not None:
+            routing["Service.workload"] = workload
         epp = kube.get("Service", namespace, f"{member}-epp-service")
         if epp is not None:
             routing["Service"] = epp

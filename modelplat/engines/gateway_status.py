@@ -8,8 +8,8 @@ router is ready. So without this status the engines could not show what KServe d
 
 It judges what a Gateway implementation judges, the way Istio's does for the InferencePool groups
 (v1 supported, the x-k8s v1alpha2 group refused as an invalid kind): a route is Accepted on the
-platform's Gateway only; its refs are resolved only when every backend names a Service or v1
-InferencePool that exists. A pool is accepted by the Gateway when an accepted route sends to it.
+platform's Gateway only; its refs are resolved only when every backend (a mirror's too) names a
+Service or v1 InferencePool that exists. A pool is accepted by the Gateway when an accepted route sends to it.
 It never writes the status of what it does not accept, so a route KServe got wrong stays unready.
 """
 
@@ -52,7 +52,9 @@ def _on_gateway(ref: dict, route_namespace: str, gateway: tuple[str, str]) -> bo
 def _unresolved(route: dict, services: set[str], pools: set[str]) -> str:
     """Why a route's backends do not resolve ("" when they all do)."""
     for rule in route["spec"].get("rules") or []:
-        for backend in rule.get("backendRefs") or []:
+        mirrors = [(f.get("requestMirror") or {}).get("backendRef") or {} for f in rule.get("filters") or []
+                   if f.get("type") == "RequestMirror"]
+        for backend in [*(rule.get("backendRefs") or []), *mirrors]:
             group, kind, name = backend.get("group") or "", backend.get("kind") or "Service", backend.get("name")
             if (group, kind) == ("", "Service"):
                 if name not in services:
