@@ -53,6 +53,9 @@ def run(args: list[str], cwd: Path, cache: Path) -> tuple[float, int, str]:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     before = usage.ru_maxrss
     env = dict(os.environ, MODELPLAT_CACHE_DIR=str(cache))
+    # Users' installs carry compiled bytecode (pip writes it); a shell that forbids writing it
+    # (PYTHONDONTWRITEBYTECODE, set in some CI images) would time compiling modelplat instead.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     start = time.perf_counter()
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
