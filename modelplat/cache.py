@@ -125,9 +125,10 @@ class RenderCache:
             blob = self._blobs[digest] = bytes(row[0])
         return blob
 
-    def put_many(self, entries: list[tuple[str, tuple | None, dict[str, bytes]]],
-                 shared: tuple[bytes, ...] = ()) -> None:
-        """Store entries; files that are one of the `shared` objects are stored once, by digest."""
+    def put_many(self, entries: list[tuple], shared: tuple[bytes, ...] = ()) -> None:
+        """Store entries (key, identity, files[, warnings]); files that are one of the `shared`
+        objects are stored once, by digest. Warnings: the model's own findings that do not stop its
+        render (JSON-able dicts), replayed with the files."""
         import sqlite3
 
         if not entries:
@@ -140,7 +141,7 @@ class RenderCache:
                 db.executemany("INSERT OR IGNORE INTO blobs (digest, data) VALUES (?, ?)",
                                ((digests[id(blob)], blob) for blob in shared))
                 db.executemany("INSERT OR REPLACE INTO entries (key, data) VALUES (?, ?)",
-                               ((key, _encode(identity, files, digests)) for key, identity, files in entries))
+                               ((entry[0], _encode(entry[1], entry[2], digests, *entry[3:])) for entry in entries))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -167,7 +168,8 @@ def _open(path: Path):
     return db
 
 
-def _encode(identity: tuple | None, files: dict[str, bytes], digests: dict[int, str]) -> bytes:
+def _encode(identity: tuple | None, files: dict[str, bytes], digests: dict[int, str],
+            warnings: list[dict] | None = None) -> bytes:
     listing, payload = [], []
     for rel, data in files.items():
         digest = digests.get(id(data))
@@ -176,8 +178,10 @@ def _encode(identity: tuple | None, files: dict[str, bytes], digests: dict[int, 
         else:
             listing.append([rel, len(data)])
             payload.append(data)
-    header = json.dumps({"identity": list(identity) if identity else [], "files": listing},
-                        separators=(",", ":")).encode()
+    head: dict = {"identity": list(identity) if identity else [], "files": listing}
+    if warnings:
+        head["warnings"] = warnings
+    header = json.dumps(head, separators=(",", ":")).encode()
     return b"".join([len(header).to_bytes(8, "little"), header, *payload])
 
 
@@ -198,6 +202,6 @@ def _decode(raw: bytes, blob) -> dict | None:
             at += length
         if at != len(raw):
             return None  # truncated or padded: not an entry this code wrote
-        return {"identity": tuple(header["identity"]), "files": files}
+        return {"identity": tuple(header["identity"]), "files": files, "warnings": header.get("warnings") or []}
     except (ValueError, KeyError, TypeError, AttributeError, IndexError):
         return None

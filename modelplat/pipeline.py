@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import errno
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -322,6 +322,7 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
         return render_all(inputs, platform_file, use_cache=False, progress=progress)
     files: dict[str, bytes] = {}
     identities: list[WiringIdentity] = []  # see plan.wiring_identity
+    warnings: list[Diagnostic] = []  # the cached models' own, replayed under today's file names
     misses: list[tuple[ModelFile, str]] = []
     for model_file in model_files:
         try:
@@ -337,6 +338,8 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
         else:
             files.update(entry["files"])
             identities.append(WiringIdentity.from_json(entry["identity"]))
+            shown = display(model_file.path)
+            warnings += [Diagnostic(shown, **w) for w in entry["warnings"]]
     platform = None
     if misses:
         from .plan import wiring_identity
@@ -347,6 +350,14 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
         if result.errors:
             return Rendered({}, result.diagnostics, len(model_files))
         keys = {m.relative: key for m, key in misses}
+        warnings += result.diagnostics  # warnings only: an error returned above
+        own: dict[str, list[dict]] = {}  # display path -> the model's own warnings, as cached
+        for d in result.diagnostics:
+            own.setdefault(d.file, []).append({k: v for k, v in asdict(d).items() if k != "file"})
+        models = {p.file for p in result.plans}
+        # A warning that names no model's file (one about the platform or the tree) cannot be replayed
+        # with one model: then nothing of this run is reused.
+        reusable = all(d.file in models for d in result.diagnostics)
         fresh = []
         for done, p in enumerate(result.plans):
             if progress:
@@ -355,8 +366,8 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
             files.update(rendered)
             identity = wiring_identity(p)
             identities.append(identity)
-            if keys.get(p.source) and not result.diagnostics:  # only clean renders are reused
-                fresh.append((keys[p.source], identity, rendered))
+            if keys.get(p.source) and reusable:
+                fresh.append((keys[p.source], identity, rendered, own.get(p.file, [])))
         cache.put_many(fresh, shared_files())
     if len({(i.name, i.namespace) for i in identities}) != len(identities) or \
             len({(i.project, i.name) for i in identities}) != len(identities) or _quota_conflicts(identities):
@@ -372,4 +383,5 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
     else:
         wiring_files = wiring["files"]
     files.update(wiring_files)
-    return Rendered(files, [], len(model_files), len(model_files) - len(misses))
+    return Rendered(files, sorted(warnings),
+                    len(model_files), len(model_files) - len(misses))

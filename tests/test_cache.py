@@ -7,7 +7,8 @@ import pytest
 
 from modelplat import cache, pipeline
 
-from conftest import CPU_FILE, JWT_LLM_FILE
+from conftest import CPU_FILE, JWT_LLM_FILE, PLATFORM
+from test_llm_serving import IDP, NATIVE
 
 GPU = "model:\n  format: custom\n  image: vllm/vllm-openai:v0.8.5\nresources:\n  requestGPU: 1\n"
 
@@ -143,6 +144,27 @@ def test_errors_are_never_cached_and_duplicates_still_reported(tree, fresh_cache
     assert [d.code for d in result.errors] == ["duplicate-model"] and result.errors[0].line == 1
     (root / "demo/b.yaml").write_text("model: [broken\n")
     assert [d.code for d in pipeline.render_all([root]).errors] == ["yaml-syntax"]
+
+
+# An LLM canary behind Istio's Gateway: a render with a warning (llm-canary-picker).
+WARNED = NATIVE + "primaryLoad: 90\ncanary:\n  enabled: true\n  storageUri: hf://Qwen/Qwen3-8B\n"
+
+
+def test_a_render_with_warnings_is_reused_and_its_warnings_told_again(tree, fresh_cache):
+    """A model's own warnings are part of its cached render: a no-op re-render of many such models
+    must not render them all again (it did: one warning anywhere kept the whole run out of the
+    cache), and must still say what an uncached render says, under today's file name."""
+    root = tree({"demo/iris.yaml": CPU_FILE, "llm/chat.yaml": WARNED}, platform=PLATFORM + IDP)
+    first = pipeline.render_all([root])
+    assert first.cached == 0 and [d.code for d in first.diagnostics] == ["llm-canary-picker"]
+    second = pipeline.render_all([root])
+    assert second.cached == 2 and second.files == first.files
+    assert second.diagnostics == first.diagnostics == pipeline.render_all([root], use_cache=False).diagnostics
+    (root / "other").mkdir()
+    (root / "llm/chat.yaml").rename(root / "other/chat.yaml")  # another project: a miss, then a hit
+    pipeline.render_all([root])
+    moved = pipeline.render_all([root])
+    assert moved.cached == 2 and [d.file.endswith("other/chat.yaml") for d in moved.diagnostics] == [True]
 
 
 def test_fingerprint_includes_the_libraries_that_shape_output():
