@@ -337,7 +337,66 @@ def refuse_shared_nodes(data: Any, display: str) -> None:
 
 
 def _positions(text: str) -> dict[tuple, tuple[int, int]]:
-    """Map every key path to the 1-based position of its key (list items: of the item)."""
+    """Map every key path to the 1-based position of its key (list items: of the item).
+
+    From the C parser's events, as the document was built (_load_plain): a file that needs the
+    full loader (tags, anchors, a syntax error) takes the slower round-trip reader instead."""
+    from ruamel.yaml import events
+    from ruamel.yaml.cyaml import CParser
+
+    out: dict[tuple, tuple[int, int]] = {(): (1, 1)}
+    # Open containers: [path, is_mapping, pending key (a mapping's) or next index (a list's)].
+    stack: list[list] = []
+    parser = CParser(text)
+    mapping_start, sequence_start, scalar = events.MappingStartEvent, events.SequenceStartEvent, events.ScalarEvent
+    ends = (events.MappingEndEvent, events.SequenceEndEvent)
+    try:
+        while True:
+            event = parser.get_event()
+            cls = event.__class__
+            if cls in ends:
+                stack.pop()
+                if not stack:
+                    break
+                continue
+            if cls in (events.StreamStartEvent, events.DocumentStartEvent):
+                continue
+            if cls is not scalar and cls is not mapping_start and cls is not sequence_start:
+                raise _NotPlain  # an alias, or the document ended: the round-trip reader decides
+            mark = event.start_mark
+            path: tuple = ()
+            if stack:
+                top = stack[-1]
+                if top[1]:  # a mapping: a key, then its value
+                    if top[2] is _NO_KEY:
+                        if cls is not scalar:
+                            raise _NotPlain  # a complex key
+                        key = _plain_scalar(event.value) if event.implicit[0] else event.value
+                        top[2] = key
+                        out[top[0] + (key,)] = (mark.line + 1, mark.column + 1)
+                        continue
+                    path, top[2] = top[0] + (top[2],), _NO_KEY
+                else:
+                    path = top[0] + (top[2],)
+                    top[2] += 1
+                    out[path] = (mark.line + 1, mark.column + 1)
+            if cls is mapping_start:
+                stack.append([path, True, _NO_KEY])
+            elif cls is sequence_start:
+                stack.append([path, False, 0])
+            elif not stack:
+                break  # a scalar document
+        # One document, then the end, as _load_plain reads it: anything else is the other reader's.
+        if parser.get_event().__class__ is not events.DocumentEndEvent or \
+                parser.get_event().__class__ is not events.StreamEndEvent:
+            raise _NotPlain
+    except Exception:
+        return _positions_roundtrip(text)
+    return out
+
+
+def _positions_roundtrip(text: str) -> dict[tuple, tuple[int, int]]:
+    """_positions with ruamel's round-trip loader: any YAML, about 30 times slower."""
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 

@@ -159,3 +159,28 @@ def test_the_depth_limit_is_the_same_on_both_paths(prefix):
     with pytest.raises(loader.LoadError) as refused:
         loader.parse(prefix + "[" * (limit + 1) + "]" * (limit + 1), "deep.yaml")
     assert refused.value.diagnostic.code == "too-deep"
+
+
+def test_positions_from_the_parser_events_are_the_round_trip_readers():
+    """_positions reads the C parser's events (a warning on many models cost a round-trip load
+    each, 50 ms); it must place every key and list item where ruamel's round-trip reader does."""
+    from conftest import EXAMPLES
+
+    texts = [p.read_text() for p in sorted(EXAMPLES.rglob("*.yaml"))]
+    texts.append("a:\n  - b: 1\n    c: [x, {d: 2}]\n  - - nested\n'1': quoted\n2: number\nempty: {}\n")
+    for text in texts:
+        assert loader._positions(text) == loader._positions_roundtrip(text)
+    # What the events cannot place (an alias) goes to the round-trip reader.
+    aliased = "a: &x 1\nb: *x\n"
+    assert loader._positions(aliased) == loader._positions_roundtrip(aliased)
+
+
+@settings(max_examples=150, deadline=None)
+@given(yaml_ish())
+def test_positions_agree_on_generated_text(text):
+    """Whatever the text (plain, or needing the full loader), both readers place keys alike."""
+    try:
+        expected = loader._positions_roundtrip(text)
+    except Exception:  # the round-trip reader itself fails: nothing to compare with
+        return
+    assert loader._positions(text) == expected
