@@ -113,11 +113,11 @@ def test_kubeconform_strict_and_the_api_server_accept_the_routes_and_refuse_a_ty
 
     docs = [d for docs in rendered.values() for d in docs if d["kind"] == "HTTPRoute"]
     assert len(docs) == 4
-    manifests = tmp_path / "routes.json"
-    manifests.write_text("\n".join(json.dumps(d) for d in docs))
+    manifests = tmp_path / "routes.yaml"
+    manifests.write_text("\n---\n".join(json.dumps(d) for d in docs))
     locations = ["-schema-location", tools.crd_schema_location()]
     ok = subprocess.run([kubeconform, "-strict", "-summary", *locations, str(manifests)], capture_output=True, text=True)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.returncode == 0 and "Valid: 4," in ok.stdout, ok.stdout + ok.stderr
     kube_apiserver.kubectl_run("create", "namespace", "ml-demo", check=False)
     kube_apiserver.kubectl_run("create", "namespace", "fraud", check=False)
     kube_apiserver.kubectl_run("create", "namespace", "llm", check=False)

@@ -242,3 +242,17 @@ def test_a_mirrored_llms_chart_holds_three_llminferenceservices_and_never_counts
         selector = f["spec"]["workloadSelector"]["labels"]
         selected = {m for m, pod in labels.items() if all(pod.get(k) == v for k, v in selector.items())}
         assert selected == {"chat", "chat-canary"}, name
+    # Every document, the chart's route and the three LLMInferenceServices among them, against the
+    # vendored upstream schemas.
+    import json
+    import subprocess
+
+    from modelplat import tools
+
+    manifests = tmp_path / "chat.yaml"
+    manifests.write_text("\n---\n".join(json.dumps(d) for d in docs))
+    checked = subprocess.run([need_tool("kubeconform"), "-strict", "-summary",
+                              "-schema-location", tools.crd_schema_location(),
+                              "-schema-location", tools.core_schema_location("1.33"), str(manifests)],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0 and f"Valid: {len(docs)}," in checked.stdout, checked.stdout + checked.stderr
