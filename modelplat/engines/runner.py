@@ -9,6 +9,7 @@ GitOps directly). The caller owns the control plane's lifetime.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -120,9 +121,10 @@ def verify(plane: ControlPlane, gitops: GitOps, plans, settled: Settled,
     started = time.monotonic()
     namespaces = sorted({p.namespace for p in plans})
     gateway = None
-    if any(p.serving == "llm" for p in plans):
+    routed = sorted({p.namespace for p in plans if p.serving == "llm"})
+    if routed:
         gateway = tuple(gitops.platform.gatewayApi.gateway.split("/", 1))
-    await_rollouts(kube, namespaces, gateway=gateway)
+    await_rollouts(kube, namespaces, gateway=gateway, routed=routed)
     timings = {"rollouts": time.monotonic() - started}
     started = time.monotonic()
     listed = {ns: (kube.list("Pod", ns), kube.list("Deployment", ns), kube.list("ReplicaSet", ns)) for ns in namespaces}
@@ -215,22 +217,48 @@ def _llm_settling(obj: dict, namespace_llms: list[dict]) -> bool:
 
 
 def await_rollouts(kube, namespaces, timeout: float = ROLLOUT_SECONDS,
-                   gateway: tuple[str, str] | None = None) -> list[str]:
+                   gateway: tuple[str, str] | None = None, routed: list[str] | None = None) -> list[str]:
     """Waits until nothing in `namespaces` still moves (or the timeout: what stays unsettled is
     then judged by the checks as it stands, which names the field). With a gateway (namespace,
-    name), its status and its routes' are written as they change (gateway_status.py)."""
+    name), a thread writes its status and that of its routes in `routed` as they change
+    (gateway_status.py), within a tenth of a second as a Gateway implementation would: KServe's
+    routing group takes a member out while its route's status is stale, so a slow writer kept two
+    members taking each other out of their routes."""
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def write_status() -> None:
+        while not stop.is_set():
+            try:
+                gateway_status.acknowledge(kube, gateway, routed or namespaces)
+            except KubeError:
+                pass  # a conflict or a timeout: the next pass writes it
+            except BaseException as exc:  # noqa: BLE001 - raised in the waiting thread below
+                failures.append(exc)
+                return
+            stop.wait(0.1)
+
+    writer = threading.Thread(target=write_status, daemon=True) if gateway is not None else None
+    if writer is not None:
+        writer.start()
     started = time.monotonic()
-    while True:
-        if gateway is not None:
-            gateway_status.acknowledge(kube, gateway, namespaces)
-        moving = unsettled_rollouts(kube, namespaces)
-        waited = time.monotonic() - started
-        # A routing group settles last, in several rounds between KServe and the Gateway (route,
-        # its pool group, the members' readiness, the weights): it may take a while longer.
-        routing = all(m.startswith("LLMInferenceService ") for m in moving)
-        if not moving or waited >= timeout + (LLM_ROUTING_SECONDS if routing else 0):
-            return moving
-        time.sleep(0.5)
+    try:
+        while True:
+            moving = unsettled_rollouts(kube, namespaces)
+            waited = time.monotonic() - started
+            # A routing group settles last, in several rounds between KServe and the Gateway (route,
+            # its pool group, the members' readiness, the weights): it may take a while longer.
+            routing = all(m.startswith("LLMInferenceService ") for m in moving)
+            if failures or not moving or waited >= timeout + (LLM_ROUTING_SECONDS if routing else 0):
+                break
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        if writer is not None:
+            writer.join()
+    if failures:
+        raise failures[0]
+    return moving
 
 
 def _clean(obj: dict) -> dict:
