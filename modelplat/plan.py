@@ -11,7 +11,7 @@ from typing import Any
 
 from .config import PlatformSettings
 from .records import WiringIdentity
-from .resolve import (LLM_PORT, TOKEN_WINDOWS, Identity, default_protocol, exposure_host, metrics_port,
+from .resolve import (LLM_PORT, TOKEN_WINDOWS, Identity, default_protocol, exposure_host, llm_owns_route, metrics_port,
                       rate_limit_domain, resolved_resources, serving_kind, token_limit, token_scope)
 from .values import LLMServing, ModelValues
 
@@ -122,8 +122,9 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
         features.append("llm mirroring" if kind == "llm" else "mirroring")
     # An LLMInferenceService is routed by the HTTPRoute KServe makes on the platform's Gateway, unless
     # it needs what KServe's route cannot carry (a mirror, a header-matched canary): the chart's own.
+    doc = chart_values(values, platform, ident, shm, kind)
     if kind == "llm":
-        if values.mirror.enabled or (values.canary.enabled and values.canary.headerMatch):
+        if llm_owns_route(doc):
             features.append("gateway api routing")
     elif values.exposeModel.enabled or values.canary.enabled or values.mirror.enabled:
         features.append("gateway api routing" if platform.routing == "gateway-api" else "traffic routing")
@@ -137,7 +138,6 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
             features.append("custom authz")
     if values.tokenLimit.enabled:
         features.append("token limits")
-    doc = chart_values(values, platform, ident, shm, kind)
     doc["podDisruptionBudget"]["enabled"] = pdb
     return ModelPlan(
         identity=ident,

@@ -102,6 +102,14 @@ LLM_PORT = 8000
 LLM_DECODE_VLLM_PORT = 8001
 
 
+def llm_owns_route(chart_values: dict) -> bool:
+    """An LLMInferenceService whose route the chart writes (httproute.yaml), not KServe: KServe's
+    route cannot carry a mirror or a header-matched canary. On the chart's values (the plan's,
+    the unit suites' and the engines' checks read the same dict)."""
+    canary = chart_values.get("canary") or {}
+    return bool((chart_values.get("mirror") or {}).get("enabled") or (canary.get("enabled") and canary.get("headerMatch")))
+
+
 def serving_kind(values: ModelValues, platform: PlatformSettings) -> str:
     """"llm" (an LLMInferenceService) or "inferenceservice": model.serving, else the platform's
     default for OpenAI-protocol models."""

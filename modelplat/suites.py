@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .plan import ModelPlan
+from .resolve import llm_owns_route
 
 SCHED = "spec.predictor.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0]"
 
@@ -769,8 +770,7 @@ def llminferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
     canary = v["canary"]["enabled"]
     served = v["model"].get("servedModelName", p.name)
     # The chart's own route when KServe's cannot carry the model's (a mirror, a header-matched canary).
-    own_route = v["mirror"]["enabled"] or (canary and bool(v["canary"].get("headerMatch")))
-    route = {"http": {"refs": [{"name": p.name}]}} if own_route else \
+    route = {"http": {"refs": [{"name": p.name}]}} if llm_owns_route(v) else \
         {"group": p.name, "weight": v["primaryLoad"]} if canary else {}
     primary = {"documentIndex": 0}
     tests = [

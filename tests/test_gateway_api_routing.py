@@ -152,8 +152,6 @@ def _pod(name: str, namespace: str, labels: dict, ip: str) -> dict:
 def _as_stored(kube_apiserver, doc: dict) -> dict:
     """The object as the API server stores it: its CRD's defaults applied (a match without a path
     gets PathPrefix /), which Istio's route conversion relies on (it dereferences the path)."""
-    for ns in ("ml-demo", "fraud", "llm"):
-        kube_apiserver.kubectl_run("create", "namespace", ns, check=False)
     result = kube_apiserver.kubectl_run("apply", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(doc))
     stored = json.loads(result.stdout)
     return {k: v for k, v in stored.items() if k != "status"}
@@ -166,6 +164,8 @@ def test_istios_gateway_and_sidecars_route_the_httproutes_as_the_values_ask(out,
     (checks.gateway_findings, checks.mesh_route_findings). KServe's Services are stood in for by
     name (the engines tests show KServe makes <isvc>-predictor on port 80)."""
     need_tool("sidecar-config")
+    for ns in ("ml-demo", "fraud", "llm"):
+        kube_apiserver.kubectl_run("create", "namespace", ns, check=False)
     routes_ = [_as_stored(kube_apiserver, d) for docs in rendered.values() for d in docs if d["kind"] == "HTTPRoute"]
     namespace, name = GATEWAY
     # As Istio's gateway deployment controller labels the pods it makes for a Gateway.

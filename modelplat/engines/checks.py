@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .cluster_state import ModelState, Variant, selects
+from ..resolve import llm_owns_route
+from .cluster_state import VARIANT_SUFFIX, ModelState, Variant, selects
 from .gitops import Release
 from .istio import ROUTER, ProxyConfig, http_filter_names, inline_routes
 from .kube import condition
@@ -389,7 +390,7 @@ def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: li
     canary, mirror = (values.get("canary") or {}).get("enabled"), (values.get("mirror") or {}).get("enabled")
     members = ("primary",) + (("canary",) if canary else ()) + (("shadow",) if mirror else ())
     for variant in members:
-        member = state.name + {"primary": "", "canary": "-canary", "shadow": "-shadow"}[variant]
+        member = state.name + VARIANT_SUFFIX[variant]
         v = state.variants.get(variant)
         if v is None or v.isvc.get("kind") != "LLMInferenceService":
             out.append(Finding(model, "kserve", f"LLMInferenceService {member}", "", "not in the cluster"))
@@ -399,8 +400,8 @@ def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: li
         if variant not in members and variant in state.variants:
             out.append(Finding(model, "kserve", f"LLMInferenceService {state.name}-{variant}", "",
                                f"in the cluster, and the values ask for no {variant}"))
-    if _own_route(values):
-        out += _llm_own_route_findings(model, values, state)
+    if llm_owns_route(values):
+        out += _llm_own_route_findings(model, values, state, namespace_pods)
     elif canary and "canary" in state.variants:
         out += _llm_canary_findings(model, values, state)
     pools = {f"{state.name}{suffix}-inference-pool" for suffix in ("", "-canary") if suffix == "" or canary}
@@ -411,17 +412,11 @@ def llm_findings(model: str, values: dict, state: ModelState, namespace_pods: li
     return out
 
 
-def _own_route(values: dict) -> bool:
-    """The chart writes the LLM's route (a mirror or a header-matched canary), not KServe."""
-    canary = values.get("canary") or {}
-    return bool((values.get("mirror") or {}).get("enabled") or (canary.get("enabled") and canary.get("headerMatch")))
-
-
-def _llm_own_route_findings(model: str, values: dict, state: ModelState) -> list[Finding]:
+def _llm_own_route_findings(model: str, values: dict, state: ModelState, namespace_pods: list[dict]) -> list[Finding]:
     """The chart's HTTPRoute <name> carries the model's routing: KServe made no route of its own
     for a member that refers to it, and the shadow's workload Service the route mirrors to selects
-    exactly the shadow's pods (the Gateway's acceptance of the route, every backend resolved, is
-    each member's HTTPRoutesReady)."""
+    the shadow's (decode) pods and no pod of the namespace but the shadow's (the Gateway's
+    acceptance of the route, every backend resolved, is each member's HTTPRoutesReady)."""
     out: list[Finding] = []
     for variant, v in state.variants.items():
         if variant != "shadow" and "HTTPRoute.kserve" in v.routing:
@@ -433,12 +428,13 @@ def _llm_own_route_findings(model: str, values: dict, state: ModelState) -> list
         where = f"Service {state.name}-shadow-kserve-workload-svc"
         if service is None:
             return out + [Finding(model, "kserve", where, "", "not in the cluster: the mirror has no target")]
-        pods = {p["metadata"]["name"] for p in shadow.pods + shadow.prefill_pods}
+        decode = {p["metadata"]["name"] for p in shadow.pods}
+        pods = decode | {p["metadata"]["name"] for p in shadow.prefill_pods}
         selector = {"matchLabels": (service.get("spec") or {}).get("selector") or {}}
-        picked = {p["metadata"]["name"] for p in shadow.pods + shadow.prefill_pods
-                  if selects(selector, p["metadata"].get("labels") or {})}
-        if not shadow.pods or not picked or not picked <= pods:
-            out.append(Finding(model, "kserve", where, "spec.selector", f"selects {sorted(picked)} of the shadow's {sorted(pods)}"))
+        picked = {p["metadata"]["name"] for p in namespace_pods if selects(selector, p["metadata"].get("labels") or {})}
+        if not decode or not decode <= picked <= pods:
+            out.append(Finding(model, "kserve", where, "spec.selector",
+                               f"selects {sorted(picked)}, the shadow's decode pods are {sorted(decode)}"))
     return out
 
 
@@ -505,11 +501,10 @@ def _llm_canary_findings(model: str, values: dict, state: ModelState) -> list[Fi
         if route is None:
             continue  # _llm_routing_findings names it
         own = f"/{state.namespace}/{member}"
+        on_own = lambda m: (path := ((m.get("path") or {}).get("value") or "")) == own or path.startswith(own + "/")  # noqa: E731
         shared = [rule for rule in route["spec"].get("rules") or []
                   if any(b.get("kind") == "InferencePool" for b in rule.get("backendRefs") or [])
-                  and not any(((m.get("path") or {}).get("value") or "") in (own,) or
-                              ((m.get("path") or {}).get("value") or "").startswith(own + "/")
-                              for m in rule.get("matches") or [])]
+                  and not any(on_own(m) for m in rule.get("matches") or [])]
         where = f"HTTPRoute {member}-kserve-route"
         if not shared:
             out.append(Finding(model, "kserve", where, "spec.rules", "no rule outside the member's own address "
@@ -965,7 +960,7 @@ def mesh_route_findings(model: str, values: dict, caller: ProxyConfig, state: Mo
     if not ((values.get("canary") or {}).get("enabled") or (values.get("mirror") or {}).get("enabled")):
         return []
     if (values.get("model") or {}).get("serving") == "llm":
-        return []  # an LLM's canary is split by KServe's routing group on its HTTPRoutes (llm_findings)
+        return []  # an LLM is split and mirrored on its HTTPRoutes, not in the mesh (llm_findings)
     component = "transformer" if values.get("transformer") else "predictor"
     host = f"{state.name}-{component}.{state.namespace}.svc.cluster.local"
     vhosts = _vhosts_for(caller, host)
