@@ -6,9 +6,10 @@ A pydantic model like values.py (exported to JSON Schema); no I/O and no renderi
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
-from .values import DEFAULT_TOKEN_PATHS, DNSLabel, HttpPath, LabelKey, Quantity, Section, TokenQuota, Url
+from .values import (DEFAULT_SAFETY_PATHS, DEFAULT_TOKEN_PATHS, DNSLabel, HttpPath, LabelKey, Port, Quantity, Section,
+                     TokenQuota, Url)
 
 Duration = Annotated[str, StringConstraints(pattern=r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")]
 
@@ -170,6 +171,79 @@ class GatewayAPISettings(Section):
         "gateway is an Envoy that Istio configures, and calls the endpoint picker).")
 
 
+SAFETY_EVENTS = ("requestHeaders", "requestBody", "responseHeaders", "responseBody")
+ServiceHost = Annotated[str, StringConstraints(
+    pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$", max_length=253)]
+
+
+class ExtProcProvider(Section):
+    """A screening service behind Envoy's external processing protocol (gRPC `ext_proc`): what Llama
+    Guard, NeMo Guardrails or a company's own service sit behind. The model's sidecar calls it."""
+
+    service: ServiceHost = Field(
+        description="The service's in-mesh host (the sidecar reaches it through the mesh, mTLS included).",
+        examples=["llm-guard.safety.svc.cluster.local"])
+    port: Port = Field(description="Its gRPC port.", examples=[9000])
+    timeout: Duration = Field(
+        default="500ms", description="How long the sidecar waits for the service's answer to one message "
+        "(a buffered prompt or response, or one streamed chunk).")
+    events: list[Literal["requestHeaders", "requestBody", "responseHeaders", "responseBody"]] = Field(
+        default_factory=lambda: list(SAFETY_EVENTS), min_length=1,
+        description="What the service is sent, of what a model chooses to screen (prompts: the request events; "
+        "responses: the response events).")
+    bodyMode: Literal["buffered", "streamed"] = Field(
+        default="buffered", description="`buffered`: a body is sent whole (a streamed response is held until it "
+        "ends); `streamed`: each chunk is sent as it arrives, so a streamed response keeps streaming.")
+    failureMode: Literal["open", "closed"] = Field(
+        default="closed", description="When the service fails or times out: `closed` refuses the request (500), "
+        "`open` lets it through unscreened. Either way an alert fires.")
+
+
+class ModelArmorProvider(Section):
+    """Google's Model Armor, called by GKE's Gateway through a `GCPTrafficExtension` (only for models
+    routed through a GKE Gateway: `gatewayApi.gatewayClass` gke-l7-*)."""
+
+    project: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")] = Field(
+        description="Google Cloud project holding the template.", examples=["ml-prod-123"])
+    region: Annotated[str, StringConstraints(pattern=r"^[a-z]+-[a-z]+[0-9]+$")] = Field(
+        description="Region of the template and of Model Armor's regional endpoint.", examples=["us-central1"])
+    template: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")] = Field(
+        description="Model Armor template (its filters and their confidence levels).", examples=["llm-default"])
+    timeout: Annotated[str, StringConstraints(pattern=r"^([1-9][0-9]{1,2}ms|1s)$")] = Field(
+        default="1s", description="How long the load balancer waits for Model Armor (10ms to 1s, GKE's bounds).")
+    failureMode: Literal["open", "closed"] = Field(
+        default="closed", description="When Model Armor cannot be reached: `closed` refuses, `open` lets through.")
+
+
+class SafetyProvider(Section):
+    """One named safety provider: exactly one of `extProc` and `gkeModelArmor`."""
+
+    extProc: Optional[ExtProcProvider] = Field(default=None)
+    gkeModelArmor: Optional[ModelArmorProvider] = Field(default=None)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "SafetyProvider":
+        if (self.extProc is None) == (self.gkeModelArmor is None):
+            raise ValueError("a safety provider is exactly one of extProc and gkeModelArmor")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "extProc" if self.extProc is not None else "gkeModelArmor"
+
+
+class SafetySettings(Section):
+    """Prompt and response safety: the providers models may name in their `safety` section."""
+
+    providers: dict[DNSLabel, SafetyProvider] = Field(
+        default_factory=dict, description="Providers by name.",
+        examples=[{"llm-guard": {"extProc": {"service": "llm-guard.safety.svc.cluster.local", "port": 9000}}}])
+    paths: list[HttpPath] = Field(
+        default_factory=lambda: list(DEFAULT_SAFETY_PATHS), min_length=1,
+        description="Request paths screened when a model names none (default: the OpenAI completion, chat and "
+        "embedding paths, with and without KServe's /openai prefix).")
+
+
 class LLMServingSettings(Section):
     """How OpenAI-protocol models are served when their values do not say (`model.serving`)."""
 
@@ -228,6 +302,7 @@ class PlatformSettings(Section):
         "`gateway` and the mesh) or `gateway-api` (HTTPRoutes on `gatewayApi.gateway`, and on the model's Service for "
         "in-mesh callers). LLMInferenceServices are always routed by the HTTPRoute KServe makes.")
     llmServing: LLMServingSettings = Field(default_factory=LLMServingSettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
 
     @property
     def gpu_node_group(self) -> str:

@@ -12,7 +12,8 @@ from typing import Any
 from .config import PlatformSettings
 from .records import WiringIdentity
 from .resolve import (LLM_PORT, TOKEN_WINDOWS, Identity, default_protocol, exposure_host, llm_owns_route, metrics_port,
-                      rate_limit_domain, resolved_resources, serving_kind, token_limit, token_scope)
+                      proto_duration, rate_limit_domain, resolved_resources, safety, serving_kind, token_limit,
+                      token_scope)
 from .values import LLMServing, ModelValues
 
 # Chart templates (in templates/chart/templates/) and the features that include them.
@@ -40,6 +41,8 @@ TEMPLATE_FOR_FEATURE = {
     "rate limits": "envoyfilter-ratelimit.yaml",
     "identity headers": "envoyfilter-identity.yaml",
     "token limits": "envoyfilter-tokenlimit.yaml",
+    "prompt safety": "envoyfilter-safety.yaml",
+    "model armor": "gcptrafficextension.yaml",
 }
 
 # Output template → (jinja source, extra context). The canary and the shadow are the primary's
@@ -138,6 +141,10 @@ def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, sourc
             features.append("custom authz")
     if values.tokenLimit.enabled:
         features.append("token limits")
+    if doc["safety"].get("kind") == "extProc":
+        features.append("prompt safety")
+    elif doc["safety"].get("kind") == "gkeModelArmor":
+        features.append("model armor")
     doc["podDisruptionBudget"]["enabled"] = pdb
     return ModelPlan(
         identity=ident,
@@ -202,13 +209,14 @@ def chart_values(values: ModelValues, platform: PlatformSettings, ident: Identit
             jwt.setdefault(key, getattr(platform.jwt, key))
         jwt["audiences"] = jwt["audiences"] or list(platform.jwt.audiences)
     doc["tokenLimit"] = token_limit(values, platform)
+    doc["safety"] = safety(values, platform, ident, kind, (doc.get("exposeModel") or {}).get("host"))
     limits = platform.rateLimit
     host = f"ratelimit.{limits.namespace}.svc.cluster.local"
     doc["platform"] = {
         "clusterName": platform.clusterName,
         "rateLimit": {"domain": rate_limit_domain(ident.namespace, ident.name),
                       "cluster": f"outbound|{limits.grpcPort}||{host}", "authority": host,
-                      "timeout": limits.timeout, "failureModeDeny": limits.failureModeDeny},
+                      "timeout": proto_duration(limits.timeout), "failureModeDeny": limits.failureModeDeny},
         "gateway": platform.gateway,
         # The pods that forward exposed traffic: the Gateway API Gateway's for an LLMInferenceService.
         "gatewayNamespace": (platform.gatewayApi.gateway.split("/", 1)[0]

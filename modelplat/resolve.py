@@ -8,7 +8,9 @@ Imports only values and config, so every other module may import it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from .config import PlatformSettings
@@ -157,6 +159,91 @@ def resolved_resources(own: dict[str, Any], defaults) -> dict[str, Any]:
 def exposure_host(platform: PlatformSettings, name: str, namespace: str, kind: str) -> str:
     """The host an exposed model gets from the platform pattern (never a wildcard)."""
     return platform.hostPattern.format(name=name, namespace=namespace, type=kind, domain=platform.domain or "")
+
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
+
+
+def proto_duration(duration: str) -> str:
+    """A settings duration ("250ms", "1m30s") as protobuf JSON ("0.25s", "90s"): what Envoy's
+    configuration accepts (it refuses "250ms")."""
+    seconds = sum((Decimal(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(duration)), Decimal(0))
+    text = format(seconds.normalize(), "f")
+    return f"{text}s"
+
+
+# --- prompt and response safety ------------------------------------------------------------------
+
+REQUEST_EVENTS = ("requestHeaders", "requestBody")
+RESPONSE_EVENTS = ("responseHeaders", "responseBody")
+# Model Armor's events (GKE's supportedEvents) for each of ours.
+GKE_EVENTS = {"requestHeaders": "RequestHeaders", "requestBody": "RequestBody",
+              "responseHeaders": "ResponseHeaders", "responseBody": "ResponseBody"}
+
+
+def safety_events(screen: str, offered: tuple[str, ...] | list[str]) -> list[str]:
+    """The events a provider is sent for what a model screens: of those it is offered, the
+    request events for prompts, the response events for responses."""
+    wanted = (REQUEST_EVENTS if screen in ("prompts", "both") else ()) + \
+             (RESPONSE_EVENTS if screen in ("responses", "both") else ())
+    return [event for event in wanted if event in offered]
+
+
+def safety_port(values: ModelValues, kind: str) -> int:
+    """The pod port clients' requests arrive at: the transformer's, else the model server's."""
+    if values.transformer is not None:
+        return values.transformer.port
+    return LLM_PORT if kind == "llm" else values.model.port
+
+
+def safety(values: ModelValues, platform: PlatformSettings, ident: Identity, kind: str,
+           host: str | None = None) -> dict[str, Any]:
+    """The model's `safety` with its provider's settings resolved (what the chart receives)."""
+    own = values.safety
+    if not own.enabled:
+        return {"enabled": False}
+    paths = list(own.paths if own.paths is not None else platform.safety.paths)
+    doc: dict[str, Any] = {"enabled": True, "provider": own.provider, "screen": own.screen, "paths": paths}
+    provider = platform.safety.providers.get(own.provider or "")
+    if provider is None:  # refused by the rules (safety-unknown-provider); nothing more to resolve
+        return doc
+    if provider.extProc is not None:
+        ext = provider.extProc
+        events = safety_events(own.screen, ext.events)
+        body = "STREAMED" if ext.bodyMode == "streamed" else "BUFFERED"
+        doc["kind"] = "extProc"
+        doc["extProc"] = {
+            "cluster": f"outbound|{ext.port}||{ext.service}", "authority": ext.service,
+            "timeout": proto_duration(ext.timeout), "failureMode": ext.failureMode, "bodyMode": ext.bodyMode,
+            "port": safety_port(values, kind), "events": events,
+            "processingMode": {
+                "request_header_mode": "SEND" if "requestHeaders" in events else "SKIP",
+                "response_header_mode": "SEND" if "responseHeaders" in events else "SKIP",
+                "request_body_mode": body if "requestBody" in events else "NONE",
+                "response_body_mode": body if "responseBody" in events else "NONE",
+                "request_trailer_mode": "SKIP", "response_trailer_mode": "SKIP",
+            },
+        }
+        return doc
+    armor = provider.gkeModelArmor
+    events = safety_events(own.screen, tuple(GKE_EVENTS))
+    if kind == "llm":  # the model's own address on the Gateway: /<namespace>/<name>/...
+        prefix = f"/{ident.namespace}/{ident.name}"
+        match = " || ".join(f"request.path.startsWith('{prefix}{path}')" for path in paths)
+    else:
+        match = f"request.host == '{host}' && (" + \
+                " || ".join(f"request.path.startsWith('{path}')" for path in paths) + ")"
+    doc["kind"] = "gkeModelArmor"
+    doc["gkeModelArmor"] = {
+        "service": f"modelarmor.{armor.region}.rep.googleapis.com",
+        "template": f"projects/{armor.project}/locations/{armor.region}/templates/{armor.template}",
+        "timeout": armor.timeout, "failOpen": armor.failureMode == "open",
+        "events": [GKE_EVENTS[e] for e in events], "match": match,
+        "sanitizeUserPrompt": own.screen in ("prompts", "both"),
+        "sanitizeUserResponse": own.screen in ("responses", "both"),
+    }
+    return doc
 
 
 # One rate-limit descriptor key per identity and window (plan.token_quota and the EnvoyFilter use them).

@@ -6,6 +6,7 @@ change values and never render. A setting that would have no effect is refused, 
 
 from __future__ import annotations
 
+import difflib
 import re
 
 from decimal import Decimal, InvalidOperation
@@ -15,8 +16,8 @@ from .config import PlatformSettings
 from .errors import Diagnostic
 from .loader import Source
 from .metrics import POD_METRICS
-from .resolve import (RUNTIME_PROTOCOLS, Identity, exposure_host, metrics_port, resolved_resources, served_name_by,
-                      serving_kind, serving_runtime, token_limit)
+from .resolve import (REQUEST_EVENTS, RESPONSE_EVENTS, RUNTIME_PROTOCOLS, Identity, exposure_host, metrics_port,
+                      resolved_resources, served_name_by, serving_kind, serving_runtime, token_limit)
 from .values import ModelValues
 
 
@@ -533,6 +534,11 @@ def ownership_rules(values: ModelValues, platform: PlatformSettings, src: Source
                 keys = ", ".join(p + "*" if p.endswith("/") else p for p, _ in owned)
                 yield src.diagnostic((field, key), "owned-key", f"{field}.{key}: {where} modelplat or KServe owns ({why})",
                                      f"remove it; the {field} keys modelplat or KServe own: {keys}")
+    if values.safety.enabled and "proxy.istio.io/config" in values.podAnnotations:
+        yield src.diagnostic(("podAnnotations", "proxy.istio.io/config"), "owned-key",
+                             "podAnnotations.proxy.istio.io/config: a screened model's sidecars take their proxy "
+                             "config from modelplat (it publishes the safety filter's stats)",
+                             "remove it, or ask the platform team to set what it holds mesh-wide")
 
 
 def _probe_rules(src: Source, at: tuple, probes) -> Iterator[Diagnostic]:
@@ -683,9 +689,79 @@ def llm_rules(values: ModelValues, platform: PlatformSettings, src: Source, iden
                                  f"objective {name} is defined twice", "give each objective its own name")
 
 
+def safety_rules(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
+    """Prompt and response safety: an LLM's, with a provider the platform defines and can apply to
+    this model's traffic."""
+    own = values.safety
+    if not own.enabled:
+        return
+    providers = platform.safety.providers
+    defined = ", ".join(sorted(providers)) or "none"
+    if values.model.protocol != "openai":
+        yield src.diagnostic(("safety", "enabled"), "safety-needs-llm",
+                             "safety screens LLM prompts and responses (OpenAI-style requests); this model does "
+                             "not serve them", "set model.protocol: openai for an LLM, or remove safety")
+    if not own.provider:
+        yield src.diagnostic(("safety",), "safety-needs-provider", "safety.provider is required",
+                             f"name one of the platform's safety providers ({defined})")
+        return
+    provider = providers.get(own.provider)
+    if provider is None:
+        close = difflib.get_close_matches(own.provider, list(providers), n=1, cutoff=0.6)
+        yield src.diagnostic(("safety", "provider"), "safety-unknown-provider",
+                             f"the platform file defines no safety provider {own.provider!r} (defined: {defined})",
+                             f"did you mean {close[0]!r}?" if close else
+                             "use a provider from the platform file's safety.providers, or ask the platform team "
+                             "to add one")
+        return
+    paths = own.paths if own.paths is not None else platform.safety.paths
+    if not paths:
+        yield src.diagnostic(("safety", "paths"), "safety-no-paths", "safety.paths is empty: nothing would be "
+                             "screened", "list the OpenAI-style paths to screen, or leave paths unset")
+    kind = serving_kind(values, platform)
+    if provider.extProc is not None:
+        offered = provider.extProc.events
+        for part, events in (("prompts", REQUEST_EVENTS), ("responses", RESPONSE_EVENTS)):
+            if own.screen in (part, "both") and not any(e in offered for e in events):
+                yield src.diagnostic(("safety", "screen"), "safety-provider-events",
+                                     f"provider {own.provider!r} is sent no {part} (its events: "
+                                     f"{', '.join(offered)}), so screen: {own.screen} cannot be honoured",
+                                     f"screen only what it sees, or use another provider")
+        if not platform.istioInjection:
+            yield src.diagnostic(("safety", "provider"), "safety-needs-sidecar",
+                                 f"provider {own.provider!r} is called by the model's Istio sidecar, and the "
+                                 "platform file turns sidecar injection off (istioInjection: false)",
+                                 "turn sidecar injection on, or use a provider on the Gateway")
+        if provider.extProc.bodyMode == "buffered" and own.screen in ("responses", "both") and \
+                "responseBody" in offered:
+            yield src.diagnostic(("safety", "screen"), "safety-buffers-streams",
+                                 f"provider {own.provider!r} screens whole bodies (bodyMode: buffered): a streamed "
+                                 "response (stream: true) reaches the caller only when it has ended",
+                                 "screen only prompts, or ask the platform team for a streamed provider",
+                                 severity="warning")
+        return
+    # GKE's Model Armor is called by GKE's Gateway: only for traffic that goes through it.
+    if not platform.gatewayApi.gatewayClass.startswith("gke-l7"):
+        yield src.diagnostic(("safety", "provider"), "safety-needs-gke-gateway",
+                             f"provider {own.provider!r} is Model Armor, which GKE's Gateway calls; the platform's "
+                             f"Gateway is of class {platform.gatewayApi.gatewayClass!r}",
+                             "use an extProc provider, or route models through a GKE Gateway (gatewayApi.gatewayClass: "
+                             "gke-l7-...)")
+    elif kind != "llm" and (platform.routing != "gateway-api" or not values.exposeModel.enabled):
+        yield src.diagnostic(("safety", "provider"), "safety-needs-gateway-route",
+                             f"provider {own.provider!r} screens traffic on the Gateway, and this model is not "
+                             "reached through it", "serve it as an LLMInferenceService (model.serving: llm), or "
+                             "expose it (exposeModel.enabled) on a platform with routing: gateway-api")
+    if own.screen in ("responses", "both"):
+        yield src.diagnostic(("safety", "screen"), "model-armor-streams",
+                             "Model Armor screens whole responses: a streamed response (stream: true) passes "
+                             "unscreened", "have callers of this model ask for non-streamed responses, or screen "
+                             "with an extProc provider in streamed mode", severity="warning")
+
+
 RULES: list[Rule] = [name_length, resource_bounds, model_spec, env_vars, feature_consistency,
                      autoscaling_rules, observability_rules, rdma_rules, traffic_rules, ownership_rules,
-                     container_rules, llm_rules]
+                     container_rules, llm_rules, safety_rules]
 
 
 def check(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> list[Diagnostic]:

@@ -315,6 +315,8 @@ def prometheusrule_suite(p: ModelPlan) -> dict[str, Any]:
     alerts = ["ModelHighLatencyP99", "ModelHighErrorRate"]
     if p.llm:
         alerts += ["ModelQueueBacklog", "ModelKVCacheNearlyFull"]
+    if v["safety"].get("kind") == "extProc":
+        alerts.append("ModelSafetyProviderFailing")
     if p.gpu:
         alerts.append("ModelGPUSaturated")
     if v["autoscaling"]["enabled"]:
@@ -736,6 +738,87 @@ def tokenlimit_suite(p: ModelPlan) -> dict[str, Any]:
             "release": _release(p), "tests": tests}
 
 
+
+def safety_suite(p: ModelPlan) -> dict[str, Any]:
+    s = p.chart_values["safety"]
+    x = s["extProc"]
+    first = "spec.configPatches[1].patch.value"
+    flt = "spec.configPatches[0].patch.value"
+    per_route = _key(f"{first}.typed_per_filter_config", "modelplat.safety")
+    mode = x["processingMode"]
+    tests = [
+        _case("inserts the ext_proc filter, off by default, before the router, on the live pods only", [
+            {"isKind": {"of": "EnvoyFilter"}},
+            {"equal": {"path": "spec.workloadSelector.labels", "value": live_selector(p.name)}},
+            {"equal": {"path": "spec.priority", "value": 15}},
+            {"equal": {"path": f"{flt}.name", "value": "modelplat.safety"}},
+            {"equal": {"path": f"{flt}.disabled", "value": True}},
+            {"equal": {"path": "spec.configPatches[0].patch.operation", "value": "INSERT_BEFORE"}},
+            {"equal": {"path": "spec.configPatches[0].match.listener.filterChain.filter.subFilter.name",
+                       "value": "envoy.filters.http.router"}},
+            {"equal": {"path": f"{flt}.typed_config.grpc_service.envoy_grpc.cluster_name", "value": x["cluster"]}},
+            {"equal": {"path": f"{flt}.typed_config.failure_mode_allow", "value": x["failureMode"] == "open"}},
+            {"equal": {"path": f"{flt}.typed_config.processing_mode", "value": mode}},
+        ]),
+        _case("turns it on with a route of its own for each screened path, before Istio's catch-all", [
+            {"lengthEqual": {"path": "spec.configPatches", "count": 1 + len(s["paths"])}},
+            {"equal": {"path": "spec.configPatches[1].patch.operation", "value": "INSERT_BEFORE"}},
+            {"equal": {"path": "spec.configPatches[1].match.routeConfiguration.vhost.route.name", "value": "default"}},
+            {"equal": {"path": "spec.configPatches[1].match.routeConfiguration.portNumber", "value": x["port"]}},
+            {"equal": {"path": f"{first}.match.path", "value": s["paths"][0]}},
+            {"equal": {"path": f"{first}.route.cluster", "value": f"inbound|{x['port']}||"}},
+            {"equal": {"path": f"{per_route}.disabled", "value": False}},
+            {"equal": {"path": f"{per_route}.config.overrides.processing_mode", "value": mode}},
+        ]),
+        _case("screens exactly the paths the values name", [
+            {"lengthEqual": {"path": "spec.configPatches", "count": 3}},
+            {"equal": {"path": f"{first}.match.path", "value": "/zz-probe/v1/a"}},
+            {"equal": {"path": "spec.configPatches[2].patch.value.match.path", "value": "/zz-probe/v1/b"}},
+        ], {"safety.paths": ["/zz-probe/v1/a", "/zz-probe/v1/b"]}),
+        _case("lets requests through unscreened when the provider fails and failureMode is open", [
+            {"equal": {"path": f"{flt}.typed_config.failure_mode_allow", "value": True}},
+        ], {"safety.extProc.failureMode": "open"}),
+        _case("renders nothing when safety is off", [{"hasDocuments": {"count": 0}}], {"safety.enabled": False}),
+    ]
+    v = p.chart_values
+    carried = []
+    if v["tokenLimit"]["enabled"]:
+        carried.append({"exists": {"path": _key(f"{first}.metadata.filter_metadata", "modelplat.tokens.lua")}})
+    if v["auth"]["enabled"] and v["auth"]["jwt"]["enabled"]:
+        carried.append({"exists": {"path": _key(f"{first}.metadata.filter_metadata", "modelplat.identity.lua")}})
+    if carried:
+        tests.append(_case("carries the identity and token-quota route settings Istio merges into its own routes",
+                           carried))
+    return {"suite": f"{p.name} safety EnvoyFilter", "templates": ["templates/envoyfilter-safety.yaml"],
+            "release": _release(p), "tests": tests}
+
+
+def model_armor_suite(p: ModelPlan) -> dict[str, Any]:
+    a = p.chart_values["safety"]["gkeModelArmor"]
+    gateway = p.chart_values["platform"]["gatewayApi"]
+    ext = "spec.extensionChains[0].extensions[0]"
+    tests = [
+        _case("has GKE's Gateway call Model Armor with the platform's template for this model's requests", [
+            {"isKind": {"of": "GCPTrafficExtension"}},
+            {"equal": {"path": "metadata.namespace", "value": gateway["namespace"]}},
+            {"equal": {"path": "spec.targetRefs[0]", "value": {"group": "gateway.networking.k8s.io",
+                                                               "kind": "Gateway", "name": gateway["name"]}}},
+            {"equal": {"path": "spec.extensionChains[0].matchCondition.celExpressions[0].celMatcher",
+                       "value": a["match"]}},
+            {"equal": {"path": f"{ext}.googleAPIServiceName", "value": a["service"]}},
+            {"equal": {"path": f"{ext}.metadata.extensionPolicy", "value": a["template"]}},
+            {"equal": {"path": f"{ext}.supportedEvents", "value": a["events"]}},
+            {"equal": {"path": f"{ext}.failOpen", "value": a["failOpen"]}},
+        ]),
+        _case("sanitizes prompts and responses as the values say", [
+            {"equal": {"path": f"{ext}.metadata.sanitizeUserPrompt", "value": "true"}},
+            {"equal": {"path": f"{ext}.metadata.sanitizeUserResponse", "value": "false"}},
+        ], {"safety.gkeModelArmor.sanitizeUserPrompt": True, "safety.gkeModelArmor.sanitizeUserResponse": False}),
+        _case("renders nothing when safety is off", [{"hasDocuments": {"count": 0}}], {"safety.enabled": False}),
+    ]
+    return {"suite": f"{p.name} Model Armor extension", "templates": ["templates/gcptrafficextension.yaml"],
+            "release": _release(p), "tests": tests}
+
 def identity_suite(p: ModelPlan) -> dict[str, Any]:
     v = p.chart_values
     claims = v["platform"]["jwtClaims"]
@@ -903,6 +986,8 @@ SUITES = {
     "envoyfilter-ratelimit.yaml": ("envoyfilter-ratelimit_test.yaml", ratelimit_suite),
     "envoyfilter-tokenlimit.yaml": ("envoyfilter-tokenlimit_test.yaml", tokenlimit_suite),
     "envoyfilter-identity.yaml": ("envoyfilter-identity_test.yaml", identity_suite),
+    "envoyfilter-safety.yaml": ("envoyfilter-safety_test.yaml", safety_suite),
+    "gcptrafficextension.yaml": ("gcptrafficextension_test.yaml", model_armor_suite),
     "inferenceservice-canary.yaml": ("inferenceservice-canary_test.yaml", lambda p: variant_suite(p, "canary")),
     "inferenceservice-shadow.yaml": ("inferenceservice-shadow_test.yaml", lambda p: variant_suite(p, "shadow")),
 }

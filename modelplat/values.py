@@ -516,6 +516,8 @@ DEFAULT_TOKEN_PATHS = (
 )
 
 TokenQuota = Annotated[StrictInt, Field(ge=1, le=1_000_000_000_000)]
+# What prompt safety screens by default: the same OpenAI paths as token quotas.
+DEFAULT_SAFETY_PATHS = DEFAULT_TOKEN_PATHS
 
 
 class TokenLimit(Section):
@@ -562,6 +564,22 @@ class TokenLimit(Section):
         "sets this (they must declare the same limits), instead of a quota of this model's own."
     )
 
+
+
+class Safety(Section):
+    """Prompt and response screening by one of the platform's safety providers (platform file
+    `safety.providers`), before the model sees a prompt and before a caller sees a response."""
+
+    enabled: StrictBool = Field(default=False, description="Screen this model's LLM traffic.")
+    provider: Optional[DNSLabel] = Field(
+        default=None, description="A provider the platform file defines under safety.providers.",
+        examples=["llm-guard"])
+    screen: Literal["prompts", "responses", "both"] = Field(
+        default="both", description="What is screened: the prompts (requests), the responses, or both.")
+    paths: Optional[list[HttpPath]] = Field(
+        default=None, description="Exact request paths screened (query strings ignored); unset: the platform's "
+        "list (default: the OpenAI chat, completions and embeddings paths, with and without KServe's /openai "
+        "prefix).", examples=[["/v1/chat/completions"]])
 
 class Canary(Section):
     """A second InferenceService `<name>-canary` that differs by model version and/or image tag."""
@@ -763,6 +781,7 @@ class ModelValues(Section):
         default=None, description="Requests per service account per minute, across replicas.", examples=[100]
     )
     tokenLimit: TokenLimit = Field(default_factory=TokenLimit)
+    safety: Safety = Field(default_factory=Safety)
     primaryLoad: Optional[Annotated[StrictInt, Field(ge=0, le=100)]] = Field(
         default=None, description="Percent of traffic to the primary; the canary gets the rest.", examples=[90]
     )
@@ -803,6 +822,49 @@ class ChartGatewayRef(Section):
     name: DNSLabel
 
 
+class ChartExtProcMode(Section):
+    request_header_mode: Literal["SEND", "SKIP"]
+    response_header_mode: Literal["SEND", "SKIP"]
+    request_body_mode: Literal["NONE", "BUFFERED", "STREAMED"]
+    response_body_mode: Literal["NONE", "BUFFERED", "STREAMED"]
+    request_trailer_mode: Literal["SKIP"]
+    response_trailer_mode: Literal["SKIP"]
+
+
+class ChartExtProc(Section):
+    """An ext_proc provider as the model's sidecar calls it."""
+
+    cluster: str = Field(description="Istio's outbound cluster of the provider's Service.")
+    authority: str
+    timeout: str = Field(description="Per-message timeout, in protobuf JSON (\"0.5s\").")
+    failureMode: Literal["open", "closed"]
+    bodyMode: Literal["buffered", "streamed"]
+    port: Port = Field(description="The pod port clients' requests arrive at (its inbound routes are screened).")
+    events: list[Literal["requestHeaders", "requestBody", "responseHeaders", "responseBody"]]
+    processingMode: ChartExtProcMode
+
+
+class ChartModelArmor(Section):
+    """GKE's Model Armor as the GCPTrafficExtension names it."""
+
+    service: str = Field(description="Model Armor's regional endpoint (googleAPIServiceName).")
+    template: str = Field(description="projects/<project>/locations/<region>/templates/<template>.")
+    timeout: str
+    failOpen: StrictBool
+    events: list[Literal["RequestHeaders", "RequestBody", "ResponseHeaders", "ResponseBody"]]
+    match: str = Field(description="CEL expression selecting the model's screened requests on the Gateway.")
+    sanitizeUserPrompt: StrictBool
+    sanitizeUserResponse: StrictBool
+
+
+class ChartSafety(Safety):
+    """`safety` with the provider's settings resolved by modelplat."""
+
+    kind: Optional[Literal["extProc", "gkeModelArmor"]] = Field(default=None)
+    extProc: Optional[ChartExtProc] = Field(default=None)
+    gkeModelArmor: Optional[ChartModelArmor] = Field(default=None)
+
+
 class ChartPlatform(Section):
     """Platform settings a chart needs at template time (filled in by modelplat, not by owners)."""
 
@@ -832,3 +894,4 @@ class ChartValues(ModelValues):
     namespace: DNSLabel = Field(description="Namespace the model runs in.")
     platform: ChartPlatform = Field(description="Platform facts filled in by modelplat from the platform file.")
     metrics: ChartMetrics = Field(default_factory=ChartMetrics, description="Prometheus scraping of the serving container.")
+    safety: ChartSafety = Field(default_factory=ChartSafety, description="Prompt and response safety, resolved.")

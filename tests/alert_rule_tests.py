@@ -183,6 +183,22 @@ def replicas_at_maximum(m: Model) -> Scenario:
     return Scenario(firing=hpa(maximum), calm=hpa(maximum - 1), activation=0, hold=15, kept_labels=list(labels))
 
 
+def safety_provider_failing(m: Model) -> Scenario:
+    """The sidecar's ext_proc counters: requests let through unscreened (fail-open) or refused
+    (fail-closed) because the provider failed. Envoy's Prometheus output names them with the
+    listener's stat prefix in the name, or as a label: the firing series uses one form, the other
+    form sits beside it."""
+    stat = "failure_mode_allowed" if m.values["safety"]["extProc"]["failureMode"] == "open" else "streams_failed"
+
+    def sidecars(failing: float) -> list[Series]:
+        pods = [{m.labels["namespace"]: m.namespace, m.labels["pod"]: m.pod(n)} for n in (0, 1)]
+        return [Series(f"envoy_http_inbound_0_0_0_0_8080_ext_proc_modelplat_safety_{stat}", pods[0], failing, True),
+                Series(f"envoy_http_ext_proc_modelplat_safety_{stat}",
+                       pods[1] | {"http_conn_manager_prefix": "inbound_0.0.0.0_8080"}, 0, True)]
+
+    return Scenario(firing=sidecars(1), calm=sidecars(0), activation=1, hold=1)
+
+
 KINDS: dict[str, Callable[[Model], Scenario]] = {
     "ModelHighLatencyP99": latency,
     "ModelHighErrorRate": error_rate,
@@ -190,6 +206,7 @@ KINDS: dict[str, Callable[[Model], Scenario]] = {
     "ModelKVCacheNearlyFull": kv_cache,
     "ModelGPUSaturated": gpu_saturated,
     "ModelReplicasAtMaximum": replicas_at_maximum,
+    "ModelSafetyProviderFailing": safety_provider_failing,
 }
 
 

@@ -79,6 +79,9 @@ def model(i: int) -> dict:
         values["ratelimitEachSAPerMinute"] = 100 + i
     if llm and i % 2 == 0:
         values["tokenLimit"] = {"enabled": True, "tenantId": f"tenant-{i % 3}", "saLimit": 10000, "ipLimit": 500}
+    if llm and i % 4 != 0:  # screened by the platform's guard (examples/platform.yaml), some on one path only
+        values["safety"] = {"enabled": True, "provider": "llm-guard",
+                            **({"screen": "prompts", "paths": ["/openai/v1/chat/completions"]} if i % 3 == 1 else {})}
     if i % 6 == 5:
         values["logger"] = {"mode": "all", "url": "http://message-sink.logging.svc.cluster.local"}
     if i % 5 == 4:
@@ -131,6 +134,7 @@ RUNTIME_MODELS = {
         "resources": {"requestCPU": "2", "requestMemory": "16Gi", "limitMemory": "16Gi", "requestGPU": 1, "limitGPU": 1},
         "exposeModel": {"enabled": True}, "auth": {"jwt": {"enabled": True}},
         "tokenLimit": {"enabled": True, "tenantId": "team-chat", "saLimit": 5000},
+        "safety": {"enabled": True, "provider": "llm-guard"},
         "primaryLoad": 80,
         "canary": {"enabled": True, "storageUri": "hf://acme/chat-8b-v2", "headerMatch": {"x-model-canary": "true"}},
         "mirror": {"enabled": True, "storageUri": "hf://acme/chat-8b-v3", "percentage": 12.5}},

@@ -16,6 +16,7 @@ import pytest
 
 from alert_rule_tests import KINDS, Unsatisfiable, promtool_tests
 from conftest import REPO, modelplat, need_tool
+from test_prompt_safety import GUARD
 from test_real_tools import helmrelease_values, rendered_examples, template
 
 ALL_ALERTS_MODEL = """\
@@ -41,6 +42,10 @@ observability:
     kvCacheUtilizationPercent: 80
     gpuUtilizationPercent: 60
     forMinutes: 3
+safety:
+  enabled: true
+  provider: guard
+  screen: prompts
 """
 # Label names a Prometheus with its own relabelling might use: the rules must follow them.
 RELABELLED_PLATFORM = """\
@@ -50,7 +55,7 @@ metricLabels:
   pod: kubernetes_pod_name
   dcgmNamespace: namespace
   dcgmPod: pod
-"""
+""" + GUARD.replace("        bodyMode: streamed\n", "        failureMode: open\n")  # a fail-open provider
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 from modelplat.engines import checks
 from modelplat.engines.cluster_state import helm_release_manifest
 from modelplat.engines.controlplane import ControlPlane, Engines
-from modelplat.engines.istio import http_filters, inline_routes
+from modelplat.engines.istio import hcm, http_filters, inline_routes
 
 import engine_models
 from conftest import EXAMPLES, IN_CI
@@ -435,6 +435,45 @@ def test_the_istio_checks_fail_on_a_wrong_weight_a_missing_filter_or_a_lost_mirr
     found = checks.istio_findings(limited, plans[limited].chart_values, "primary", "pod", port, config)
     assert found and all("http_filters" in f.field for f in found)
 
+
+
+def test_the_safety_check_fails_on_a_filter_left_on_a_path_unscreened_or_a_route_that_goes_elsewhere(models):
+    """The prompt-safety check on Istio's real output for a screened model (the example qwen-chat),
+    each time with one thing broken the way a wrong EnvoyFilter would break it."""
+    import copy
+
+    report = models.report
+    plans = {f"{p.namespace}/{p.name}": p for p in models.plans}
+    screened = "llm/qwen-chat"
+    values = plans[screened].chart_values
+    assert values["safety"]["kind"] == "extProc"
+    port = report.ports[(screened, "primary")]
+    clean = report.proxies[report.pod_of[(screened, "primary")]]
+    assert checks.istio_findings(screened, values, "primary", "pod", port, clean) == []
+
+    def broken(change) -> list[str]:
+        config = copy.deepcopy(clean)
+        for chain in config.inbound_chains(port):
+            change(hcm(chain))
+        return [f.field + ": " + f.message for f in checks.istio_findings(screened, values, "primary", "pod", port, config)]
+
+    def filter_on(hcm):
+        next(f for f in hcm["http_filters"] if f["name"] == checks.SAFETY).pop("disabled")
+
+    def path_unscreened(hcm):
+        hcm["route_config"]["virtual_hosts"][0]["routes"][0]["typed_per_filter_config"].pop(checks.SAFETY)
+
+    def elsewhere(hcm):
+        hcm["route_config"]["virtual_hosts"][0]["routes"][1]["route"]["timeout"] = "15s"
+
+    def after_default(hcm):
+        routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        routes.insert(0, routes.pop())
+
+    assert any("on for every route" in f for f in broken(filter_on))
+    assert any("the safety filter is on for" in f for f in broken(path_unscreened))
+    assert any("route modelplat-safety-1 route" in f and "15s" in f for f in broken(elsewhere))
+    assert any("catch-all" in f for f in broken(after_default))
 
 # --- 5. Changes through Git --------------------------------------------------------------------------
 

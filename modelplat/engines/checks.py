@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..resolve import llm_owns_route
 from .cluster_state import VARIANT_SUFFIX, ModelState, Variant, selects
 from .gitops import Release
-from .istio import ROUTER, ProxyConfig, http_filter_names, inline_routes
+from .istio import ROUTER, ProxyConfig, http_filter_names, http_filters, inline_routes
 from .kube import condition
 
 KSERVE_CONTAINER = "kserve-container"
@@ -692,9 +692,10 @@ PRIMARY = ("primary",)
 INTENT = {
     "PeerAuthentication": ALL, "AuthorizationPolicy": ALL, "RequestAuthentication": ALL,
     "EnvoyFilter/identity": ALL, "EnvoyFilter/ratelimit": LIVE, "EnvoyFilter/tokenlimit": LIVE,
+    "EnvoyFilter/safety": LIVE,
     "PodDisruptionBudget": PRIMARY, "PodMonitor": PRIMARY, "Telemetry": PRIMARY,
 }
-ENTRY_ONLY = {"EnvoyFilter/ratelimit", "EnvoyFilter/tokenlimit"}
+ENTRY_ONLY = {"EnvoyFilter/ratelimit", "EnvoyFilter/tokenlimit", "EnvoyFilter/safety"}
 SELECTING_KINDS = ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication", "EnvoyFilter",
                    "PodDisruptionBudget", "PodMonitor", "Telemetry")
 
@@ -780,6 +781,7 @@ JWT = "envoy.filters.http.jwt_authn"
 RBAC = "envoy.filters.http.rbac"
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
 RATELIMIT = "envoy.filters.http.ratelimit"
+SAFETY = "modelplat.safety"
 
 
 def _counted(values: dict, variant: str, component: str) -> bool:
@@ -796,7 +798,9 @@ def expected_filters(values: dict, variant: str, component: str = "predictor") -
     Lua first (INSERT_FIRST); a CUSTOM policy's rbac filter (it marks the requests the policy
     covers) and ext_authz, which Istio puts before JWT verification; jwt_authn; the ALLOW
     policy's rbac; then the counting filters, request limits before token quotas (pinned by the
-    EnvoyFilters' priority), and the router last."""
+    EnvoyFilters' priority), prompt safety between them (after the request limits, so a caller
+    over its limit never reaches the provider; before the token quotas, so a refused prompt costs
+    no tokens), and the router last."""
     auth = values.get("auth") or {}
     on = auth.get("enabled")
     jwt = on and (auth.get("jwt") or {}).get("enabled")
@@ -810,6 +814,8 @@ def expected_filters(values: dict, variant: str, component: str = "predictor") -
         names.append(RBAC)
     if (values.get("ratelimitIPPerMinute") or values.get("ratelimitEachSAPerMinute")) and counted:
         names.append(RATELIMIT)
+    if _screened(values) and counted:
+        names.append(SAFETY)
     token = values.get("tokenLimit") or {}
     if token.get("enabled") and counted:
         names.append(TOKENS_LUA)
@@ -821,8 +827,14 @@ def expected_filters(values: dict, variant: str, component: str = "predictor") -
     return names
 
 
-TRACKED = {IDENTITY_LUA, TOKENS_LUA, JWT, RBAC, EXT_AUTHZ, RATELIMIT, ROUTER, "modelplat.tokens.sa",
+TRACKED = {IDENTITY_LUA, TOKENS_LUA, JWT, RBAC, EXT_AUTHZ, RATELIMIT, SAFETY, ROUTER, "modelplat.tokens.sa",
            "modelplat.tokens.ip"}
+
+
+def _screened(values: dict) -> bool:
+    """Whether an ext_proc safety provider screens this model at its sidecars."""
+    safety = values.get("safety") or {}
+    return bool(safety.get("enabled")) and safety.get("kind") == "extProc"
 
 
 def istio_findings(model: str, values: dict, variant: str, pod: str, port: int, config: ProxyConfig,
@@ -843,6 +855,47 @@ def istio_findings(model: str, values: dict, variant: str, pod: str, port: int, 
                                f"{seen}, expected {want}"))
             continue
         out += _route_findings(model, values, counted, where, port, chain)
+        if _screened(values) and counted:
+            out += _safety_findings(model, values, where, port, chain)
+    return out
+
+
+def _safety_findings(model: str, values: dict, where: str, port: int, chain: dict) -> list[Finding]:
+    """Prompt safety at this sidecar: the ext_proc filter is off in the chain, and on only in a
+    route of its own for each screened path, in order, before Istio's catch-all route, going where
+    that route goes the same way (cluster, timeouts, retries)."""
+    out = []
+    (flt,) = [f for f in http_filters(chain) if f.get("name") == SAFETY]
+    if not flt.get("disabled"):
+        out.append(Finding(model, "istio", where, f"virtualInbound:{port} {SAFETY}",
+                           "on for every route (expected off, turned on by the screened routes only)"))
+    paths = values["safety"]["paths"]
+    for vh in inline_routes(chain):
+        routes = vh.get("routes") or []
+        on = [r for r in routes if SAFETY in (r.get("typed_per_filter_config") or {})]
+        screened = [((r.get("match") or {}).get("path"), r.get("name")) for r in on]
+        expected = [(path, f"modelplat-safety-{i}") for i, path in enumerate(paths)]
+        if screened != expected:
+            out.append(Finding(model, "istio", where, f"virtual host {vh.get('name')} routes",
+                               f"the safety filter is on for {screened}, expected {expected}"))
+            continue
+        for r in on:
+            config = r["typed_per_filter_config"][SAFETY]
+            if config.get("disabled") or not config.get("config"):
+                out.append(Finding(model, "istio", where, f"route {r.get('name')} typed_per_filter_config",
+                                   f"does not turn {SAFETY} on: {config}"))
+        default = routes[-1] if routes else {}
+        if default.get("name") != "default" or routes.index(on[-1]) > len(routes) - 2:
+            out.append(Finding(model, "istio", where, f"virtual host {vh.get('name')} routes",
+                               f"the screened routes are not before Istio's catch-all: {[r.get('name') for r in routes]}"))
+            continue
+        keys = ("cluster", "timeout", "max_stream_duration", "retry_policy")
+        want = {k: (default.get("route") or {}).get(k) for k in keys}
+        for r in on:
+            got = {k: (r.get("route") or {}).get(k) for k in keys}
+            if got != want:
+                out.append(Finding(model, "istio", where, f"route {r.get('name')} route",
+                                   f"{got}, expected what Istio's own route does: {want}"))
     return out
 
 

@@ -59,6 +59,12 @@ a header-matched canary): then the chart writes it, and the model's members refe
 {{- if or .Values.ratelimitIPPerMinute .Values.ratelimitEachSAPerMinute }}true{{ end -}}
 {{- end -}}
 {{- define "modelplat.on.envoyfilter-tokenlimit" -}}{{ if .Values.tokenLimit.enabled }}true{{ end }}{{- end -}}
+{{- define "modelplat.on.envoyfilter-safety" -}}
+{{- if and .Values.safety.enabled (eq (.Values.safety.kind | default "") "extProc") }}true{{ end -}}
+{{- end -}}
+{{- define "modelplat.on.gcptrafficextension" -}}
+{{- if and .Values.safety.enabled (eq (.Values.safety.kind | default "") "gkeModelArmor") }}true{{ end -}}
+{{- end -}}
 
 {{/*
 The values this chart cannot follow, because they are used outside it (modelplat/chartgates.py):
@@ -478,10 +484,14 @@ labels:
   routing sidecar, so limits and quotas count at the decode pods only. */}}
   modelplat.io/traffic: {{ if eq $role "prefill" }}internal{{ else if eq $variant "shadow" }}mirrored{{ else }}live{{ end }}
 {{- $scrape := and .Values.metrics.enabled (has .Values.platform.scrape (list "annotations" "both")) }}
-{{- if or $scrape .Values.scheduling.queue $rdma.enabled .Values.podAnnotations }}
+{{- $safety := include "modelplat.on.envoyfilter-safety" . }}
+{{- if or $scrape .Values.scheduling.queue $rdma.enabled .Values.podAnnotations $safety }}
 annotations:
   {{- range $key, $value := .Values.podAnnotations }}
   {{ $key | quote }}: {{ $value | quote }}
+  {{- end }}
+  {{- if $safety }}
+  {{- include "modelplat.safetyStatsAnnotation" . | nindent 2 }}
   {{- end }}
   {{- if $scrape }}
   prometheus.io/scrape: "true"
@@ -557,4 +567,84 @@ containers:
           "sharedMemory" .Values.sharedMemory.enabled "probes" .Values.probes "port" .Values.model.port
           "gpuResourceName" .Values.platform.gpuResourceName) | trim | nindent 4 }}
 {{- end }}
+{{- end -}}
+
+
+{{/*
+Route settings of the inbound routes, one helper per feature: the EnvoyFilters that merge them
+into Istio's routes use them, and so do the routes prompt safety inserts (Istio applies no merge
+to an inserted route, so those carry every feature's settings themselves).
+*/}}
+{{- define "modelplat.identityRouteMetadata" -}}
+{{- $claims := .Values.platform.jwtClaims }}
+modelplat.identity.lua:
+  headers:
+    - {{ $claims.serviceAccountHeader | quote }}
+    - {{ $claims.tenantHeader | quote }}
+    {{- range .Values.auth.jwt.claimsToHeaders }}
+    - {{ .header | quote }}
+    {{- end }}
+{{- end -}}
+
+{{- define "modelplat.tokensRouteMetadata" -}}
+{{- $t := .Values.tokenLimit }}
+modelplat.tokens.lua:
+  tenantId: {{ $t.tenantId | quote }}
+  paths:
+    {{- include "modelplat.stringList" $t.paths | trim | nindent 4 }}
+  serviceAccountHeader: {{ .Values.platform.jwtClaims.serviceAccountHeader | quote }}
+  serviceAccountLimited: {{ if or $t.saLimit $t.saLimitPerMinute }}true{{ else }}false{{ end }}
+  missingIdentity: {{ $t.missingIdentity | quote }}
+  failureMode: {{ $t.failureMode | quote }}
+{{- end -}}
+
+{{/* The token quotas' per-route rate limits: each quota's descriptors, checked at request time
+(cost 0) and sent again with the response's tokens when the stream is done. */}}
+{{- define "modelplat.tokensRouteFilters" -}}
+{{- $t := .Values.tokenLimit }}
+{{- $scope := ternary "tenant" (printf "%s.%s" .Release.Namespace (include "modelplat.name" .)) $t.shareTenantQuota }}
+{{- $quotas := list }}
+{{- if or $t.saLimit $t.saLimitPerMinute }}{{ $quotas = append $quotas (list "sa" "service-account") }}{{ end }}
+{{- if or $t.ipLimit $t.ipLimitPerMinute }}{{ $quotas = append $quotas (list "ip" "client-ip") }}{{ end }}
+{{- range $quotas }}
+{{- $kind := index . 0 }}
+{{ printf "modelplat.tokens.%s" $kind }}:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimitPerRoute
+  rate_limits:
+    {{- range $window := list "day" "minute" }}
+    {{- $field := ternary (printf "%sLimit" $kind) (printf "%sLimitPerMinute" $kind) (eq $window "day") }}
+    {{- if index $t $field }}
+    {{- range $done := list false true }}
+    - actions:
+        - generic_key:
+            descriptor_key: scope
+            descriptor_value: {{ $scope | quote }}
+        - metadata:
+            descriptor_key: {{ printf "%s_%s" $kind $window }}
+            metadata_key:
+              key: modelplat.tokens
+              path:
+                - key: {{ $kind }}
+            source: DYNAMIC
+      {{- if $done }}
+      # When the stream is done: the tokens the response used.
+      hits_addend:
+        format: "%DYNAMIC_METADATA(modelplat.tokens:used)%"
+      apply_on_stream_done: true
+      {{- else }}
+      # At request time: check only.
+      hits_addend:
+        number: 0
+      {{- end }}
+    {{- end }}
+    {{- end }}
+    {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The sidecar publishes the safety filter's stats (Istio keeps an HTTP filter's stats to itself
+unless the pod's proxy config includes them): what the safety alert reads. */}}
+{{- define "modelplat.safetyStatsAnnotation" -}}
+# The safety filter's stats (http.<listener>.ext_proc.modelplat_safety.*) for the safety alert.
+proxy.istio.io/config: {{ dict "proxyStatsMatcher" (dict "inclusionRegexps" (list ".*ext_proc.modelplat_safety.*")) | toJson | quote }}
 {{- end -}}
