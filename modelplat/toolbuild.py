@@ -39,6 +39,7 @@ TOOLS: dict[str, tuple[str | None, str]] = {
     "ratelimit": ("RATELIMIT", "modelplat's tests"),
     "redis-server": (None, "modelplat's tests"),
     "actionlint": ("ACTIONLINT", "modelplat's tests"),
+    "extproc-harness": (None, "modelplat's tests"),
 }
 # What `tools install` builds for each group name (a tool name is a group of one).
 GROUPS = {

@@ -263,21 +263,37 @@ install_flux() {
   done
 }
 
-# Istio's own config generation (sidecar-config/ beside this script), at istioctl's Istio.
-install_sidecar_config() {
-  local src="$HERE/sidecar-config" dir sum
-  sum=$(cat "$src"/*.go "$src/go.mod" "$src/go.sum" | sha256sum | cut -c1-12)
-  dir="$CACHE/sidecar-config-$ISTIOCTL_VERSION-$sum"
-  installed sidecar-config "$ISTIOCTL_VERSION-$sum" || {
-    need_go; log "building sidecar-config against Istio $ISTIOCTL_VERSION (cold: ~3 min after istioctl)"
-    local tmp
+# A Go main module of this checkout (a folder with its go.mod and go.sum), built into
+# $CACHE/<name>-<version>/: build_local NAME SOURCE VERSION MESSAGE.
+build_local() {
+  local name=$1 src=$2 version=$3 tmp
+  installed "$name" "$version" || {
+    need_go; log "$4"
     tmp=$(mktemp -d)
     trap 'rm -rf "${tmp:-}"' RETURN
     cp -r "$src/." "$tmp/"
-    (cd "$tmp" && go build "${GO_BUILD[@]}" -o "$dir/sidecar-config.tmp" .)
-    mv "$dir/sidecar-config.tmp" "$dir/sidecar-config"
+    (cd "$tmp" && go build "${GO_BUILD[@]}" -o "$CACHE/$name-$version/$name.tmp" .)
+    mv "$CACHE/$name-$version/$name.tmp" "$CACHE/$name-$version/$name"
   }
-  link sidecar-config "$ISTIOCTL_VERSION-$sum"
+  link "$name" "$version"
+}
+
+# What identifies a local module's build: its sources.
+source_sum() { cat "$1"/*.go "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12; }
+
+# Istio's own config generation (sidecar-config/ beside this script), at istioctl's Istio.
+install_sidecar_config() {
+  local src="$HERE/sidecar-config"
+  build_local sidecar-config "$src" "$ISTIOCTL_VERSION-$(source_sum "$src")" \
+    "building sidecar-config against Istio $ISTIOCTL_VERSION (cold: ~3 min after istioctl)"
+}
+
+# The tests' ext_proc harness (tests/extproc in a clone: Envoy's generated types, a screening
+# server and Envoy's client side, see its main.go). An installed package has no tests: nothing to build.
+install_extproc_harness() {
+  local src="$HERE/../tests/extproc"
+  if [ ! -f "$src/main.go" ]; then log "extproc-harness: no tests/extproc here (a clone's tests only)"; return 0; fi
+  build_local extproc-harness "$src" "$(source_sum "$src")" "building extproc-harness (cold: ~1 min)"
 }
 
 install_actionlint() {
@@ -311,6 +327,7 @@ install_one() {
       link helm-controller "$HELM_CONTROLLER_VERSION" ;;
     sidecar-config) install_sidecar_config ;;
     actionlint) install_actionlint ;;
+    extproc-harness) install_extproc_harness ;;
     *) log "unknown tool: $1"; exit 2 ;;
   esac
 }
@@ -318,7 +335,7 @@ install_one() {
 # Every tool, longest cold build first (figures: docs/performance.md). sidecar-config comes
 # late: it waits for istioctl (when both are built), whose compiled Istio packages it reuses.
 ALL_TOOLS="kubernetes istioctl promtool source-controller kserve kustomize-controller helm-controller
-  helm etcd helm-unittest sidecar-config ratelimit actionlint kustomize kubeconform redis"
+  helm etcd helm-unittest sidecar-config ratelimit extproc-harness actionlint kustomize kubeconform redis"
 ALL_TOOLS=$(echo $ALL_TOOLS)  # one space between names
 
 # The build unit of a tool name (the three Kubernetes binaries are one build, ...).
