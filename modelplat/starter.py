@@ -58,6 +58,11 @@ metrics:
   enabled: true
   port: 8080  # vLLM serves /metrics on its API port
 replicaCount: 1
+# Prompts and responses screened by one of the platform's safety providers (its platform file's
+# safety.providers); uncomment to use (docs/features/prompt-safety.md).
+# safety:
+#   enabled: true
+#   provider: llm-guard
 # LLM token quotas, counted from every response (JSON or streamed) across replicas; uncomment
 # to use (docs/features/token-quotas.md). A per-service-account quota needs a verified JWT.
 # auth:

@@ -178,6 +178,20 @@ def test_the_llm_starters_token_quota_block_works_when_uncommented(tree):
     assert "token limits" in result.plans[0].features
 
 
+def test_the_llm_starters_safety_block_works_when_uncommented(tree):
+    from modelplat import pipeline
+    from modelplat.starter import starter_text
+
+    text = starter_text("team-a", "qwen", gpu=False, llm=True, schema_ref=None)
+    block = "# safety:\n#   enabled: true\n#   provider: llm-guard\n"
+    assert block in text, "the LLM starter offers prompt safety"
+    enabled = text.replace(block, "\n".join(line[2:] for line in block.splitlines()) + "\n")
+    platform = PLATFORM + "safety:\n  providers:\n    llm-guard:\n      extProc: {service: g.safety.svc, port: 9000}\n"
+    result = pipeline.run([tree({"team-a/qwen.yaml": enabled}, platform=platform)])
+    assert not result.errors, [d.format() for d in result.errors]
+    assert "prompt safety" in result.plans[0].features
+
+
 def test_schema_check(tmp_path):
     out = tmp_path / "schemas"
     assert modelplat("schema", "--out", str(out)).returncode == 0

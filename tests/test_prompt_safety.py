@@ -19,7 +19,7 @@ from modelplat import pipeline, tools
 from modelplat.errors import InvalidInput
 from modelplat.resolve import proto_duration, safety_events
 
-from conftest import JWT_LLM_FILE, PLATFORM, need_tool
+from conftest import JWT_LLM_FILE, PLATFORM, modelplat, need_tool
 from test_llm_serving import NATIVE  # an exposed LLMInferenceService with JWT
 
 LLM = """\
@@ -186,7 +186,7 @@ def rendered(tree, text: str, platform: str, tmp_path) -> list[dict]:
     """helm template of the model's chart with its HelmRelease values, as Flux installs it."""
     root = tree({"chat/model.yaml": text}, platform=PLATFORM + platform)
     out = tmp_path / "out"
-    result = subprocess.run(["modelplat", "render", str(root), "--out", str(out)], capture_output=True, text=True)
+    result = modelplat("render", str(root), "--out", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     release = YAML(typ="safe").load((out / "chat/model/helmrelease.yaml").read_text())
     values = tmp_path / "values.json"
