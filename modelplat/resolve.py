@@ -197,6 +197,29 @@ def safety_port(values: ModelValues, kind: str) -> int:
     return LLM_PORT if kind == "llm" else values.model.port
 
 
+# The header KServe's default route dispatches shared /v1/... paths by (its ModelBasedRoutingHeaderName).
+MODEL_ROUTING_HEADER = "x-gateway-model-name"
+
+
+def gateway_match(values: ModelValues, ident: Identity, kind: str, host: str | None, paths: list[str]) -> str:
+    """A CEL expression (GKE's matcher language) selecting a model's screened requests on the
+    Gateway. An LLMInferenceService is reached at every address KServe's default route gives it:
+    /<namespace>/<name>/<path> (and its canary's), /publishers/<namespace>/models/<served
+    name>/<path>, and <path> itself with the model-routing header naming it. An InferenceService
+    at its host. Strings are double-quoted: a path may hold an apostrophe, never a quote."""
+    def starts(prefix: str) -> str:
+        return " || ".join(f'request.path.startsWith("{prefix}{path}")' for path in paths)
+
+    if kind != "llm":
+        return f'request.host == "{host}" && ({starts("")})'
+    served = values.model.servedModelName or ident.name
+    publisher = f"publishers/{ident.namespace}/models/{served}"
+    members = [ident.name] + ([f"{ident.name}-canary"] if values.canary.enabled else [])
+    own = " || ".join(starts(prefix) for prefix in [f"/{ident.namespace}/{m}" for m in members] + [f"/{publisher}"])
+    header = f'"{MODEL_ROUTING_HEADER}" in request.headers && request.headers["{MODEL_ROUTING_HEADER}"] == "{publisher}"'
+    return f"{own} || ({header} && ({starts('')}))"
+
+
 def safety(values: ModelValues, platform: PlatformSettings, ident: Identity, kind: str,
            host: str | None = None) -> dict[str, Any]:
     """The model's `safety` with its provider's settings resolved (what the chart receives)."""
@@ -228,12 +251,7 @@ def safety(values: ModelValues, platform: PlatformSettings, ident: Identity, kin
         return doc
     armor = provider.gkeModelArmor
     events = safety_events(own.screen, tuple(GKE_EVENTS))
-    if kind == "llm":  # the model's own address on the Gateway: /<namespace>/<name>/...
-        prefix = f"/{ident.namespace}/{ident.name}"
-        match = " || ".join(f"request.path.startsWith('{prefix}{path}')" for path in paths)
-    else:
-        match = f"request.host == '{host}' && (" + \
-                " || ".join(f"request.path.startsWith('{path}')" for path in paths) + ")"
+    match = gateway_match(values, ident, kind, host, paths)
     doc["kind"] = "gkeModelArmor"
     doc["gkeModelArmor"] = {
         "service": f"modelarmor.{armor.region}.rep.googleapis.com",

@@ -253,8 +253,17 @@ def test_model_armor_renders_a_gcp_traffic_extension_that_kubeconform_accepts(tr
     assert ext["metadata"]["namespace"] == "gke-gateway"
     assert ext["spec"]["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "inference"}]
     (chain,) = ext["spec"]["extensionChains"]
-    assert chain["matchCondition"]["celExpressions"][0]["celMatcher"].startswith(
-        "request.path.startsWith('/chat/model/v1/chat/completions') || ")
+    cel = chain["matchCondition"]["celExpressions"][0]["celMatcher"]
+    # Every address KServe's default route gives the model, for each screened path.
+    for address in ("/chat/model", "/publishers/chat/models/model"):
+        for path in ("/v1/chat/completions", "/v1/embeddings", "/openai/v1/completions"):
+            assert f'request.path.startsWith("{address}{path}")' in cel
+    assert cel.endswith('|| ("x-gateway-model-name" in request.headers && request.headers["x-gateway-model-name"] == '
+                        '"publishers/chat/models/model" && (request.path.startsWith("/v1/chat/completions") || '
+                        'request.path.startsWith("/v1/completions") || request.path.startsWith("/v1/embeddings") || '
+                        'request.path.startsWith("/openai/v1/chat/completions") || '
+                        'request.path.startsWith("/openai/v1/completions") || '
+                        'request.path.startsWith("/openai/v1/embeddings")))'), cel
     (armor,) = chain["extensions"]
     assert armor["googleAPIServiceName"] == "modelarmor.us-central1.rep.googleapis.com"
     assert armor["metadata"] == {"extensionPolicy": "projects/ml-prod-123/locations/us-central1/templates/llm-default",
@@ -272,14 +281,27 @@ def test_model_armor_renders_a_gcp_traffic_extension_that_kubeconform_accepts(tr
     assert kubeconform([ext], tmp_path).returncode != 0
 
 
+def test_model_armor_matches_a_canarys_own_address_and_the_served_name(tree):
+    canaried = NATIVE.replace("  serving: llm\n", "  serving: llm\n  servedModelName: qwen\n") + \
+        "canary:\n  enabled: true\n  storageUri: hf://Qwen/Qwen2.5-7B-Instruct-v2\nprimaryLoad: 90\n" + \
+        safety("armor", "  screen: prompts\n  paths: [/v1/chat/completions, \"/v1/it's\"]\n")
+    (p,) = run(tree, canaried, GKE).plans
+    cel = p.chart_values["safety"]["gkeModelArmor"]["match"]
+    assert cel.split(" || (")[0] == " || ".join(
+        f'request.path.startsWith("{prefix}{path}")'
+        for prefix in ("/chat/model", "/chat/model-canary", "/publishers/chat/models/qwen")
+        for path in ("/v1/chat/completions", "/v1/it's"))
+    assert '== "publishers/chat/models/qwen"' in cel
+
+
 def test_model_armor_on_an_exposed_inferenceservice_matches_its_host(tree, tmp_path):
     exposed = LLM + "exposeModel:\n  enabled: true\nauth:\n  jwt:\n    enabled: true\n" + safety("armor", "  screen: prompts\n  paths: [/v1/chat/completions]\n")
     docs = rendered(tree, exposed, GKE + "routing: gateway-api\ndomain: models.example.com\n", tmp_path)
     (ext,) = [d for d in docs if d["kind"] == "GCPTrafficExtension"]
     (chain,) = ext["spec"]["extensionChains"]
     assert chain["matchCondition"]["celExpressions"][0]["celMatcher"] == (
-        "request.host == 'model-predictor-chat.int.models.example.com' && "
-        "(request.path.startsWith('/v1/chat/completions'))")
+        'request.host == "model-predictor-chat.int.models.example.com" && '
+        '(request.path.startsWith("/v1/chat/completions"))')
     assert chain["extensions"][0]["supportedEvents"] == ["RequestHeaders", "RequestBody"]
     assert chain["extensions"][0]["metadata"]["sanitizeUserResponse"] == "false"
     checked = kubeconform(docs, tmp_path)
