@@ -104,6 +104,7 @@ def test_a_refused_prompt_never_reaches_the_model(harness, configs):
                                            "response": STREAM}])
     bad = by_name(report)["bad"]
     assert bad["result"] == "refused" and bad["status"] == 403 and "safety" in bad["body"]
+    assert bad["details"] == "prompt_refused"  # what the access log's %RESPONSE_CODE_DETAILS% prints
     assert kinds(bad) == ["request_headers", "request_body"]  # no response: the model was never called
     assert not bad["timeline"]
 

@@ -71,9 +71,10 @@ type received struct {
 
 type outcome struct {
 	Name     string            `json:"name"`
-	Result   string            `json:"result"` // passed, refused (by the provider), failed (provider failure, fail-closed)
-	Status   int               `json:"status"` // what the caller got
-	Body     string            `json:"body"`   // the response body the caller got
+	Result   string            `json:"result"`            // passed, refused (by the provider), failed (provider failure, fail-closed)
+	Status   int               `json:"status"`            // what the caller got
+	Body     string            `json:"body"`              // the response body the caller got
+	Details  string            `json:"details,omitempty"` // a refusal's reason, Envoy's %RESPONSE_CODE_DETAILS%
 	Received []received        `json:"received"`
 	Timeline []string          `json:"timeline"` // "upstream <i>" (the model produced chunk i), "caller <i>" (the caller got it)
 	Metadata map[string]string `json:"metadata"` // gRPC metadata the server saw
@@ -272,6 +273,7 @@ func (c *client) run(ex exchange) outcome {
 		}
 		if imm := resp.GetImmediateResponse(); imm != nil {
 			out.Result, out.Status, out.Body = "refused", int(imm.GetStatus().GetCode()), string(imm.Body)
+			out.Details = imm.Details
 			return resp, true
 		}
 		return resp, false
