@@ -534,7 +534,9 @@ def ownership_rules(values: ModelValues, platform: PlatformSettings, src: Source
                 keys = ", ".join(p + "*" if p.endswith("/") else p for p, _ in owned)
                 yield src.diagnostic((field, key), "owned-key", f"{field}.{key}: {where} modelplat or KServe owns ({why})",
                                      f"remove it; the {field} keys modelplat or KServe own: {keys}")
-    if values.safety.enabled and "proxy.istio.io/config" in values.podAnnotations:
+    provider = platform.safety.providers.get(values.safety.provider or "")
+    if values.safety.enabled and provider is not None and provider.extProc is not None and \
+            "proxy.istio.io/config" in values.podAnnotations:
         yield src.diagnostic(("podAnnotations", "proxy.istio.io/config"), "owned-key",
                              "podAnnotations.proxy.istio.io/config: a screened model's sidecars take their proxy "
                              "config from modelplat (it publishes the safety filter's stats)",
@@ -694,6 +696,10 @@ def safety_rules(values: ModelValues, platform: PlatformSettings, src: Source, i
     this model's traffic."""
     own = values.safety
     if not own.enabled:
+        for field in sorted(own.model_fields_set - {"enabled"}):
+            yield src.diagnostic(("safety", field), "feature-disabled",
+                                 f"safety.{field} has no effect while safety.enabled is false",
+                                 "set safety.enabled: true, or remove it")
         return
     providers = platform.safety.providers
     defined = ", ".join(sorted(providers)) or "none"

@@ -108,6 +108,12 @@ def test_a_screened_models_proxy_config_is_modelplats(tree):
     assert "owned-key" not in codes(tree, LLM + "podAnnotations:\n  proxy.istio.io/config: '{}'\n")
 
 
+def test_settings_of_a_disabled_safety_are_refused(tree):
+    found = codes(tree, LLM + "safety:\n  provider: guard\n  screen: prompts\n")
+    assert found["feature-disabled"].key in ("safety.provider", "safety.screen")
+    assert "has no effect while safety.enabled is false" in found["feature-disabled"].message
+
+
 def test_an_empty_path_list_is_refused(tree):
     assert "safety-no-paths" in codes(tree, LLM + safety("guard", "  paths: []\n"))
 
