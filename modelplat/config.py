@@ -243,6 +243,14 @@ class SafetySettings(Section):
         description="Request paths screened when a model names none (default: the OpenAI completion, chat and "
         "embedding paths, with and without KServe's /openai prefix).")
 
+    @model_validator(mode="after")
+    def _chain_names(self) -> "SafetySettings":
+        # A Model Armor provider names its chains on the Gateway, <provider>-<screen>: 63 characters at most.
+        long = [name for name, p in self.providers.items() if p.gkeModelArmor is not None and len(name) > 53]
+        if long:
+            raise ValueError(f"a Model Armor provider's name is at most 53 characters: {', '.join(long)}")
+        return self
+
 
 class LLMServingSettings(Section):
     """How OpenAI-protocol models are served when their values do not say (`model.serving`)."""

@@ -202,8 +202,10 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
             result.plans.append(planning.plan(values, platform, ident, model_file.relative, shown))
     result.diagnostics.extend(_shared_network_problems(result.plans))
     result.diagnostics.extend(_shared_quota_problems(result.plans))
-    if any(d.code in ("network-owned-twice", "token-quota-conflict") for d in result.diagnostics):
-        bad = {d.file for d in result.diagnostics if d.code in ("network-owned-twice", "token-quota-conflict")}
+    result.diagnostics.extend(_model_armor_problems(result.plans))
+    shared = ("network-owned-twice", "token-quota-conflict", "model-armor-chains")
+    if any(d.code in shared for d in result.diagnostics):
+        bad = {d.file for d in result.diagnostics if d.code in shared}
         result.plans = [p for p in result.plans if p.file not in bad]
     result.diagnostics.sort()
     return result
@@ -256,6 +258,33 @@ def _shared_quota_problems(plans) -> list[Diagnostic]:
         "give every model sharing the tenant's quota the same limits (or set them once in the "
         "platform file's tokenLimit defaults)", "tokenLimit")
         for index, tenant, first in _quota_disagreements([token_quota(p.chart_values) for p in plans])]
+
+
+def _armor_overflow(screened) -> list[int]:
+    """Indexes of the models screened by Model Armor whose chain (provider, screen) would be past
+    GKE's limit of chains in the platform's one traffic extension. screened: plan.model_armor of
+    each model, or None."""
+    from .wiring import MODEL_ARMOR_CHAINS
+
+    chains = sorted({armor[:2] for armor in screened if armor})
+    allowed = set(chains[:MODEL_ARMOR_CHAINS])
+    return [index for index, armor in enumerate(screened) if armor and armor[:2] not in allowed]
+
+
+def _model_armor_problems(plans) -> list[Diagnostic]:
+    """GKE attaches one traffic extension to a Gateway, with at most five chains: one for each Model
+    Armor provider and what it screens (prompts, responses, both)."""
+    from .plan import model_armor
+    from .wiring import MODEL_ARMOR_CHAINS
+
+    screened = [model_armor(p.chart_values) for p in plans]
+    chains = sorted({armor[:2] for armor in screened if armor})
+    return [Diagnostic(
+        plans[index].file, 0, 0, "model-armor-chains",
+        f"Model Armor would need {len(chains)} extension chains on the Gateway (a provider and what it "
+        f"screens make one: {', '.join(f'{p}/{s}' for p, s in chains)}); GKE allows {MODEL_ARMOR_CHAINS}",
+        "screen with fewer providers, or the same thing (safety.screen) with each", "safety")
+        for index in _armor_overflow(screened)]
 
 
 def _identity_problems(source: Source, values, ident, model_file: ModelFile) -> list[Diagnostic]:
@@ -370,7 +399,8 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
                 fresh.append((keys[p.source], identity, rendered, own.get(p.file, [])))
         cache.put_many(fresh, shared_files())
     if len({(i.name, i.namespace) for i in identities}) != len(identities) or \
-            len({(i.project, i.name) for i in identities}) != len(identities) or _quota_conflicts(identities):
+            len({(i.project, i.name) for i in identities}) != len(identities) or _quota_conflicts(identities) or \
+            _armor_overflow([i.armor for i in identities]):
         return render_all(inputs, platform_file, use_cache=False)  # positioned duplicate errors
     wiring_key = cache.key("wiring", json.dumps(sorted(identities)))
     wiring = cache.get(wiring_key)

@@ -42,7 +42,6 @@ TEMPLATE_FOR_FEATURE = {
     "identity headers": "envoyfilter-identity.yaml",
     "token limits": "envoyfilter-tokenlimit.yaml",
     "prompt safety": "envoyfilter-safety.yaml",
-    "model armor": "gcptrafficextension.yaml",
 }
 
 # Output template → (jinja source, extra context). The canary and the shadow are the primary's
@@ -270,7 +269,16 @@ def wiring_identity(p: "ModelPlan") -> WiringIdentity:
     """What the Flux wiring and the platform services need of one model (cached with it)."""
     limits = rate_limits(p.values)
     return WiringIdentity(p.name, p.identity.project, p.namespace, tuple(limits) if limits else None,
-                          token_quota(p.chart_values))
+                          token_quota(p.chart_values), model_armor(p.chart_values))
+
+
+def model_armor(chart_values: dict[str, Any]) -> tuple | None:
+    """(provider, screen, CEL) of a model screened by GKE's Model Armor: the platform's one
+    GCPTrafficExtension on the Gateway screens it (wiring.model_armor_extension)."""
+    safety = chart_values["safety"]
+    if not safety["enabled"] or safety.get("kind") != "gkeModelArmor":
+        return None
+    return (safety["provider"], safety["screen"], safety["gkeModelArmor"]["match"])
 
 
 def rate_limits(values: ModelValues) -> list[int | None] | None:

@@ -136,7 +136,8 @@ def render_tree(plans: Iterable[ModelPlan], platform: PlatformSettings) -> Files
 
 def render_wiring(identities: Iterable[WiringIdentity], platform: PlatformSettings) -> Files:
     """The files that tie the models together for Flux: kustomizations, namespaces, the source,
-    and the platform services the models use (prometheus-adapter, the rate limit service).
+    and the platform services the models use (prometheus-adapter, the rate limit service, GKE's
+    Model Armor extension on the Gateway).
 
     identities: plan.wiring_identity of each model.
     """
@@ -144,8 +145,11 @@ def render_wiring(identities: Iterable[WiringIdentity], platform: PlatformSettin
     projects: dict[str, list[tuple[str, str]]] = {}
     limit_configs: dict[str, str] = {}
     tenants: dict[str, dict[str, tuple]] = {}
-    for name, project, namespace, limits, tokens in identities:  # WiringIdentity's fields
+    armor: list[tuple] = []
+    for name, project, namespace, limits, tokens, screened in identities:  # WiringIdentity's fields
         projects.setdefault(project, []).append((name, namespace))
+        if screened:
+            armor.append(((namespace, name), screened))
         if limits:
             limit_configs[wiring.rate_limit_config_file(namespace, name)] = yamlout.dump(
                 wiring.rate_limit_config(namespace, name, limits))
@@ -178,6 +182,11 @@ def render_wiring(identities: Iterable[WiringIdentity], platform: PlatformSettin
             files[f"{PLATFORM_DIR}/ratelimit/{name}"] = _yaml(document)
         files[f"{PLATFORM_DIR}/ratelimit/kustomization.yaml"] = _yaml(wiring.kustomization(sorted(service)))
         services.append("ratelimit")
+    if armor:  # only when a model is screened by GKE's Model Armor
+        files[f"{PLATFORM_DIR}/safety/gcptrafficextension.yaml"] = _yaml(
+            wiring.model_armor_extension(platform, [screened for _, screened in sorted(armor)]))
+        files[f"{PLATFORM_DIR}/safety/kustomization.yaml"] = _yaml(wiring.kustomization(["gcptrafficextension.yaml"]))
+        services.append("safety")
     files[f"{PLATFORM_DIR}/kustomization.yaml"] = _yaml(wiring.kustomization(services))
     files["kustomization.yaml"] = _yaml(wiring.kustomization([f"{PLATFORM_DIR}/flux"] + sorted(projects)))
     return files

@@ -249,19 +249,23 @@ def safety(values: ModelValues, platform: PlatformSettings, ident: Identity, kin
             },
         }
         return doc
-    armor = provider.gkeModelArmor
-    events = safety_events(own.screen, tuple(GKE_EVENTS))
-    match = gateway_match(values, ident, kind, host, paths)
     doc["kind"] = "gkeModelArmor"
-    doc["gkeModelArmor"] = {
+    doc["gkeModelArmor"] = model_armor_extension(provider.gkeModelArmor, own.screen) | {
+        "match": gateway_match(values, ident, kind, host, paths)}
+    return doc
+
+
+def model_armor_extension(armor, screen: str) -> dict[str, Any]:
+    """How GKE's Gateway calls Model Armor for what a model screens (`armor`: the platform's
+    ModelArmorProvider): the extension of the platform's GCPTrafficExtension, in its own words."""
+    return {
         "service": f"modelarmor.{armor.region}.rep.googleapis.com",
         "template": f"projects/{armor.project}/locations/{armor.region}/templates/{armor.template}",
         "timeout": armor.timeout, "failOpen": armor.failureMode == "open",
-        "events": [GKE_EVENTS[e] for e in events], "match": match,
-        "sanitizeUserPrompt": own.screen in ("prompts", "both"),
-        "sanitizeUserResponse": own.screen in ("responses", "both"),
+        "events": [GKE_EVENTS[e] for e in safety_events(screen, tuple(GKE_EVENTS))],
+        "sanitizeUserPrompt": screen in ("prompts", "both"),
+        "sanitizeUserResponse": screen in ("responses", "both"),
     }
-    return doc
 
 
 # One rate-limit descriptor key per identity and window (plan.token_quota and the EnvoyFilter use them).

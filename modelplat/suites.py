@@ -793,32 +793,6 @@ def safety_suite(p: ModelPlan) -> dict[str, Any]:
             "release": _release(p), "tests": tests}
 
 
-def model_armor_suite(p: ModelPlan) -> dict[str, Any]:
-    a = p.chart_values["safety"]["gkeModelArmor"]
-    gateway = p.chart_values["platform"]["gatewayApi"]
-    ext = "spec.extensionChains[0].extensions[0]"
-    tests = [
-        _case("has GKE's Gateway call Model Armor with the platform's template for this model's requests", [
-            {"isKind": {"of": "GCPTrafficExtension"}},
-            {"equal": {"path": "metadata.namespace", "value": gateway["namespace"]}},
-            {"equal": {"path": "spec.targetRefs[0]", "value": {"group": "gateway.networking.k8s.io",
-                                                               "kind": "Gateway", "name": gateway["name"]}}},
-            {"equal": {"path": "spec.extensionChains[0].matchCondition.celExpressions[0].celMatcher",
-                       "value": a["match"]}},
-            {"equal": {"path": f"{ext}.googleAPIServiceName", "value": a["service"]}},
-            {"equal": {"path": f"{ext}.metadata.extensionPolicy", "value": a["template"]}},
-            {"equal": {"path": f"{ext}.supportedEvents", "value": a["events"]}},
-            {"equal": {"path": f"{ext}.failOpen", "value": a["failOpen"]}},
-        ]),
-        _case("sanitizes prompts and responses as the values say", [
-            {"equal": {"path": f"{ext}.metadata.sanitizeUserPrompt", "value": "true"}},
-            {"equal": {"path": f"{ext}.metadata.sanitizeUserResponse", "value": "false"}},
-        ], {"safety.gkeModelArmor.sanitizeUserPrompt": True, "safety.gkeModelArmor.sanitizeUserResponse": False}),
-        _case("renders nothing when safety is off", [{"hasDocuments": {"count": 0}}], {"safety.enabled": False}),
-    ]
-    return {"suite": f"{p.name} Model Armor extension", "templates": ["templates/gcptrafficextension.yaml"],
-            "release": _release(p), "tests": tests}
-
 def identity_suite(p: ModelPlan) -> dict[str, Any]:
     v = p.chart_values
     claims = v["platform"]["jwtClaims"]
@@ -987,7 +961,6 @@ SUITES = {
     "envoyfilter-tokenlimit.yaml": ("envoyfilter-tokenlimit_test.yaml", tokenlimit_suite),
     "envoyfilter-identity.yaml": ("envoyfilter-identity_test.yaml", identity_suite),
     "envoyfilter-safety.yaml": ("envoyfilter-safety_test.yaml", safety_suite),
-    "gcptrafficextension.yaml": ("gcptrafficextension_test.yaml", model_armor_suite),
     "inferenceservice-canary.yaml": ("inferenceservice-canary_test.yaml", lambda p: variant_suite(p, "canary")),
     "inferenceservice-shadow.yaml": ("inferenceservice-shadow_test.yaml", lambda p: variant_suite(p, "shadow")),
 }

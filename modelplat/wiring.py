@@ -173,6 +173,45 @@ def rate_limit_service(platform: PlatformSettings, configs: dict[str, str]) -> d
     }
 
 
+# GKE's limit on the extension chains of one traffic extension.
+MODEL_ARMOR_CHAINS = 5
+
+
+def model_armor_extension(platform: PlatformSettings, armor: list[tuple]) -> dict[str, Any]:
+    """The platform's one GCPTrafficExtension on the Gateway (GKE attaches one traffic extension to
+    a Gateway's load balancer): a chain for each Model Armor provider and what it screens, whose CEL
+    matches the requests of every model screened that way. armor: (provider, screen, CEL) of each
+    screened model, in a stable order."""
+    from .resolve import model_armor_extension as extension
+
+    chains: dict[tuple[str, str], list[str]] = {}
+    for provider, screen, match in armor:
+        chains.setdefault((provider, screen), []).append(match)
+    gateway_ns, gateway = platform.gatewayApi.gateway.split("/", 1)
+    out = []
+    for (provider, screen), matches in sorted(chains.items()):
+        e = extension(platform.safety.providers[provider].gkeModelArmor, screen)
+        out.append({
+            "name": f"{provider}-{screen}",
+            "matchCondition": {"celExpressions": [{"celMatcher": " || ".join(f"({m})" for m in matches)}]},
+            "extensions": [{
+                "name": "model-armor", "googleAPIServiceName": e["service"], "supportedEvents": e["events"],
+                "timeout": e["timeout"], "failOpen": e["failOpen"],
+                "metadata": {"extensionPolicy": e["template"],
+                             "sanitizeUserPrompt": str(e["sanitizeUserPrompt"]).lower(),
+                             "sanitizeUserResponse": str(e["sanitizeUserResponse"]).lower()},
+            }],
+        })
+    return {
+        "apiVersion": "networking.gke.io/v1", "kind": "GCPTrafficExtension",
+        "metadata": {"name": "modelplat-safety", "namespace": gateway_ns,
+                     "labels": {"app.kubernetes.io/managed-by": "modelplat",
+                                "app.kubernetes.io/part-of": "modelplat-safety"}},
+        "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway}],
+                 "extensionChains": out},
+    }
+
+
 def token_quota_config_file(tenant: str) -> str:
     """The tenant's key in the rate limit service's ConfigMap."""
     return f"tokens.{tenant}.yaml"

@@ -253,12 +253,27 @@ def kubeconform(docs: list[dict], tmp_path) -> subprocess.CompletedProcess:
                            str(manifests)], capture_output=True, text=True)
 
 
-def test_model_armor_renders_a_gcp_traffic_extension_that_kubeconform_accepts(tree, tmp_path):
-    docs = rendered(tree, NATIVE + safety("armor"), GKE, tmp_path)
-    (ext,) = [d for d in docs if d["kind"] == "GCPTrafficExtension"]
-    assert ext["metadata"]["namespace"] == "gke-gateway"
+def model_armor_extension(tree, files: dict[str, str], platform: str, tmp_path) -> dict:
+    """The platform's GCPTrafficExtension as `modelplat render` writes it."""
+    root = tree(files, platform=PLATFORM + platform)
+    out = tmp_path / "out"
+    result = modelplat("render", str(root), "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    kustomization = YAML(typ="safe").load((out / "_platform/kustomization.yaml").read_text())
+    assert "safety" in kustomization["resources"]
+    return YAML(typ="safe").load((out / "_platform/safety/gcptrafficextension.yaml").read_text())
+
+
+def test_model_armor_renders_the_gateways_traffic_extension_and_kubeconform_accepts_it(tree, tmp_path):
+    docs = rendered(tree, NATIVE + safety("armor"), GKE, tmp_path / "chart")
+    # Nothing in the model's own chart: the Gateway's extension is the platform's.
+    assert not [d for d in docs if d["kind"] == "GCPTrafficExtension" or d["metadata"]["name"].endswith("-safety")]
+    ext = model_armor_extension(tree, {"chat/model.yaml": NATIVE + safety("armor")}, GKE, tmp_path)
+    assert ext["metadata"] == {"name": "modelplat-safety", "namespace": "gke-gateway", "labels": {
+        "app.kubernetes.io/managed-by": "modelplat", "app.kubernetes.io/part-of": "modelplat-safety"}}
     assert ext["spec"]["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "inference"}]
     (chain,) = ext["spec"]["extensionChains"]
+    assert chain["name"] == "armor-both"
     cel = chain["matchCondition"]["celExpressions"][0]["celMatcher"]
     # Every address KServe's default route gives the model, for each screened path.
     for address in ("/chat/model", "/publishers/chat/models/model"):
@@ -269,22 +284,51 @@ def test_model_armor_renders_a_gcp_traffic_extension_that_kubeconform_accepts(tr
                         'request.path.startsWith("/v1/completions") || request.path.startsWith("/v1/embeddings") || '
                         'request.path.startsWith("/openai/v1/chat/completions") || '
                         'request.path.startsWith("/openai/v1/completions") || '
-                        'request.path.startsWith("/openai/v1/embeddings")))'), cel
+                        'request.path.startsWith("/openai/v1/embeddings"))))'), cel
     (armor,) = chain["extensions"]
     assert armor["googleAPIServiceName"] == "modelarmor.us-central1.rep.googleapis.com"
     assert armor["metadata"] == {"extensionPolicy": "projects/ml-prod-123/locations/us-central1/templates/llm-default",
                                  "sanitizeUserPrompt": "true", "sanitizeUserResponse": "true"}
     assert armor["supportedEvents"] == ["RequestHeaders", "RequestBody", "ResponseHeaders", "ResponseBody"]
     assert armor["failOpen"] is False and armor["timeout"] == "1s"
-    assert not [d for d in docs if d["kind"] == "EnvoyFilter" and d["metadata"]["name"].endswith("-safety")]
-    checked = kubeconform(docs, tmp_path)
-    assert checked.returncode == 0 and f"Valid: {len(docs)}," in checked.stdout, checked.stdout + checked.stderr
+    checked = kubeconform(docs + [ext], tmp_path)
+    assert checked.returncode == 0 and f"Valid: {len(docs) + 1}," in checked.stdout, checked.stdout + checked.stderr
     # The schema is strict: a misspelt field, or an extension with neither a Service nor a Google API, fails.
     armor["failopen"] = armor.pop("failOpen")
     assert "failopen" in kubeconform([ext], tmp_path).stdout
     armor["failOpen"] = armor.pop("failopen")
     del armor["googleAPIServiceName"]
     assert kubeconform([ext], tmp_path).returncode != 0
+
+
+def test_one_chain_for_each_provider_and_screen_shared_by_the_models_screened_that_way(tree, tmp_path):
+    prompts = safety("armor", "  screen: prompts\n  paths: [/v1/chat/completions]\n")
+    files = {"chat/a.yaml": NATIVE + prompts, "chat/b.yaml": NATIVE + prompts,
+             "other/c.yaml": NATIVE + safety("armor", "  paths: [/v1/completions]\n"),
+             "other/d.yaml": NATIVE}
+    ext = model_armor_extension(tree, files, GKE, tmp_path)
+    chains = {c["name"]: c for c in ext["spec"]["extensionChains"]}
+    assert list(chains) == ["armor-both", "armor-prompts"]
+    shared = chains["armor-prompts"]["matchCondition"]["celExpressions"][0]["celMatcher"]
+    assert shared.startswith('(request.path.startsWith("/chat/a/v1/chat/completions") || ')
+    assert ') || (request.path.startsWith("/chat/b/v1/chat/completions") || ' in shared
+    assert "/other/" not in shared
+    assert chains["armor-prompts"]["extensions"][0]["supportedEvents"] == ["RequestHeaders", "RequestBody"]
+    assert chains["armor-prompts"]["extensions"][0]["metadata"]["sanitizeUserResponse"] == "false"
+    both = chains["armor-both"]["matchCondition"]["celExpressions"][0]["celMatcher"]
+    assert "/other/c/v1/completions" in both and "/other/d/" not in both
+
+
+def test_more_chains_than_gke_allows_are_refused(tree):
+    providers = "".join(f"    armor{i}:\n      gkeModelArmor: {{project: ml-prod-123, region: us-central1, template: t{i}}}\n"
+                        for i in range(3))
+    files = {f"chat/m{i}{screen[0]}.yaml": NATIVE + safety(f"armor{i}", f"  screen: {screen}\n")
+             for i in range(3) for screen in ("prompts", "both")}
+    root = tree(files, platform=PLATFORM + GKE.replace("    armor:\n", providers + "    armor:\n"))
+    result = pipeline.run([root])
+    refused = [d for d in result.diagnostics if d.code == "model-armor-chains"]
+    assert len(refused) == 1 and "need 6 extension chains" in refused[0].message, result.diagnostics
+    assert refused[0].file.endswith("m2p.yaml") and refused[0].key == "safety"
 
 
 def test_model_armor_matches_a_canarys_own_address_and_the_served_name(tree):
@@ -302,13 +346,13 @@ def test_model_armor_matches_a_canarys_own_address_and_the_served_name(tree):
 
 def test_model_armor_on_an_exposed_inferenceservice_matches_its_host(tree, tmp_path):
     exposed = LLM + "exposeModel:\n  enabled: true\nauth:\n  jwt:\n    enabled: true\n" + safety("armor", "  screen: prompts\n  paths: [/v1/chat/completions]\n")
-    docs = rendered(tree, exposed, GKE + "routing: gateway-api\ndomain: models.example.com\n", tmp_path)
-    (ext,) = [d for d in docs if d["kind"] == "GCPTrafficExtension"]
+    ext = model_armor_extension(tree, {"chat/model.yaml": exposed},
+                                GKE + "routing: gateway-api\ndomain: models.example.com\n", tmp_path)
     (chain,) = ext["spec"]["extensionChains"]
     assert chain["matchCondition"]["celExpressions"][0]["celMatcher"] == (
-        'request.host == "model-predictor-chat.int.models.example.com" && '
-        '(request.path.startsWith("/v1/chat/completions"))')
+        '(request.host == "model-predictor-chat.int.models.example.com" && '
+        '(request.path.startsWith("/v1/chat/completions")))')
     assert chain["extensions"][0]["supportedEvents"] == ["RequestHeaders", "RequestBody"]
     assert chain["extensions"][0]["metadata"]["sanitizeUserResponse"] == "false"
-    checked = kubeconform(docs, tmp_path)
+    checked = kubeconform([ext], tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr

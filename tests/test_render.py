@@ -121,7 +121,7 @@ def test_every_chart_holds_every_template_and_renders_only_what_is_on(tree, tmp_
     assert chart == sorted([".helmignore", "Chart.yaml", "README.md", "templates/_helpers.tpl",
                             "files/strip_identity.lua", "files/token_quota.lua", "tests/chart_test.yaml",
                             "values.schema.json", "values.yaml"] + [f"templates/{t}" for t in CHART_TEMPLATES])
-    assert len(CHART_TEMPLATES) == 23
+    assert len(CHART_TEMPLATES) == 22
     kinds = sorted(o["kind"] for o in helm_objects(files, "demo/iris", tmp_path))
     assert kinds == ["AuthorizationPolicy", "InferenceService", "PeerAuthentication"]
     meta = _yaml.load(files["demo/iris/chart/Chart.yaml"])

@@ -62,9 +62,6 @@ a header-matched canary): then the chart writes it, and the model's members refe
 {{- define "modelplat.on.envoyfilter-safety" -}}
 {{- if and .Values.safety.enabled (eq (.Values.safety.kind | default "") "extProc") }}true{{ end -}}
 {{- end -}}
-{{- define "modelplat.on.gcptrafficextension" -}}
-{{- if and .Values.safety.enabled (eq (.Values.safety.kind | default "") "gkeModelArmor") }}true{{ end -}}
-{{- end -}}
 
 {{/*
 The values this chart cannot follow, because they are used outside it (modelplat/chartgates.py):
