@@ -356,3 +356,24 @@ def test_model_armor_on_an_exposed_inferenceservice_matches_its_host(tree, tmp_p
     assert chain["extensions"][0]["metadata"]["sanitizeUserResponse"] == "false"
     checked = kubeconform([ext], tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_lint_checks_the_platforms_extension_with_every_tool(tree, tmp_path):
+    """`modelplat lint` of a GKE platform's screened model passes every tool, the platform's
+    GCPTrafficExtension (a wiring file) among what kubeconform reads: with a schema that refuses
+    it, the wiring row fails and names it."""
+    for tool in ("helm", "kubeconform", "helm-unittest", "istioctl", "kustomize", "promtool"):
+        need_tool(tool)
+    root = tree({"chat/model.yaml": NATIVE + safety("armor")}, platform=PLATFORM + GKE)
+    result = modelplat("lint", str(root), "--format", "json")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    strict = tmp_path / "schemas" / "networking.gke.io"
+    strict.mkdir(parents=True)
+    (strict / "gcptrafficextension_v1.json").write_text(json.dumps({"type": "object", "required": ["nonexistent"]}))
+    location = str(tmp_path / "schemas") + "/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
+    result = modelplat("lint", str(root), "--schema-location", location, "--format", "json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 1
+    wiring = next(m for m in report["models"] if m["file"] == "(flux wiring)")
+    assert wiring["checks"]["kubeconform"]["status"] == "fail"
+    assert "gcptrafficextension.yaml" in wiring["checks"]["kubeconform"]["detail"]
