@@ -27,6 +27,8 @@ REASONS: dict[str, str] = {
     "identity": "it names the output folder, the HelmRelease, its namespace and the model's rate-limit domains",
     "counters": "the platform's rate-limit service counts from its own configuration (_platform/ratelimit), "
                 "which modelplat renders from the values file",
+    "providers": "modelplat resolves the safety provider from the platform file (what the sidecar is sent, "
+                 "where it calls), and Model Armor screens on the Gateway from _platform/safety",
 }
 
 # Chart values (dotted paths) the chart cannot follow, and why.
@@ -36,6 +38,7 @@ PINNED: dict[str, str] = {
     "tokenLimit.tenantId": "counters", "tokenLimit.shareTenantQuota": "counters",
     "tokenLimit.saLimit": "counters", "tokenLimit.saLimitPerMinute": "counters",
     "tokenLimit.ipLimit": "counters", "tokenLimit.ipLimitPerMinute": "counters",
+    "safety.enabled": "providers", "safety.provider": "providers", "safety.screen": "providers",
 }
 
 

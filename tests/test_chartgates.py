@@ -111,6 +111,7 @@ def test_a_feature_turned_on_at_install_time_is_rendered(chart, sets, kind):
     ("namespace=other", "namespace", '"demo"'),
     ("name=renamed", "name", '"m"'),
     ("tokenLimit.saLimit=100", "tokenLimit.saLimit", "null"),
+    ("safety.enabled=true", "safety.enabled", "false"),  # no provider was resolved for it
 ])
 def test_values_used_outside_the_chart_are_refused_with_the_remedy(chart, value, path, generated):
     ok, message = chart(LIMITED)("--set", value)
