@@ -38,7 +38,9 @@ PINNED: dict[str, str] = {
     "tokenLimit.tenantId": "counters", "tokenLimit.shareTenantQuota": "counters",
     "tokenLimit.saLimit": "counters", "tokenLimit.saLimitPerMinute": "counters",
     "tokenLimit.ipLimit": "counters", "tokenLimit.ipLimitPerMinute": "counters",
-    "safety.enabled": "providers", "safety.provider": "providers", "safety.screen": "providers",
+    # safety.enabled is not pinned: turned off, the chart follows (nothing screens); turned on where
+    # modelplat resolved no provider, envoyfilter-safety.yaml fails the install.
+    "safety.provider": "providers", "safety.screen": "providers",
 }
 
 

@@ -111,7 +111,7 @@ def test_a_feature_turned_on_at_install_time_is_rendered(chart, sets, kind):
     ("namespace=other", "namespace", '"demo"'),
     ("name=renamed", "name", '"m"'),
     ("tokenLimit.saLimit=100", "tokenLimit.saLimit", "null"),
-    ("safety.enabled=true", "safety.enabled", "false"),  # no provider was resolved for it
+    ("safety.provider=llm-guard", "safety.provider", "null"),
 ])
 def test_values_used_outside_the_chart_are_refused_with_the_remedy(chart, value, path, generated):
     ok, message = chart(LIMITED)("--set", value)
@@ -119,6 +119,13 @@ def test_values_used_outside_the_chart_are_refused_with_the_remedy(chart, value,
     assert f"{path} is " in message and f"generated from demo/m.yaml with {generated}" in message
     assert "change the values file and run `modelplat render`" in message
     assert chartgates.REASONS[chartgates.PINNED[path]] in message
+
+
+def test_safety_turned_on_at_install_time_fails_the_install(chart):
+    """modelplat resolves a provider only for a model whose values file turns safety on: a chart
+    generated without it refuses `--set safety.enabled=true` instead of rendering nothing."""
+    ok, message = chart(LIMITED)("--set", "safety.enabled=true")
+    assert not ok and "safety.enabled is true at install time" in message and "modelplat render" in message
 
 
 def test_the_generated_values_pass_their_own_guard(chart):
