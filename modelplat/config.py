@@ -171,7 +171,10 @@ class GatewayAPISettings(Section):
         "gateway is an Envoy that Istio configures, and calls the endpoint picker).")
 
 
-SAFETY_EVENTS = ("requestHeaders", "requestBody", "responseHeaders", "responseBody")
+# What a safety provider can be sent: the prompt's events and the response's.
+REQUEST_EVENTS = ("requestHeaders", "requestBody")
+RESPONSE_EVENTS = ("responseHeaders", "responseBody")
+SAFETY_EVENTS = REQUEST_EVENTS + RESPONSE_EVENTS
 ServiceHost = Annotated[str, StringConstraints(
     pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$", max_length=253)]
 
@@ -226,10 +229,6 @@ class SafetyProvider(Section):
         if (self.extProc is None) == (self.gkeModelArmor is None):
             raise ValueError("a safety provider is exactly one of extProc and gkeModelArmor")
         return self
-
-    @property
-    def kind(self) -> str:
-        return "extProc" if self.extProc is not None else "gkeModelArmor"
 
 
 class SafetySettings(Section):

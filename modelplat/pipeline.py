@@ -260,14 +260,18 @@ def _shared_quota_problems(plans) -> list[Diagnostic]:
         for index, tenant, first in _quota_disagreements([token_quota(p.chart_values) for p in plans])]
 
 
+def _armor_chains(screened) -> list[tuple[str, str]]:
+    """The chains (provider, screen) of the platform's one traffic extension, in their order.
+    screened: plan.model_armor of each model, or None."""
+    return sorted({armor[:2] for armor in screened if armor})
+
+
 def _armor_overflow(screened) -> list[int]:
-    """Indexes of the models screened by Model Armor whose chain (provider, screen) would be past
-    GKE's limit of chains in the platform's one traffic extension. screened: plan.model_armor of
-    each model, or None."""
+    """Indexes of the models screened by Model Armor whose chain would be past GKE's limit of
+    chains in the platform's one traffic extension."""
     from .wiring import MODEL_ARMOR_CHAINS
 
-    chains = sorted({armor[:2] for armor in screened if armor})
-    allowed = set(chains[:MODEL_ARMOR_CHAINS])
+    allowed = set(_armor_chains(screened)[:MODEL_ARMOR_CHAINS])
     return [index for index, armor in enumerate(screened) if armor and armor[:2] not in allowed]
 
 
@@ -278,7 +282,7 @@ def _model_armor_problems(plans) -> list[Diagnostic]:
     from .wiring import MODEL_ARMOR_CHAINS
 
     screened = [model_armor(p.chart_values) for p in plans]
-    chains = sorted({armor[:2] for armor in screened if armor})
+    chains = _armor_chains(screened)
     return [Diagnostic(
         plans[index].file, 0, 0, "model-armor-chains",
         f"Model Armor would need {len(chains)} extension chains on the Gateway (a provider and what it "

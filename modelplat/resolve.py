@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from .config import PlatformSettings
+from .config import REQUEST_EVENTS, RESPONSE_EVENTS, PlatformSettings
 from .values import ModelValues
 
 
@@ -175,8 +175,6 @@ def proto_duration(duration: str) -> str:
 
 # --- prompt and response safety ------------------------------------------------------------------
 
-REQUEST_EVENTS = ("requestHeaders", "requestBody")
-RESPONSE_EVENTS = ("responseHeaders", "responseBody")
 # Model Armor's events (GKE's supportedEvents) for each of ours.
 GKE_EVENTS = {"requestHeaders": "RequestHeaders", "requestBody": "RequestBody",
               "responseHeaders": "ResponseHeaders", "responseBody": "ResponseBody"}

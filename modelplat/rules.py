@@ -12,12 +12,12 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Iterator
 
-from .config import PlatformSettings
+from .config import REQUEST_EVENTS, RESPONSE_EVENTS, PlatformSettings
 from .errors import Diagnostic
 from .loader import Source
 from .metrics import POD_METRICS
-from .resolve import (REQUEST_EVENTS, RESPONSE_EVENTS, RUNTIME_PROTOCOLS, Identity, exposure_host, metrics_port,
-                      resolved_resources, served_name_by, serving_kind, serving_runtime, token_limit)
+from .resolve import (RUNTIME_PROTOCOLS, Identity, exposure_host, metrics_port, resolved_resources, served_name_by,
+                      serving_kind, serving_runtime, token_limit)
 from .values import ModelValues
 
 
@@ -406,24 +406,25 @@ def rdma_rules(values: ModelValues, platform: PlatformSettings, src: Source, ide
                              "e.g. rdma/roce_gdr: 1 (your RDMA device plugin's resource name)")
 
 
+def _set_while_disabled(src: Source, section, path: tuple, label: str) -> Iterator[Diagnostic]:
+    """Every key of a switched-off section that is set anyway (it would have no effect)."""
+    for field in sorted(section.model_fields_set - {"enabled"}):
+        yield src.diagnostic(path + (field,), "feature-disabled",
+                             f"{label}.{field} has no effect while {label}.enabled is false",
+                             f"set {label}.enabled: true, or remove it")
+
+
 def traffic_rules(values: ModelValues, platform: PlatformSettings, src: Source, ident: Identity) -> Iterator[Diagnostic]:
     """Exposure, auth, canary and mirroring: every setting takes effect or is refused."""
     name, namespace = ident.name, ident.namespace  # the folder's namespace too, not only the file's
     for section, key, label in ((values.canary, "canary", "canary"), (values.mirror, "mirror", "mirror"),
                                 (values.auth.customAuthz, ("auth", "customAuthz"), "auth.customAuthz"),
                                 (values.auth.jwt, ("auth", "jwt"), "auth.jwt")):
-        path = key if isinstance(key, tuple) else (key,)
         if not section.enabled:
-            for field in sorted(section.model_fields_set - {"enabled"}):
-                yield src.diagnostic(path + (field,), "feature-disabled",
-                                     f"{label}.{field} has no effect while {label}.enabled is false",
-                                     f"set {label}.enabled: true, or remove it")
+            yield from _set_while_disabled(src, section, key if isinstance(key, tuple) else (key,), label)
     expose = values.exposeModel
     if not expose.enabled:
-        for field in sorted(expose.model_fields_set - {"enabled"}):
-            yield src.diagnostic(("exposeModel", field), "feature-disabled",
-                                 f"exposeModel.{field} has no effect while exposeModel.enabled is false",
-                                 "set exposeModel.enabled: true, or remove it")
+        yield from _set_while_disabled(src, expose, ("exposeModel",), "exposeModel")
     elif serving_kind(values, platform) == "llm":
         if expose.host:
             yield src.diagnostic(("exposeModel", "host"), "llm-host",
@@ -696,10 +697,7 @@ def safety_rules(values: ModelValues, platform: PlatformSettings, src: Source, i
     this model's traffic."""
     own = values.safety
     if not own.enabled:
-        for field in sorted(own.model_fields_set - {"enabled"}):
-            yield src.diagnostic(("safety", field), "feature-disabled",
-                                 f"safety.{field} has no effect while safety.enabled is false",
-                                 "set safety.enabled: true, or remove it")
+        yield from _set_while_disabled(src, own, ("safety",), "safety")
         return
     providers = platform.safety.providers
     defined = ", ".join(sorted(providers)) or "none"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -84,6 +85,14 @@ def modelplat(*args: str, cwd: Path | None = None, env: dict | None = None) -> s
     full_env = dict(os.environ, COLUMNS="200", **(env or {}))
     return subprocess.run([sys.executable, "-m", "modelplat.cli", *args], cwd=cwd, capture_output=True,
                           text=True, env=full_env, timeout=300)
+
+
+def refusing_schema_location(folder: Path, group: str, schema: str) -> str:
+    """A kubeconform --schema-location, tried before the bundled ones, whose <group>/<schema> file
+    refuses every document of that kind (it requires a field no object has)."""
+    (folder / "schemas" / group).mkdir(parents=True)
+    (folder / "schemas" / group / schema).write_text(json.dumps({"type": "object", "required": ["nonexistent"]}))
+    return str(folder / "schemas") + "/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
 
 
 @pytest.fixture

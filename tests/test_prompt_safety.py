@@ -19,7 +19,7 @@ from modelplat import pipeline, tools
 from modelplat.errors import InvalidInput
 from modelplat.resolve import proto_duration, safety_events
 
-from conftest import JWT_LLM_FILE, PLATFORM, modelplat, need_tool
+from conftest import JWT_LLM_FILE, PLATFORM, modelplat, need_tool, refusing_schema_location
 from test_llm_serving import NATIVE  # an exposed LLMInferenceService with JWT
 
 LLM = """\
@@ -367,10 +367,7 @@ def test_lint_checks_the_platforms_extension_with_every_tool(tree, tmp_path):
     root = tree({"chat/model.yaml": NATIVE + safety("armor")}, platform=PLATFORM + GKE)
     result = modelplat("lint", str(root), "--format", "json")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    strict = tmp_path / "schemas" / "networking.gke.io"
-    strict.mkdir(parents=True)
-    (strict / "gcptrafficextension_v1.json").write_text(json.dumps({"type": "object", "required": ["nonexistent"]}))
-    location = str(tmp_path / "schemas") + "/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
+    location = refusing_schema_location(tmp_path, "networking.gke.io", "gcptrafficextension_v1.json")
     result = modelplat("lint", str(root), "--schema-location", location, "--format", "json")
     report = json.loads(result.stdout)
     assert result.returncode == 1

@@ -17,7 +17,7 @@ from ruamel.yaml import YAML
 
 from modelplat import tools
 
-from conftest import CPU_FILE, EXAMPLES, REPO, modelplat, need_tool
+from conftest import CPU_FILE, EXAMPLES, REPO, modelplat, need_tool, refusing_schema_location
 
 _yaml = YAML(typ="safe")
 
@@ -203,10 +203,7 @@ def test_yaml_1_1_lookalikes_stay_strings(helm, lint_tools, tree, tmp_path):
 
 
 def test_a_refused_flux_wiring_file_fails_lint_with_its_own_row(kubeconform, helm, examples_copy, tmp_path):
-    strict = tmp_path / "schemas" / "source.toolkit.fluxcd.io"
-    strict.mkdir(parents=True)
-    (strict / "gitrepository_v1.json").write_text(json.dumps({"type": "object", "required": ["nonexistent"]}))
-    location = str(tmp_path / "schemas") + "/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
+    location = refusing_schema_location(tmp_path, "source.toolkit.fluxcd.io", "gitrepository_v1.json")
     result = modelplat("lint", str(examples_copy), "--schema-location", location, "--format", "json")
     report = json.loads(result.stdout)
     assert result.returncode == 1
