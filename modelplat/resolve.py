@@ -175,9 +175,6 @@ def proto_duration(duration: str) -> str:
 
 # --- prompt and response safety ------------------------------------------------------------------
 
-# Model Armor's events (GKE's supportedEvents) for each of ours.
-GKE_EVENTS = {"requestHeaders": "RequestHeaders", "requestBody": "RequestBody",
-              "responseHeaders": "ResponseHeaders", "responseBody": "ResponseBody"}
 
 
 def safety_events(screen: str, offered: tuple[str, ...] | list[str]) -> list[str]:
@@ -247,23 +244,11 @@ def safety(values: ModelValues, platform: PlatformSettings, ident: Identity, kin
             },
         }
         return doc
+    # Screened on the Gateway by the platform's one traffic extension (wiring.model_armor_extension):
+    # the chart holds what selects this model's requests there, nothing it renders.
     doc["kind"] = "gkeModelArmor"
-    doc["gkeModelArmor"] = model_armor_extension(provider.gkeModelArmor, own.screen) | {
-        "match": gateway_match(values, ident, kind, host, paths)}
+    doc["gkeModelArmor"] = {"match": gateway_match(values, ident, kind, host, paths)}
     return doc
-
-
-def model_armor_extension(armor, screen: str) -> dict[str, Any]:
-    """How GKE's Gateway calls Model Armor for what a model screens (`armor`: the platform's
-    ModelArmorProvider): the extension of the platform's GCPTrafficExtension, in its own words."""
-    return {
-        "service": f"modelarmor.{armor.region}.rep.googleapis.com",
-        "template": f"projects/{armor.project}/locations/{armor.region}/templates/{armor.template}",
-        "timeout": armor.timeout, "failOpen": armor.failureMode == "open",
-        "events": [GKE_EVENTS[e] for e in safety_events(screen, tuple(GKE_EVENTS))],
-        "sanitizeUserPrompt": screen in ("prompts", "both"),
-        "sanitizeUserResponse": screen in ("responses", "both"),
-    }
 
 
 # One rate-limit descriptor key per identity and window (plan.token_quota and the EnvoyFilter use them).

@@ -845,16 +845,9 @@ class ChartExtProc(Section):
 
 
 class ChartModelArmor(Section):
-    """GKE's Model Armor as the GCPTrafficExtension names it."""
+    """What selects the model's requests in the platform's traffic extension on GKE's Gateway."""
 
-    service: str = Field(description="Model Armor's regional endpoint (googleAPIServiceName).")
-    template: str = Field(description="projects/<project>/locations/<region>/templates/<template>.")
-    timeout: str
-    failOpen: StrictBool
-    events: list[Literal["RequestHeaders", "RequestBody", "ResponseHeaders", "ResponseBody"]]
     match: str = Field(description="CEL expression selecting the model's screened requests on the Gateway.")
-    sanitizeUserPrompt: StrictBool
-    sanitizeUserResponse: StrictBool
 
 
 class ChartSafety(Safety):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import PlatformSettings
-from .resolve import IP_KEY, SA_KEY, rate_limit_domain, token_domain
+from .resolve import IP_KEY, SA_KEY, rate_limit_domain, safety_events, token_domain
 
 PLATFORM_DIR = "_platform"
 # The folders (relative to the output root) a Flux Kustomization builds: the models' root, which
@@ -175,6 +175,9 @@ def rate_limit_service(platform: PlatformSettings, configs: dict[str, str]) -> d
 
 # GKE's limit on the extension chains of one traffic extension.
 MODEL_ARMOR_CHAINS = 5
+# Model Armor's events (GKE's supportedEvents) for each of ours.
+GKE_EVENTS = {"requestHeaders": "RequestHeaders", "requestBody": "RequestBody",
+              "responseHeaders": "ResponseHeaders", "responseBody": "ResponseBody"}
 
 
 def model_armor_extension(platform: PlatformSettings, armor: list[tuple]) -> dict[str, Any]:
@@ -182,24 +185,24 @@ def model_armor_extension(platform: PlatformSettings, armor: list[tuple]) -> dic
     a Gateway's load balancer): a chain for each Model Armor provider and what it screens, whose CEL
     matches the requests of every model screened that way. armor: (provider, screen, CEL) of each
     screened model, in a stable order."""
-    from .resolve import model_armor_extension as extension
-
     chains: dict[tuple[str, str], list[str]] = {}
     for provider, screen, match in armor:
         chains.setdefault((provider, screen), []).append(match)
     gateway_ns, gateway = platform.gatewayApi.gateway.split("/", 1)
     out = []
     for (provider, screen), matches in sorted(chains.items()):
-        e = extension(platform.safety.providers[provider].gkeModelArmor, screen)
+        armor = platform.safety.providers[provider].gkeModelArmor
         out.append({
             "name": f"{provider}-{screen}",
             "matchCondition": {"celExpressions": [{"celMatcher": " || ".join(f"({m})" for m in matches)}]},
             "extensions": [{
-                "name": "model-armor", "googleAPIServiceName": e["service"], "supportedEvents": e["events"],
-                "timeout": e["timeout"], "failOpen": e["failOpen"],
-                "metadata": {"extensionPolicy": e["template"],
-                             "sanitizeUserPrompt": str(e["sanitizeUserPrompt"]).lower(),
-                             "sanitizeUserResponse": str(e["sanitizeUserResponse"]).lower()},
+                "name": "model-armor", "googleAPIServiceName": f"modelarmor.{armor.region}.rep.googleapis.com",
+                "supportedEvents": [GKE_EVENTS[e] for e in safety_events(screen, tuple(GKE_EVENTS))],
+                "timeout": armor.timeout, "failOpen": armor.failureMode == "open",
+                "metadata": {"extensionPolicy": f"projects/{armor.project}/locations/{armor.region}/templates/"
+                                                f"{armor.template}",
+                             "sanitizeUserPrompt": "true" if screen in ("prompts", "both") else "false",
+                             "sanitizeUserResponse": "true" if screen in ("responses", "both") else "false"},
             }],
         })
     return {
