@@ -14,7 +14,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-FORMAT = b"modelplat-render-cache-v6"  # v2: request limits; v3: token quotas; v4: binary entries; v5: shared files by reference; v6: shared files by digest
+FORMAT = b"modelplat-render-cache-v7"  # v7: the networks a model owns in its identity; v2: request limits; v3: token quotas; v4: binary entries; v5: shared files by reference; v6: shared files by digest
 
 
 def cache_dir() -> Path:
@@ -116,6 +116,24 @@ class RenderCache:
         except (sqlite3.Error, OSError):
             return None
 
+    def get_many(self, keys: list[str]) -> dict[str, dict]:
+        """The entries found among keys (one query for them all; a lookup a model cost ~0.1 ms)."""
+        import sqlite3
+
+        found: dict[str, dict] = {}
+        try:
+            db = self._connect()
+            for at in range(0, len(keys), 500):  # SQLite's limit of bound parameters is 999 or more
+                chunk = keys[at:at + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, data in db.execute(f"SELECT key, data FROM entries WHERE key IN ({marks})", chunk):
+                    entry = _decode(data, self._blob)
+                    if entry is not None:
+                        found[key] = entry
+        except (sqlite3.Error, OSError):
+            return {}
+        return found
+
     def _blob(self, digest: str) -> bytes | None:
         blob = self._blobs.get(digest)
         if blob is None:
@@ -123,6 +141,9 @@ class RenderCache:
             if row is None or hashlib.sha256(row[0]).hexdigest() != digest:
                 return None
             blob = self._blobs[digest] = bytes(row[0])
+            from .output import share
+
+            share(blob)
         return blob
 
     def put_many(self, entries: list[tuple], shared: tuple[bytes, ...] = ()) -> None:
@@ -151,6 +172,51 @@ class RenderCache:
 
     def put(self, key: str, identity: tuple | None, files: dict[str, bytes]) -> None:
         self.put_many([(key, identity, files)])
+
+    def transaction(self, shared: tuple[bytes, ...] = ()) -> "Store":
+        return Store(self, shared)
+
+
+class Store:
+    """Entries put a model at a time and stored in batches, so a run never holds them all; leaving
+    it with an exception, or with `keep` turned off, takes back what it stored."""
+
+    BATCH = 64
+
+    def __init__(self, cache: RenderCache, shared: tuple[bytes, ...]):
+        self.cache = cache
+        self.shared = shared
+        self.keep = True
+        self._batch: list[tuple] = []
+        self._stored: list[str] = []
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def put(self, key: str, identity: tuple | None, files: dict[str, bytes], warnings: list[dict]) -> None:
+        self._batch.append((key, identity, files, warnings))
+        if len(self._batch) >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._batch:
+            self.cache.put_many(self._batch, self.shared)
+            self._stored += [entry[0] for entry in self._batch]
+            self._batch = []
+
+    def __exit__(self, kind, *exc) -> None:
+        if kind is None and self.keep:
+            self._flush()
+            return
+        self._batch = []
+        if self._stored:
+            import sqlite3
+
+            try:
+                db = self.cache._connect()
+                db.executemany("DELETE FROM entries WHERE key = ?", ((key,) for key in self._stored))
+            except (sqlite3.Error, OSError):
+                pass
 
 
 def _open(path: Path):

@@ -107,13 +107,17 @@ class _progress:
             self.bar.stop()
 
 
-def _render_all(inputs: List[Path], platform: Optional[Path], cache: bool, fmt: Format):
-    """Render in memory (with a progress bar where it helps); bad input raises, nothing is written."""
+def _render_all(inputs: List[Path], platform: Optional[Path], cache: bool, fmt: Format, sink=None):
+    """Render (with a progress bar where it helps) into memory, or a model at a time into `sink`;
+    bad input raises, nothing is written."""
     from . import pipeline
     from .errors import InvalidInput
 
     with _progress(fmt) as progress:
-        result = pipeline.render_all(inputs, platform, use_cache=cache, progress=progress)
+        if sink is None:
+            result = pipeline.render_all(inputs, platform, use_cache=cache, progress=progress)
+        else:
+            result = pipeline.render_into(sink, inputs, platform, use_cache=cache, progress=progress)
     if result.errors:
         raise InvalidInput(f"{len(result.errors)} error(s) in {result.models} file(s); nothing was written",
                            result.diagnostics)
@@ -137,16 +141,18 @@ def render(
     """Render every model into a Helm chart plus its Flux HelmRelease, all written at once."""
     from . import output
 
+    listed = fmt is Format.json  # 10,000 models are 320,000 paths: text shows only their counts
     try:
-        result = _render_all(inputs, platform, cache, fmt)
-        files = result.files
         if check:
-            changes = output.compare(out, files)
+            scan = output.TreeScan(out.resolve(), record=True, keep=fmt is not Format.json)
+            result = _render_all(inputs, platform, cache, fmt, sink=_Scanning(scan))
+            scan.removed()
+            changes = scan.changes
             if fmt is Format.json:
                 print(json.dumps({"ok": not changes.any(), "added": changes.added, "changed": changes.changed,
                                   "removed": changes.removed}, indent=2))
             elif changes.any():
-                sys.stdout.write(output.diff(out, files, changes))
+                sys.stdout.write(output.diff(out, scan.kept, changes))
                 console = _console(stderr=True)
                 console.print(f"[bold red]{_escape(str(out))} is out of date:[/] {len(changes.added)} added, "
                               f"{len(changes.changed)} changed, {len(changes.removed)} removed "
@@ -154,7 +160,9 @@ def render(
             else:
                 sys.stderr.write(f"{out} is up to date ({result.models} models).\n")
             raise typer.Exit(EXIT_INVALID if changes.any() else EXIT_OK)
-        written = output.write(out, files, force=force)
+        with output.writing(out, force=force, record=listed) as writer:
+            result = _render_all(inputs, platform, cache, fmt, sink=writer)
+            written = writer.commit()
         _print_diagnostics(result.diagnostics)  # warnings only, at this point
         c = written.changes
         if fmt is Format.json:
@@ -162,10 +170,24 @@ def render(
                               "added": c.added, "changed": c.changed, "removed": c.removed}, indent=2))
         else:
             sys.stderr.write(
-                f"rendered {result.models} model(s) into {out}: {len(c.added)} added, "
-                f"{len(c.changed)} changed, {len(c.removed)} removed, {c.unchanged} unchanged\n")
+                f"rendered {result.models} model(s) into {out}: {c.count('added')} added, "
+                f"{c.count('changed')} changed, {c.count('removed')} removed, {c.unchanged} unchanged\n")
     except ModelplatError as exc:
         _fail(exc, fmt)
+
+
+class _Scanning:
+    """A render sink that only compares with the output folder (render --check)."""
+
+    def __init__(self, scan) -> None:
+        self.scan = scan
+
+    def add(self, files: dict[str, bytes]) -> None:
+        for rel, content in files.items():
+            self.scan.compare(rel, content)
+
+    def discard(self) -> None:
+        pass  # an error follows: nothing is reported but the error
 
 
 @app.command()

@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import OutputError
 
@@ -24,13 +24,19 @@ OWNED_BY = "kustomization.yaml"  # the top-level file whose header proves the fo
 
 @dataclass
 class Changes:
+    """What a render changes in the output folder. Paths are listed (in path order) unless the
+    caller asked for counts only: 10,000 models are 320,000 paths, which a text summary never shows."""
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     unchanged: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {"added": 0, "removed": 0, "changed": 0})
 
     def any(self) -> bool:
-        return bool(self.added or self.removed or self.changed)
+        return any(self.counts.values()) or bool(self.added or self.removed or self.changed)
+
+    def count(self, kind: str) -> int:
+        return max(self.counts[kind], len(getattr(self, kind)))
 
 
 @dataclass
@@ -45,8 +51,7 @@ def read_tree(root: Path) -> dict[str, Path]:
 
 
 def _walk(root: Path) -> dict[str, str]:
-    """Relative path → absolute path (as str: a no-op render compares ~16,000 files, where
-    pathlib's parsing alone cost ~0.4 s) of every regular file under root."""
+    """Relative path → absolute path (as str) of every regular file under root."""
     out: dict[str, str] = {}
     top = str(root)
     if not os.path.isdir(top):
@@ -60,26 +65,175 @@ def _walk(root: Path) -> dict[str, str]:
     return out
 
 
-def compare(root: Path, files: dict[str, bytes]) -> Changes:
-    existing = _walk(root)
-    changes = Changes()
-    for rel, content in sorted(files.items()):
-        path = existing.get(rel)
-        if path is None:
-            changes.added.append(rel)
-            continue
-        with open(path, "rb") as handle:
-            same = os.fstat(handle.fileno()).st_size == len(content) and handle.read() == content
-        if same:
-            changes.unchanged += 1
+SHARED_MIN = 1024  # smaller shared files are not worth a second pass
+
+_SHARED: dict[int, bytes] = {}  # id → one of the files every chart carries as one bytes object
+
+
+def share(*objects: bytes) -> None:
+    """Declare bytes objects that many charts carry (render.shared_files, the render cache's
+    blobs): the output writes each once and links its copies, and compares copies by inode."""
+    for content in objects:
+        _SHARED[id(content)] = content  # held, so the id stays this object's
+
+
+def is_shared(content: bytes) -> bool:
+    return _SHARED.get(id(content)) is content
+
+
+_EMPTY: frozenset[str] = frozenset()
+_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+
+class TreeScan:
+    """Compares files, as they come, with an output folder, and at the end finds the files the
+    folder holds that none of them named (removed). Memory follows one call's files, not the
+    tree: each existing folder is listed once, when a file first lands in it, and what is kept of
+    it after is the names not named yet (none, once a render has named them all).
+
+    A file that is one of the shared bytes objects (see share(): the templates, schema and Lua
+    every chart carries) is compared by content once; another path holding the very same inode is
+    then the same bytes without reading it (they were written as hard links of one another).
+    """
+
+    def __init__(self, root: Path, record: bool = True, keep: bool = False,
+                 shared: "Callable[[bytes], bool] | None" = None):
+        self.root = os.fsencode(root)
+        self.top = os.fspath(root)
+        self.changes = Changes()
+        self.record = record  # list paths (else count them)
+        self.keep = keep  # keep the new bytes of added and changed files (a diff needs them)
+        self.kept: dict[str, bytes] = {}
+        self.shared = shared or is_shared
+        self._left: dict[str, set[str] | frozenset[str]] = {}  # listed folder → its files not named yet
+        self._subdirs: dict[str, set[str]] = {}  # listed folder → its subfolders not listed yet
+        self._verified: dict[int, set[tuple[int, int]]] = {}  # id(shared bytes) → inodes holding them
+
+    def _listing(self, folder: str) -> set[str] | frozenset[str] | None:
+        """Existing file names of folder not named yet; None when the folder is not there."""
+        left = self._left.get(folder, self)
+        if left is not self:
+            return left
+        files: set[str] = set()
+        dirs: set[str] = set()
+        try:
+            with os.scandir(f"{self.top}/{folder}" if folder else self.top) as entries:
+                for entry in entries:
+                    (dirs if entry.is_dir(follow_symlinks=False) else files).add(entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            self._left[folder] = None
+            return None
+        prefix = folder + "/" if folder else ""
+        dirs = {d for d in dirs if prefix + d not in self._left}
+        if dirs:
+            self._subdirs[folder] = dirs
+        if folder:
+            parent, _, name = folder.rpartition("/")
+            siblings = self._subdirs.get(parent)
+            if siblings is not None:
+                siblings.discard(name)
+                if not siblings:
+                    del self._subdirs[parent]
+        self._left[folder] = left = files or _EMPTY
+        return left
+
+    def compare(self, rel: str, content: bytes) -> str:
+        """'added', 'changed' or 'unchanged', and the file is counted so."""
+        folder, _, name = rel.rpartition("/")
+        left = self._left.get(folder, self)
+        if left is self:
+            left = self._listing(folder)
+        if left is None or name not in left:
+            kind = "added"
         else:
-            changes.changed.append(rel)
-    changes.removed = sorted(set(existing) - set(files))
-    return changes
+            left.discard(name)
+            if not left:
+                self._left[folder] = _EMPTY  # sets keep their size when emptied; this one is shared
+            kind = "unchanged" if self._same(rel, content) else "changed"
+        if kind == "unchanged":
+            self.changes.unchanged += 1
+        else:
+            if self.record:
+                getattr(self.changes, kind).append(rel)
+            else:
+                self.changes.counts[kind] += 1
+            if self.keep:
+                self.kept[rel] = content
+        return kind
+
+    def _same(self, rel: str, content: bytes) -> bool:
+        path = f"{self.top}/{rel}"
+        inode = None
+        if len(content) >= SHARED_MIN and self.shared(content):
+            try:
+                stat = os.stat(path)
+            except OSError:
+                return False
+            inode = (stat.st_dev, stat.st_ino)
+            if stat.st_size != len(content):
+                return False
+            if inode in self._verified.get(id(content), ()):
+                return True
+        try:
+            fd = os.open(path, _READ)
+        except OSError:
+            return False
+        try:  # one byte more than expected: a longer file reads longer
+            same = (os.read(fd, len(content) + 1) if len(content) < (1 << 20) else _read_all(fd)) == content
+        finally:
+            os.close(fd)
+        if same and inode is not None:
+            self._verified.setdefault(id(content), set()).add(inode)
+        return same
+
+    def removed(self) -> list[str]:
+        """Files of the folder no compared file named: those left in each listed folder, and
+        everything under a subfolder no file landed in. Ends the scan."""
+        self._listing("")
+        for folder in list(self._left):  # a file deep down names its parents as folders too
+            while folder:
+                folder = folder.rpartition("/")[0]
+                if folder in self._left:
+                    break
+                self._listing(folder)
+        gone: list[str] = []
+        for folder, names in self._left.items():
+            prefix = folder + "/" if folder else ""
+            gone.extend(prefix + name for name in names or ())
+        for folder, dirs in self._subdirs.items():
+            prefix = folder + "/" if folder else ""
+            for sub in dirs:
+                gone.extend(prefix + sub + "/" + rel for rel in _walk(Path(f"{self.top}/{prefix}{sub}")))
+        gone.sort()
+        self._left.clear()
+        self._subdirs.clear()
+        if self.record:
+            self.changes.removed = gone
+        else:
+            self.changes.counts["removed"] = len(gone)
+        self.changes.added.sort()
+        self.changes.changed.sort()
+        return gone
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def compare(root: Path, files: dict[str, bytes]) -> Changes:
+    scan = TreeScan(root)
+    for rel, content in files.items():
+        scan.compare(rel, content)
+    scan.removed()
+    return scan.changes
 
 
 def diff(root: Path, files: dict[str, bytes], changes: Changes, max_lines: int = 40) -> str:
-    """A unified diff of what a render would change, each file's hunk cut at max_lines."""
+    """A unified diff of what a render would change, each file's hunk cut at max_lines. `files`
+    needs only the added and changed ones (TreeScan(keep=True).kept)."""
     import difflib
 
     parts: list[str] = []
@@ -93,102 +247,258 @@ def diff(root: Path, files: dict[str, bytes], changes: Changes, max_lines: int =
     return "".join(parts)
 
 
-SHARED_MIN = 1024  # smaller shared files are not worth a second pass
-
-
 WRITERS = 4  # threads creating files once creating them proves slow
 PROBE_FILES = 64  # files created one by one before deciding
 SLOW_CREATE = 0.25e-3  # seconds a file: beyond this, latency (not CPU) dominates and threads help
+IN_FLIGHT = 64  # folders handed to the threads and not yet written: bounds the memory they hold
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
-def _build(tmp: Path, out: Path, files: dict[str, bytes], unchanged: set[str]) -> int:
-    """Fill tmp with the new tree; returns how many files were written (not linked).
+class TreeWriter(TreeScan):
+    """Writes a new tree for `out`, fed a model's files at a time, and swaps it in whole.
 
-    On a fast file system creating a file costs ~0.02-0.1 ms and threads only add hand-offs
-    (8 threads took 3 s for 16,000 files on tmpfs, one 0.3 s). Where it is slow (a network disk;
-    here, ext4 without a journal, which for minutes after many deletions skips recently freed
-    inodes one by one at ~1 ms a file) a few threads overlap the waits (18 s → 10 s). So the
-    first files are created one by one and timed, and the rest handed to threads only if slow,
-    a folder at a time.
+    Nothing is created until the first difference: a run that changes nothing writes and links
+    nothing. Then the new tree starts as hard links of every file of the old one (nothing to
+    remember of the files compared so far), a changed file replaces its link, an added one is
+    written, and at the end the removed ones are unlinked. A file that is one of the shared
+    objects (or the same object twice within one call) is written once and linked. Use it as a
+    context manager: leaving it without commit() drops the temporary folder, the output untouched.
+
+    On a fast file system creating a file costs ~0.02-0.1 ms and threads only add hand-offs. Where
+    it is slow (a network disk; here, ext4 without a journal, which for minutes after many
+    deletions skips recently freed inodes one by one at ~1 ms a file) a few threads overlap the
+    waits (18 s → 10 s). So the first files are created one by one and timed, and the rest handed
+    to threads only if slow, a folder at a time.
     """
-    # Files that are the very same bytes object (every chart's values.schema.json, the Lua
-    # filters) are written once and hard-linked: 1,000 charts would otherwise write 57 MB of schema.
-    first: dict[int, str] = {}
-    groups: dict[str, list[tuple[str, bytes | None]]] = {}
-    copies: dict[str, list[tuple[str, bytes | None]]] = {}
-    for rel, content in sorted(files.items()):
-        group = rel.rpartition("/")[0]  # a task a folder
-        if rel not in unchanged and len(content) >= SHARED_MIN:
-            origin = first.setdefault(id(content), rel)
-            if origin != rel:
-                copies.setdefault(group, []).append((rel, None))
-                continue
-        groups.setdefault(group, []).append((rel, content))
-    root = os.fsencode(tmp)
-    origin_of = {rel: first[id(files[rel])] for items in copies.values() for rel, _ in items}
-    base = os.fsencode(out)
 
-    def place(items: list[tuple[str, bytes | None]]) -> int:
-        written = 0
-        made: set[bytes] = set()
-        for rel, content in items:
-            target = root + b"/" + os.fsencode(rel)
-            folder = target.rpartition(b"/")[0]
-            if folder not in made:
-                os.makedirs(folder, exist_ok=True)
-                made.add(folder)
-            written += rel not in unchanged  # a copy is a new file, though its bytes exist once
+    def __init__(self, out: Path, force: bool = False, record: bool = True,
+                 shared: "Callable[[bytes], bool] | None" = None):
+        self.out = out.resolve()
+        self.force = force
+        self._lock_handle = None
+        self._reset(record, shared)
+
+    def _reset(self, record: bool, shared) -> None:
+        TreeScan.__init__(self, self.out, record=record, shared=shared)
+        self.written = 0
+        self.tmp: bytes | None = None  # the new tree, once something differs
+        self._made: set[bytes] = set()  # folders made in it (all of them, once the old tree is linked)
+        self._first: dict[int, tuple[bytes, bytes]] = {}  # id(shared bytes) → (bytes, its first copy)
+        self._pool = None
+        self._futures: list = []
+        self._probed = 0
+        self._probe_time = 0.0
+
+    def __enter__(self) -> "TreeWriter":
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_handle = _take_lock(self.out)
+        try:
+            _recover(self.out)
+            ensure_ours(self.out, self.force)
+        except BaseException:
+            self._lock_handle.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._drain(cancel=True)
+            if self.tmp is not None:
+                shutil.rmtree(os.fsdecode(self.tmp), ignore_errors=True)
+                self.tmp = None
+        finally:
+            self._lock_handle.close()
+
+    def discard(self) -> None:
+        """Forget everything added so far (the output stays as it is)."""
+        self._drain(cancel=True)
+        if self.tmp is not None:
+            shutil.rmtree(os.fsdecode(self.tmp), ignore_errors=True)
+        self._reset(self.record, self.shared)
+
+    def add(self, files: dict[str, bytes]) -> None:
+        """Compare and stage files (relative path → bytes), a model's at a time."""
+        if len(self._made) > 4096:
+            self._made.clear()  # a model's folders are its own: remembering them all only costs memory
+        batch: dict[bytes, list] = {}  # folder → [(target, link source or None, bytes, replaces a file)]
+        local: dict[int, bytes] = {}  # the same object twice in this call: written once
+        copies: list[tuple[bytes, tuple]] = []  # linked once their first copies are on disk
+        for rel, content in files.items():
+            kind = self.compare(rel, content)
+            if kind == "unchanged":
+                continue  # linked with the old tree
+            if self.tmp is None:
+                self._start()
+            self.written += 1  # a copy is a new file, though its bytes exist once
+            folder = os.fsencode(rel.rpartition("/")[0])
+            target = self.tmp + b"/" + os.fsencode(rel)
+            item = (target, None, content, kind == "changed")
+            if len(content) >= SHARED_MIN:
+                first = self._first.get(id(content))
+                if first is not None and first[0] is content:
+                    item = (target, first[1], content, kind == "changed")
+                elif self.shared(content):  # placed now, so later copies can link it
+                    self._place(folder, [item])
+                    self._first[id(content)] = (content, target)
+                    continue
+                else:
+                    origin = local.setdefault(id(content), target)
+                    if origin != target:
+                        copies.append((folder, (target, origin, content, kind == "changed")))
+                        continue
+            batch.setdefault(folder, []).append(item)
+        for folder, items in batch.items():
+            self._submit(folder, items)
+        if copies:
+            self._drain()  # links to this call's own first copies need them on disk
+            for folder, item in copies:
+                self._place(folder, [item])
+
+    def _start(self) -> None:
+        """The new tree, as hard links of every file of the old one."""
+        self.tmp = os.fsencode(self.out.parent / f".{self.out.name}.tmp-{os.getpid()}")
+        os.makedirs(self.tmp, exist_ok=True)
+        self._made.add(self.tmp)
+        top = self.root
+        if not os.path.isdir(top):
+            return
+        cut = len(top)
+        for folder, dirs, names in os.walk(top):
+            dirs.sort()
+            below = folder[cut + 1:]
+            if names:  # (a folder left empty is not made again)
+                self._submit(below, [(self.tmp + folder[cut:] + b"/" + name, folder + b"/" + name, None, False)
+                                     for name in names])
+        self._drain()  # a changed file's link must be there before it is replaced
+
+    def _submit(self, folder: bytes, items: list) -> None:
+        if self._pool is None:
+            if self._probed < PROBE_FILES or not WRITERS > 1:
+                start = time.perf_counter()
+                self._place(folder, items)
+                self._probe_time += time.perf_counter() - start
+                self._probed += len(items)
+                return
+            if self._probe_time / max(self._probed, 1) <= SLOW_CREATE:
+                self._place(folder, items)
+                return
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=WRITERS)
+        if len(self._futures) >= IN_FLIGHT:
+            self._drain(keep=IN_FLIGHT // 2)
+        self._futures.append(self._pool.submit(self._place, folder, items))
+
+    def _drain(self, keep: int = 0, cancel: bool = False) -> None:
+        """Wait for the threads' work (all of it, or all but the `keep` newest); their errors raise."""
+        done, self._futures = self._futures[:len(self._futures) - keep], self._futures[len(self._futures) - keep:]
+        for future in done:
+            if cancel:
+                future.cancel()
             try:
-                if content is None:  # a copy of a file placed in the first pass
-                    os.link(root + b"/" + os.fsencode(origin_of[rel]), target)
+                future.result()
+            except Exception:
+                if not cancel:
+                    raise
+        if cancel and self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _place(self, folder: bytes, items: list) -> None:
+        made = self.tmp + (b"/" + folder if folder else b"")
+        if made not in self._made:
+            self._folder(made)
+        for target, source, content, replaces in items:
+            if replaces:
+                os.unlink(target)  # the old tree's link: never write through it
+            if source is not None:
+                try:
+                    os.link(source, target)
                     continue
-                if rel in unchanged:
-                    os.link(base + b"/" + os.fsencode(rel), target)
-                    continue
-            except OSError:
-                content = files[rel]  # a file system without hard links: write a copy instead
-            fd = os.open(target, _CREATE, 0o644)
+                except IsADirectoryError:
+                    raise
+                except OSError:
+                    if content is None:  # a file system without hard links: write a copy instead
+                        with open(source, "rb") as handle:
+                            content = handle.read()
+            try:
+                fd = os.open(target, _CREATE, 0o644)
+            except IsADirectoryError:  # the old tree had a folder where the new one has a file
+                shutil.rmtree(target)
+                fd = os.open(target, _CREATE, 0o644)
             try:
                 view = memoryview(content)
                 while view:
                     view = view[os.write(fd, view):]
             finally:
                 os.close(fd)
-        return written
 
-    os.makedirs(root, exist_ok=True)
-    batches = list(groups.values())
-    written = probed = index = 0
-    start = time.perf_counter()
-    while index < len(batches) and probed < PROBE_FILES:
-        written += place(batches[index])
-        probed += len(batches[index])
-        index += 1
-    slow = probed and (time.perf_counter() - start) / probed > SLOW_CREATE
-    if not slow or WRITERS <= 1:
-        return written + sum(map(place, batches[index:])) + sum(map(place, copies.values()))
-    from concurrent.futures import ThreadPoolExecutor
+    def _folder(self, path: bytes) -> None:
+        """Make a folder of the new tree; a file of the old tree in its way goes (it was removed)."""
+        try:
+            os.makedirs(path, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            parent = path
+            while parent != self.tmp:  # the nearest ancestor that is a file
+                if os.path.isfile(parent) or os.path.islink(parent):
+                    os.unlink(parent)
+                    break
+                parent = parent.rpartition(b"/")[0]
+            os.makedirs(path, exist_ok=True)
+        self._made.add(path)
 
-    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        written += sum(pool.map(place, batches[index:]))
-        return written + sum(pool.map(place, copies.values()))  # after their originals exist
+    def commit(self) -> WriteResult:
+        """Swap the new tree in (when anything differs); the output holds the old tree or the new."""
+        global completed
+        removed = self.removed()
+        if not self.changes.any():
+            return WriteResult(self.changes, 0)
+        if self.tmp is None:  # only removals: the new tree is the old one without them
+            self._start()
+        self._drain()
+        emptied: set[bytes] = set()
+        for rel in removed:
+            path = self.tmp + b"/" + os.fsencode(rel)
+            try:
+                os.unlink(path)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                continue  # replaced by what the new tree has there
+            emptied.add(path.rpartition(b"/")[0])
+        for folder in sorted(emptied, key=len, reverse=True):  # the deepest first
+            while folder != self.tmp:
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break  # not empty: it holds the new tree's files
+                folder = folder.rpartition(b"/")[0]
+        tmp = Path(os.fsdecode(self.tmp))
+        out = self.out
+        with _interrupts_deferred():  # the swap and the record of it are one step for Ctrl-C
+            if out.exists():
+                if not _exchange(tmp, out):
+                    old = out.parent / f".{out.name}.old"
+                    os.rename(out, old)  # _recover() finishes this if we die between the renames
+                    os.rename(tmp, out)
+                    tmp = old
+            else:
+                os.rename(tmp, out)
+            completed = out
+        self.tmp = os.fsencode(tmp)  # the old tree (or nothing), dropped on leaving
+        return WriteResult(self.changes, self.written)
 
 
-@contextmanager
-def _lock(out: Path) -> Iterator[None]:
+def _take_lock(out: Path):
+    """The open lock file of `out`, locked; a second concurrent writer is refused."""
     import fcntl
 
     lock_path = out.parent / f".{out.name}.lock"
     handle = open(lock_path, "a+")
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise OutputError(f"another modelplat run is writing {out}; try again when it has finished") from None
-        yield
-    finally:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
         handle.close()
+        raise OutputError(f"another modelplat run is writing {out}; try again when it has finished") from None
+    return handle
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -242,43 +552,24 @@ def write(out: Path, files: dict[str, bytes], force: bool = False) -> WriteResul
     """Writes the tree into a temporary folder beside `out`, then swaps it in: `out` holds the
     old tree or the new one, never a mix. A folder that cannot be written (read-only, immutable,
     a full disk) is an OutputError naming it, with `out` untouched."""
-    out = out.resolve()
+    with writing(out, force) as writer:
+        writer.add(files)
+        return writer.commit()
+
+
+@contextmanager
+def writing(out: Path, force: bool = False, record: bool = True,
+            shared: "Callable[[bytes], bool] | None" = None) -> Iterator[TreeWriter]:
+    """A TreeWriter for `out`, its file system errors turned into an OutputError naming the
+    folder (nothing of `out` changed then)."""
+    resolved = out.resolve()
     try:
-        return _write(out, files, force)
+        with TreeWriter(resolved, force, record, shared) as writer:
+            yield writer
     except OSError as exc:
-        where = exc.filename if isinstance(exc.filename, str) else str(exc.filename or out.parent)
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc} ({where}); "
-                          f"nothing of {out.name} was changed") from None
-
-
-def _write(out: Path, files: dict[str, bytes], force: bool) -> WriteResult:
-    global completed
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(out):
-        _recover(out)
-        ensure_ours(out, force)
-        changes = compare(out, files)
-        if not changes.any():
-            return WriteResult(changes, 0)
-        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-        unchanged = set(files) - set(changes.added) - set(changes.changed)
-        try:
-            written = _build(tmp, out, files, unchanged)
-            with _interrupts_deferred():  # the swap and the record of it are one step for Ctrl-C
-                if out.exists():
-                    if not _exchange(tmp, out):
-                        old = out.parent / f".{out.name}.old"
-                        os.rename(out, old)  # _recover() finishes this if we die between the renames
-                        os.rename(tmp, out)
-                        tmp = old
-                else:
-                    os.rename(tmp, out)
-                completed = out
-            shutil.rmtree(tmp, ignore_errors=True)  # the old tree (or nothing)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return WriteResult(changes, written)
+        where = exc.filename if isinstance(exc.filename, str) else str(exc.filename or resolved.parent)
+        raise OutputError(f"cannot write {resolved}: {exc.strerror or exc} ({where}); "
+                          f"nothing of {resolved.name} was changed") from None
 
 
 # The output folder whose swap completed last in this process: an interrupt after it leaves the

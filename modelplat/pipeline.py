@@ -41,6 +41,8 @@ class Run:
     plans: list = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     files: int = 0
+    planned: int = 0  # models planned (kept in plans, or handed to a consumer)
+    shares: list = field(default_factory=list)  # (file, WiringIdentity) of each planned model
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -150,8 +152,14 @@ def run(inputs: list[Path], platform_file: Path | None = None, progress: "Progre
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
+Consume = Callable[[object, list[Diagnostic]], None]  # (ModelPlan, the model's own warnings)
+
+
 def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[Path], platform,
-              platform_path: Path, progress: Progress | None = None) -> Run:
+              platform_path: Path, progress: Progress | None = None, consume: Consume | None = None) -> Run:
+    """Every model checked and planned. With `consume`, each plan is handed to it as soon as it is
+    made (while no error has been found) and not kept: memory then follows one model, not the run;
+    the checks across models read each model's WiringIdentity."""
     from . import plan as planning, rules
     from .resolve import identity
     from .validate import validate
@@ -163,9 +171,11 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
             ", ".join(display(i) for i in inputs), 0, 0, "no-models", "no model values files (*.yaml) found"))
     seen: dict[tuple[str, str], str] = {}
     folders: dict[tuple[str, str], str] = {}
+    shares = result.shares  # (file, identity) of every planned model
+    phase = "rendering" if consume else "validating"
     for done, model_file in enumerate(files):
         if progress:
-            progress("validating", done, len(files))
+            progress(phase, done, len(files))
         shown = display(model_file.path)
         try:
             source = load(model_file.path, shown)
@@ -199,34 +209,45 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
         folders.setdefault(folder_key, shown)
         result.diagnostics.extend(problems)
         if not any(d.severity == "error" for d in problems):
-            result.plans.append(planning.plan(values, platform, ident, model_file.relative, shown))
-    result.diagnostics.extend(_shared_network_problems(result.plans))
-    result.diagnostics.extend(_shared_quota_problems(result.plans))
-    result.diagnostics.extend(_model_armor_problems(result.plans))
-    shared = ("network-owned-twice", "token-quota-conflict", "model-armor-chains")
-    if any(d.code in shared for d in result.diagnostics):
-        bad = {d.file for d in result.diagnostics if d.code in shared}
+            p = planning.plan(values, platform, ident, model_file.relative, shown)
+            shares.append((p.file, planning.wiring_identity(p)))
+            if consume is None:
+                result.plans.append(p)
+            elif not result.errors:
+                consume(p, problems)
+            result.planned += 1
+    shared = shared_problems(shares)
+    result.diagnostics.extend(shared)
+    if shared:
+        bad = {d.file for d in shared}
         result.plans = [p for p in result.plans if p.file not in bad]
     result.diagnostics.sort()
     return result
 
 
-def _shared_network_problems(plans) -> list[Diagnostic]:
+def shared_problems(shares: list[tuple[str, WiringIdentity]]) -> list[Diagnostic]:
+    """What models get wrong together: one network with two owners, a tenant's shared token quota
+    declared twice differently, more Model Armor chains than GKE allows. shares: (file, identity)."""
+    identities = [identity for _, identity in shares]
+    files = [file for file, _ in shares]
+    return _shared_network_problems(files, identities) + _shared_quota_problems(files, identities) + \
+        _model_armor_problems(files, identities)
+
+
+def _shared_network_problems(files: list[str], identities: list[WiringIdentity]) -> list[Diagnostic]:
     """A NetworkAttachmentDefinition can belong to one chart only: Helm refuses a second owner."""
     owners: dict[tuple[str, str], str] = {}
     problems = []
-    for p in plans:
-        for index, net in enumerate(p.values.rdma.networks if p.values.rdma.enabled else []):
-            if net.type == "existing":
-                continue
-            key = (p.namespace, net.name)
+    for file, identity in zip(files, identities):
+        for index, name in identity.networks or ():
+            key = (identity.namespace, name)
             if key in owners:
                 problems.append(Diagnostic(
-                    p.file, 0, 0, "network-owned-twice",
-                    f"network {net.name} in namespace {p.namespace} is already rendered by {owners[key]}",
+                    file, 0, 0, "network-owned-twice",
+                    f"network {name} in namespace {identity.namespace} is already rendered by {owners[key]}",
                     "let one model own it and reference it from the others with type: existing",
                     f"rdma.networks.{index}.name"))
-            owners.setdefault(key, p.file)
+            owners.setdefault(key, file)
     return problems
 
 
@@ -242,22 +263,15 @@ def _quota_disagreements(quotas):
                 yield index, tenant, index_first
 
 
-def _quota_conflicts(identities) -> bool:
-    """Models sharing a tenant's quota that declare different limits (cached identities)."""
-    return any(True for _ in _quota_disagreements(identity.tokens for identity in identities))
-
-
-def _shared_quota_problems(plans) -> list[Diagnostic]:
+def _shared_quota_problems(files: list[str], identities: list[WiringIdentity]) -> list[Diagnostic]:
     """Models sharing their tenant's token quota must agree on it: the rate limit service holds one
     limit per tenant scope, and silently picking one model's numbers would change the others'."""
-    from .plan import token_quota
-
     return [Diagnostic(
-        plans[index].file, 0, 0, "token-quota-conflict",
-        f"tenant {tenant}'s shared token quota is declared differently in {plans[first].file}",
+        files[index], 0, 0, "token-quota-conflict",
+        f"tenant {tenant}'s shared token quota is declared differently in {files[first]}",
         "give every model sharing the tenant's quota the same limits (or set them once in the "
         "platform file's tokenLimit defaults)", "tokenLimit")
-        for index, tenant, first in _quota_disagreements([token_quota(p.chart_values) for p in plans])]
+        for index, tenant, first in _quota_disagreements([i.tokens for i in identities])]
 
 
 def _armor_chains(screened) -> list[tuple[str, str]]:
@@ -275,16 +289,15 @@ def _armor_overflow(screened) -> list[int]:
     return [index for index, armor in enumerate(screened) if armor and armor[:2] not in allowed]
 
 
-def _model_armor_problems(plans) -> list[Diagnostic]:
+def _model_armor_problems(files: list[str], identities: list[WiringIdentity]) -> list[Diagnostic]:
     """GKE attaches one traffic extension to a Gateway, with at most five chains: one for each Model
     Armor provider and what it screens (prompts, responses, both)."""
-    from .plan import model_armor
     from .wiring import MODEL_ARMOR_CHAINS
 
-    screened = [model_armor(p.chart_values) for p in plans]
+    screened = [i.armor for i in identities]
     chains = _armor_chains(screened)
     return [Diagnostic(
-        plans[index].file, 0, 0, "model-armor-chains",
+        files[index], 0, 0, "model-armor-chains",
         f"Model Armor would need {len(chains)} extension chains on the Gateway (a provider and what it "
         f"screens make one: {', '.join(f'{p}/{s}' for p, s in chains)}); GKE allows {MODEL_ARMOR_CHAINS}",
         "screen with fewer providers, or the same thing (safety.screen) with each", "safety")
@@ -314,9 +327,26 @@ def _identity_problems(source: Source, values, ident, model_file: ModelFile) -> 
 # --- render with the cache ------------------------------------------------------------------------
 
 
+CHUNK = 32  # models whose cache entries are looked up (and held) at once
+
+
+class Sink:
+    """Where rendered files go, a model's at a time: a dict in memory (this class), or the output
+    folder itself (output.TreeWriter), so a run's memory follows one model, not the tree."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+
+    def add(self, files: dict[str, bytes]) -> None:
+        self.files.update(files)
+
+    def discard(self) -> None:
+        self.files.clear()
+
+
 @dataclass
 class Rendered:
-    files: dict[str, bytes]
+    files: dict[str, bytes]  # empty when they went to another sink
     diagnostics: list[Diagnostic]
     models: int
     cached: int = 0
@@ -328,7 +358,17 @@ class Rendered:
 
 def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache: bool = True,
                progress: Progress | None = None) -> Rendered:
-    """Every output file for the inputs, reusing cached renders of unchanged models.
+    """Every output file for the inputs, in memory (see render_into)."""
+    sink = Sink()
+    result = render_into(sink, inputs, platform_file, use_cache, progress)
+    result.files = sink.files
+    return result
+
+
+def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use_cache: bool = True,
+                progress: Progress | None = None) -> Rendered:
+    """Every output file for the inputs, handed to sink.add() a model at a time; on an error,
+    sink.discard() is called and the Rendered carries the diagnostics.
 
     A model is re-rendered only when its values file, its place in the tree, the platform file
     or modelplat itself changed; the result is byte-identical to an uncached render.
@@ -336,11 +376,7 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
     # The render modules (and pydantic behind them) are imported only when something must be
     # rendered: a run served wholly from the cache never pays for them.
     if not use_cache:
-        from .render import render_tree
-
-        result = run(inputs, platform_file, progress)
-        files = render_tree(result.plans, result.platform) if not result.errors else {}
-        return Rendered(files, result.diagnostics, len(result.plans))
+        return _render_uncached(sink, inputs, platform_file, progress)
 
     from .cache import RenderCache
 
@@ -352,26 +388,31 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
     cache = RenderCache(platform_bytes)
     model_files, problems = discover(inputs)
     if problems or not model_files:
-        return render_all(inputs, platform_file, use_cache=False, progress=progress)
-    files: dict[str, bytes] = {}
-    identities: list[WiringIdentity] = []  # see plan.wiring_identity
+        return _render_uncached(sink, inputs, platform_file, progress)
+    shares: list[tuple[str, WiringIdentity]] = []  # (file, identity): see plan.wiring_identity
     warnings: list[Diagnostic] = []  # the cached models' own, replayed under today's file names
     misses: list[tuple[ModelFile, str]] = []
-    for model_file in model_files:
-        try:
-            data = model_file.path.read_bytes()
-        except OSError:
-            misses.append((model_file, ""))  # the loader reports it, with its position
-            continue
-        folder = "" if model_file.path.parent == model_file.root else model_file.path.parent.name
-        key = cache.key("model", model_file.relative, folder, data)
-        entry = cache.get(key)
-        if entry is None:
-            misses.append((model_file, key))
-        else:
-            files.update(entry["files"])
-            identities.append(WiringIdentity.from_json(entry["identity"]))
+    for at in range(0, len(model_files), CHUNK):
+        if progress:
+            progress("reading", at, len(model_files))
+        keys: list[tuple[ModelFile, str]] = []
+        for model_file in model_files[at:at + CHUNK]:
+            try:
+                data = model_file.path.read_bytes()
+            except OSError:
+                keys.append((model_file, ""))  # the loader reports it, with its position
+                continue
+            folder = "" if model_file.path.parent == model_file.root else model_file.path.parent.name
+            keys.append((model_file, cache.key("model", model_file.relative, folder, data)))
+        found = cache.get_many([key for _, key in keys if key])
+        for model_file, key in keys:
+            entry = found.pop(key, None)
+            if entry is None:
+                misses.append((model_file, key))
+                continue
+            sink.add(entry["files"])
             shown = display(model_file.path)
+            shares.append((shown, WiringIdentity.from_json(entry["identity"])))
             warnings += [Diagnostic(shown, **w) for w in entry["warnings"]]
     platform = None
     if misses:
@@ -379,33 +420,32 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
         from .render import render_model, shared_files
 
         platform = load_platform(platform_path)
-        result = run_files([m for m, _ in misses], [], inputs, platform, platform_path, progress)
-        if result.errors:
-            return Rendered({}, result.diagnostics, len(model_files))
         keys = {m.relative: key for m, key in misses}
-        warnings += result.diagnostics  # warnings only: an error returned above
-        own: dict[str, list[dict]] = {}  # display path -> the model's own warnings, as cached
-        for d in result.diagnostics:
-            own.setdefault(d.file, []).append({k: v for k, v in asdict(d).items() if k != "file"})
-        models = {p.file for p in result.plans}
-        # A warning that names no model's file (one about the platform or the tree) cannot be replayed
-        # with one model: then nothing of this run is reused.
-        reusable = all(d.file in models for d in result.diagnostics)
-        fresh = []
-        for done, p in enumerate(result.plans):
-            if progress:
-                progress("rendering", done, len(result.plans))
+        store = cache.transaction(shared_files())
+
+        def consume(p, own: list[Diagnostic]) -> None:
             rendered = render_model(p, platform)
-            files.update(rendered)
-            identity = wiring_identity(p)
-            identities.append(identity)
-            if keys.get(p.source) and reusable:
-                fresh.append((keys[p.source], identity, rendered, own.get(p.file, [])))
-        cache.put_many(fresh, shared_files())
+            sink.add(rendered)
+            if keys.get(p.source):
+                store.put(keys[p.source], wiring_identity(p), rendered,
+                          [{k: v for k, v in asdict(d).items() if k != "file"} for d in own])
+
+        with store:
+            result = run_files([m for m, _ in misses], [], inputs, platform, platform_path, progress, consume)
+            if result.errors:
+                sink.discard()
+                return Rendered({}, result.diagnostics, len(model_files))
+            # A warning that names no model's file (one about the platform or the tree) cannot be
+            # replayed with one model: then nothing of this run is kept.
+            models = {file for file, _ in result.shares}
+            store.keep = all(d.file in models for d in result.diagnostics)
+        warnings += result.diagnostics  # warnings only: an error returned above
+        shares += result.shares
+    identities = [identity for _, identity in shares]
     if len({(i.name, i.namespace) for i in identities}) != len(identities) or \
-            len({(i.project, i.name) for i in identities}) != len(identities) or _quota_conflicts(identities) or \
-            _armor_overflow([i.armor for i in identities]):
-        return render_all(inputs, platform_file, use_cache=False)  # positioned duplicate errors
+            len({(i.project, i.name) for i in identities}) != len(identities) or shared_problems(shares):
+        sink.discard()
+        return _render_uncached(sink, inputs, platform_file)  # positioned duplicate errors
     wiring_key = cache.key("wiring", json.dumps(sorted(identities)))
     wiring = cache.get(wiring_key)
     if wiring is None:
@@ -416,6 +456,26 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
         cache.put(wiring_key, None, wiring_files)
     else:
         wiring_files = wiring["files"]
-    files.update(wiring_files)
-    return Rendered(files, sorted(warnings),
-                    len(model_files), len(model_files) - len(misses))
+    sink.add(wiring_files)
+    return Rendered({}, sorted(warnings), len(model_files), len(model_files) - len(misses))
+
+
+def _render_uncached(sink, inputs: list[Path], platform_file: Path | None, progress: Progress | None = None) -> Rendered:
+    from .plan import wiring_identity
+    from .render import render_model, render_wiring
+
+    platform_path = find_platform(inputs, platform_file)
+    platform = load_platform(platform_path)
+    files, problems = discover(inputs)
+    identities = []
+
+    def consume(p, own) -> None:
+        sink.add(render_model(p, platform))
+        identities.append(wiring_identity(p))
+
+    result = run_files(files, problems, inputs, platform, platform_path, progress, consume)
+    if result.errors:
+        sink.discard()
+        return Rendered({}, result.diagnostics, result.planned)
+    sink.add(render_wiring(identities, platform))
+    return Rendered({}, result.diagnostics, result.planned)

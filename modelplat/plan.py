@@ -268,8 +268,11 @@ def common_labels(ident: Identity, platform: PlatformSettings) -> dict[str, str]
 def wiring_identity(p: "ModelPlan") -> WiringIdentity:
     """What the Flux wiring and the platform services need of one model (cached with it)."""
     limits = rate_limits(p.values)
+    rdma = p.values.rdma
+    networks = tuple((index, net.name) for index, net in enumerate(rdma.networks if rdma.enabled else [])
+                     if net.type != "existing")
     return WiringIdentity(p.name, p.identity.project, p.namespace, tuple(limits) if limits else None,
-                          token_quota(p.chart_values), model_armor(p.chart_values))
+                          token_quota(p.chart_values), model_armor(p.chart_values), networks or None)
 
 
 def model_armor(chart_values: dict[str, Any]) -> tuple | None:

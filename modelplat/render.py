@@ -93,7 +93,11 @@ def chart_template(template: str) -> bytes:
 def shared_files() -> tuple[bytes, ...]:
     """The files every chart carries byte for byte, one object each a process: the output writes
     each once and hard-links the copies, and the render cache stores each once."""
-    return resources.shared_files() + tuple(chart_template(t) for t in CHART_TEMPLATES)
+    from .output import share
+
+    files = resources.shared_files() + tuple(chart_template(t) for t in CHART_TEMPLATES)
+    share(*files)
+    return files
 
 
 def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
@@ -146,7 +150,7 @@ def render_wiring(identities: Iterable[WiringIdentity], platform: PlatformSettin
     limit_configs: dict[str, str] = {}
     tenants: dict[str, dict[str, tuple]] = {}
     armor: list[tuple] = []
-    for name, project, namespace, limits, tokens, screened in identities:  # WiringIdentity's fields
+    for name, project, namespace, limits, tokens, screened, _ in identities:  # WiringIdentity's fields
         projects.setdefault(project, []).append((name, namespace))
         if screened:
             armor.append(((namespace, name), screened))

@@ -326,7 +326,7 @@ def test_progress_bar_only_on_a_terminal(tree, tmp_path):
                         "--no-cache"], read)
     shown = b"".join(chunks).decode(errors="replace")
     assert os.waitstatus_to_exitcode(status) == 0
-    assert "validating" in shown and "rendered 60 model(s)" in shown
+    assert "rendering" in shown and "rendered 60 model(s)" in shown
 
 
 @pytest.mark.parametrize("when", ["before the swap", "after the swap"])
@@ -341,22 +341,23 @@ def test_ctrl_c_says_what_it_left_behind(tree, tmp_path, monkeypatch, capsys, wh
     assert modelplat("render", str(root), "--out", str(out)).returncode == 0
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     (root / "demo/iris.yaml").write_text(CPU_FILE + "replicaCount: 3\n")
-    real_write, real_build = output.write, output._build
+    real_add, real_commit = output.TreeWriter.add, output.TreeWriter.commit
 
-    def build_then_interrupt(*args, **kwargs):
-        real_build(*args, **kwargs)
-        raise Interrupted()
+    def stage_then_interrupt(self, files):
+        real_add(self, files)
+        if self.tmp is not None:  # the new tree is being built
+            raise Interrupted()
 
-    def write_then_interrupt(*args, **kwargs):
-        real_write(*args, **kwargs)
+    def commit_then_interrupt(self):
+        real_commit(self)
         raise Interrupted()
 
     monkeypatch.setattr(output, "completed", None)
     monkeypatch.setattr("modelplat.errors.handle_interrupts", lambda: None)  # pytest keeps its Ctrl-C
     if when == "before the swap":
-        monkeypatch.setattr(output, "_build", build_then_interrupt)
+        monkeypatch.setattr(output.TreeWriter, "add", stage_then_interrupt)
     else:
-        monkeypatch.setattr(output, "write", write_then_interrupt)
+        monkeypatch.setattr(output.TreeWriter, "commit", commit_then_interrupt)
     monkeypatch.setattr(sys, "argv", ["modelplat", "render", str(root), "--out", str(out), "--no-cache"])
     with pytest.raises(SystemExit) as exited:
         cli.main()

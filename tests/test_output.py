@@ -99,19 +99,19 @@ def test_a_second_concurrent_writer_is_refused(tmp_path, monkeypatch):
     out = tmp_path / "out"
     output.write(out, tree_v1())
     inside, release = threading.Event(), threading.Event()
-    real_compare = output.compare
+    real_add = output.TreeWriter.add
 
-    def slow_compare(root, files):
+    def slow_add(self, files):
         inside.set()
         release.wait(10)
-        return real_compare(root, files)
+        return real_add(self, files)
 
-    monkeypatch.setattr(output, "compare", slow_compare)
+    monkeypatch.setattr(output.TreeWriter, "add", slow_add)
     errors = []
     worker = threading.Thread(target=lambda: output.write(out, {**tree_v1(), "b.yaml": b"b: 1\n"}))
     worker.start()
     assert inside.wait(10)
-    monkeypatch.setattr(output, "compare", real_compare)
+    monkeypatch.setattr(output.TreeWriter, "add", real_add)
     try:
         output.write(out, tree_v1())
     except OutputError as exc:
@@ -179,3 +179,127 @@ def test_changes_are_listed_in_path_order_whatever_order_files_come_in(tmp_path)
     changes = output.compare(out, files)
     assert changes.added == ["a/new.yaml", "b/new.yaml"]
     assert changes.changed == ["a/x.yaml", "a/y.yaml"]
+
+
+def _calls(monkeypatch):
+    """Counts what creates anything on disk: files, links, folders."""
+    made = []
+    real_open, real_link, real_makedirs = os.open, os.link, os.makedirs
+
+    def opening(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
+            made.append(("open", path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(output.os, "open", opening)
+    monkeypatch.setattr(output.os, "link", lambda a, b: (made.append(("link", b)), real_link(a, b))[1])
+    monkeypatch.setattr(output.os, "makedirs", lambda *a, **k: (made.append(("mkdir", a[0])), real_makedirs(*a, **k))[1])
+    return made
+
+
+def many_models(count=6):
+    files = {"kustomization.yaml": MARK + b"resources: []\n"}
+    for i in range(count):
+        files.update({f"p/m{i}/chart/Chart.yaml": f"name: m{i}\n".encode(), f"p/m{i}/chart/templates/a.yaml": b"a\n",
+                      f"p/m{i}/helmrelease.yaml": f"release: m{i}\n".encode()})
+    return files
+
+
+def per_model(files):
+    """The files as a render hands them over: a model's at a time, the top-level ones last."""
+    groups = {}
+    for rel, content in files.items():
+        groups.setdefault("/".join(rel.split("/")[:2]) if rel.count("/") >= 2 else "", {})[rel] = content
+    return [groups[key] for key in sorted(groups, key=lambda k: (k == "", k))]
+
+
+def test_a_writer_fed_model_by_model_creates_nothing_until_something_differs(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    output.write(out, many_models())
+    made = _calls(monkeypatch)
+    with output.writing(out) as writer:
+        for files in per_model(many_models()):
+            writer.add(files)
+        assert writer.tmp is None and not made
+        result = writer.commit()
+    assert result.written == 0 and not result.changes.any() and not made
+    assert result.changes.unchanged == len(many_models())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]
+
+
+def test_a_late_difference_links_everything_seen_before_it(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    output.write(out, {**many_models(), "p/gone/chart/templates/x.yaml": b"x\n", "p/m0/chart/old.yaml": b"o\n"})
+    inodes = {rel: (out / rel).stat().st_ino for rel in many_models()}
+    new = many_models()
+    new["p/m5/helmrelease.yaml"] = b"release: m5 v2\n"  # the last model's, after the others were compared
+    made = _calls(monkeypatch)
+    with output.writing(out, record=False) as writer:
+        for files in per_model(new):
+            writer.add(files)
+        result = writer.commit()
+    monkeypatch.undo()
+    assert snapshot(out) == new
+    c = result.changes
+    assert (c.count("added"), c.count("changed"), c.count("removed")) == (0, 1, 2) and not c.changed  # counted
+    assert result.written == 1 and sum(kind == "open" for kind, _ in made) == 1
+    assert all((out / rel).stat().st_ino == inodes[rel] for rel in new if rel != "p/m5/helmrelease.yaml")
+    assert not (out / "p/gone").exists()
+
+
+def test_only_removals_still_swap_in_a_new_tree(tmp_path):
+    out = tmp_path / "out"
+    output.write(out, {**many_models(2), "p/m1/extra.yaml": b"e\n", "q/old/chart/a.yaml": b"a\n"})
+    with output.writing(out) as writer:
+        for files in per_model(many_models(2)):
+            writer.add(files)
+        result = writer.commit()
+    assert result.changes.removed == ["p/m1/extra.yaml", "q/old/chart/a.yaml"] and result.written == 0
+    assert snapshot(out) == many_models(2)
+
+
+def test_copies_of_a_shared_file_are_compared_by_inode_and_a_replaced_copy_is_caught(tmp_path):
+    schema = b"{" + b" " * 4096 + b"}"
+    output.share(schema)
+    files = {f"p/m{i}/chart/values.schema.json": schema for i in range(3)}
+    files["kustomization.yaml"] = MARK
+    out = tmp_path / "out"
+    output.write(out, files)
+    assert len({(out / rel).stat().st_ino for rel in files if rel.endswith(".json")}) == 1
+    # An editor that saves by writing a new file: same size, other bytes, its own inode.
+    target = out / "p/m1/chart/values.schema.json"
+    target.unlink()
+    target.write_bytes(b"[" + b" " * 4096 + b"]")
+    assert output.compare(out, files).changed == ["p/m1/chart/values.schema.json"]
+    # An edit in place changes every link of that inode at once: each is read and found different.
+    output.write(out, files)
+    edited = out / "p/m0/chart/values.schema.json"
+    links = sorted(rel for rel in files if (out / rel).stat().st_ino == edited.stat().st_ino)
+    with open(edited, "r+b") as handle:
+        handle.write(b"[")
+    assert output.compare(out, files).changed == links and len(links) >= 2
+
+
+def test_discard_forgets_what_was_added(tmp_path):
+    out = tmp_path / "out"
+    output.write(out, tree_v1())
+    with output.writing(out) as writer:
+        writer.add({"a/x.yaml": b"x: 2\n", "junk.yaml": b"j\n"})
+        assert writer.tmp is not None
+        writer.discard()
+        assert writer.tmp is None
+        writer.add(tree_v1())
+        result = writer.commit()
+    assert not result.changes.any() and snapshot(out) == tree_v1()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]
+
+
+def test_leaving_without_commit_changes_nothing(tmp_path):
+    out = tmp_path / "out"
+    output.write(out, tree_v1())
+    with pytest.raises(RuntimeError):
+        with output.writing(out) as writer:
+            writer.add({**tree_v1(), "a/x.yaml": b"x: 2\n"})
+            raise RuntimeError("a model failed to render")
+    assert snapshot(out) == tree_v1()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]

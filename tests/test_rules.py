@@ -238,6 +238,13 @@ def test_podmonitor_needs_a_declared_port_and_networks_have_one_owner(tree):
     run = pipeline.run([root])
     assert [d.code for d in run.errors] == ["network-owned-twice"]
     assert "b" not in [p.name for p in run.plans] and "a" in [p.name for p in run.plans]
+    # from the render cache too: the owner cached, the second owner new
+    from modelplat.pipeline import render_all
+
+    (root / "llm/b.yaml").unlink()
+    assert not render_all([root]).errors
+    (root / "llm/b.yaml").write_text(net)
+    assert [d.code for d in render_all([root]).errors] == ["network-owned-twice"]
 
 
 def test_ignored_traffic_settings_are_refused(tree):
