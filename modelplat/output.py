@@ -415,6 +415,10 @@ class TreeWriter(TreeScan):
                 try:
                     os.link(source, target)
                     continue
+                except FileExistsError:  # a path given twice (the run fails on it): the last wins
+                    os.unlink(target)
+                    os.link(source, target)
+                    continue
                 except IsADirectoryError:
                     raise
                 except OSError:
@@ -425,6 +429,9 @@ class TreeWriter(TreeScan):
                 fd = os.open(target, _CREATE, 0o644)
             except IsADirectoryError:  # the old tree had a folder where the new one has a file
                 shutil.rmtree(target)
+                fd = os.open(target, _CREATE, 0o644)
+            except FileExistsError:  # a path given twice (two models in one folder, refused after)
+                os.unlink(target)
                 fd = os.open(target, _CREATE, 0o644)
             try:
                 view = memoryview(content)

@@ -303,3 +303,20 @@ def test_leaving_without_commit_changes_nothing(tmp_path):
             raise RuntimeError("a model failed to render")
     assert snapshot(out) == tree_v1()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]
+
+
+def test_a_path_given_twice_is_written_once_the_last_winning(tmp_path):
+    # Two models rendered into one folder: the pipeline refuses the run after (duplicate-output),
+    # and the writer must not fail first on the second copy.
+    out = tmp_path / "out"
+    output.write(out, tree_v1())
+    with output.writing(out) as writer:
+        writer.add({"a/x.yaml": b"x: 2\n"})
+        writer.add({"a/x.yaml": b"x: 3\n"})
+        writer.discard()
+    assert snapshot(out) == tree_v1()
+    with output.writing(out) as writer:
+        writer.add({**tree_v1(), "a/x.yaml": b"x: 2\n"})
+        writer.add({"a/x.yaml": b"x: 3\n"})
+        writer.commit()
+    assert (out / "a/x.yaml").read_bytes() == b"x: 3\n"
