@@ -107,7 +107,8 @@ class _progress:
             self.bar.stop()
 
 
-def _render_all(inputs: List[Path], platform: Optional[Path], cache: bool, fmt: Format, sink=None):
+def _render_all(inputs: List[Path], platform: Optional[Path], cache: bool, fmt: Format, sink=None,
+                jobs: Optional[int] = None):
     """Render (with a progress bar where it helps) into memory, or a model at a time into `sink`;
     bad input raises, nothing is written."""
     from . import pipeline
@@ -115,9 +116,9 @@ def _render_all(inputs: List[Path], platform: Optional[Path], cache: bool, fmt: 
 
     with _progress(fmt) as progress:
         if sink is None:
-            result = pipeline.render_all(inputs, platform, use_cache=cache, progress=progress)
+            result = pipeline.render_all(inputs, platform, use_cache=cache, progress=progress, jobs=jobs)
         else:
-            result = pipeline.render_into(sink, inputs, platform, use_cache=cache, progress=progress)
+            result = pipeline.render_into(sink, inputs, platform, use_cache=cache, progress=progress, jobs=jobs)
     if result.errors:
         raise InvalidInput(f"{len(result.errors)} error(s) in {result.models} file(s); nothing was written",
                            result.diagnostics)
@@ -136,6 +137,9 @@ def render(
     check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 with a diff summary when the output is stale."),
     force: bool = typer.Option(False, "--force", help="Take over an output folder that modelplat did not write."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse renders of unchanged models (~/.cache/modelplat)."),
+    jobs: Optional[int] = typer.Option(
+        None, "--jobs", "-j", min=1, envvar="MODELPLAT_JOBS",
+        help="Worker processes rendering models, when there are many (default: CPU count)."),
     fmt: Format = typer.Option(Format.text, "--format", help="Output format."),
 ) -> None:
     """Render every model into a Helm chart plus its Flux HelmRelease, all written at once."""
@@ -145,7 +149,7 @@ def render(
     try:
         if check:
             scan = output.TreeScan(out.resolve(), record=True, keep=fmt is not Format.json)
-            result = _render_all(inputs, platform, cache, fmt, sink=_Scanning(scan))
+            result = _render_all(inputs, platform, cache, fmt, sink=_Scanning(scan), jobs=jobs)
             scan.removed()
             changes = scan.changes
             if fmt is Format.json:
@@ -161,7 +165,7 @@ def render(
                 sys.stderr.write(f"{out} is up to date ({result.models} models).\n")
             raise typer.Exit(EXIT_INVALID if changes.any() else EXIT_OK)
         with output.writing(out, force=force, record=listed) as writer:
-            result = _render_all(inputs, platform, cache, fmt, sink=writer)
+            result = _render_all(inputs, platform, cache, fmt, sink=writer, jobs=jobs)
             written = writer.commit()
         _print_diagnostics(result.diagnostics)  # warnings only, at this point
         c = written.changes

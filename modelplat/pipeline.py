@@ -6,12 +6,13 @@ are separate steps (render.py, output.py) that the CLI calls only when this foun
 
 from __future__ import annotations
 
-import json
 import errno
+import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from .errors import Diagnostic, InvalidInput
 from .loader import LoadError, Source, load
@@ -152,19 +153,66 @@ def run(inputs: list[Path], platform_file: Path | None = None, progress: "Progre
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
-Consume = Callable[[object, list[Diagnostic]], None]  # (ModelPlan, the model's own warnings)
+class ModelOut(NamedTuple):
+    """One model rendered: what the caller of run_files(render=...) is handed."""
+
+    source: str  # the values file relative to the folder the user named (the cache's key)
+    file: str  # the values file as shown
+    identity: WiringIdentity
+    files: dict[str, bytes]
+    own: list[Diagnostic]  # the model's own warnings
 
 
-def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[Path], platform,
-              platform_path: Path, progress: Progress | None = None, consume: Consume | None = None) -> Run:
-    """Every model checked and planned. With `consume`, each plan is handed to it as soon as it is
-    made (while no error has been found) and not kept: memory then follows one model, not the run;
-    the checks across models read each model's WiringIdentity."""
-    from . import plan as planning, rules
+Consume = Callable[[ModelOut], None]
+PARALLEL_MIN = 48  # models to render before worker processes pay for starting
+CHUNK_MODELS = 16  # models a worker renders per hand-off
+
+
+def jobs_default() -> int:
+    explicit = os.environ.get("MODELPLAT_JOBS", "")
+    if explicit.isdigit() and int(explicit) > 0:
+        return int(explicit)
+    return os.cpu_count() or 1
+
+
+def _check_model(model_file: ModelFile, platform):
+    """Load, validate and check one values file: (diagnostics, the checked values or None, its
+    identity, its source). The checks that need other models are the caller's."""
+    from . import rules
     from .resolve import identity
     from .validate import validate
     from .values import ModelValues
 
+    shown = display(model_file.path)
+    try:
+        source = load(model_file.path, shown)
+    except LoadError as exc:
+        return [exc.diagnostic], None, None, None
+    values, problems = validate(source, ModelValues)
+    if values is None:
+        return problems, None, None, None
+    folder = model_file.path.parent.name if model_file.path.parent != model_file.root else None
+    ident = identity(values, model_file.path.stem, folder)
+    problems = _identity_problems(source, values, ident, model_file)
+    problems += rules.check(values, platform, source, ident)
+    return problems, values, ident, source
+
+
+def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[Path], platform,
+              platform_path: Path, progress: Progress | None = None,
+              render: Callable | None = None, consume: Consume | None = None, jobs: int = 1) -> Run:
+    """Every model checked and planned. With `render` (plan → files) and `consume`, each model is
+    rendered as soon as it is planned (while no error has been found) and handed to consume, and
+    no plan is kept: memory then follows one model, not the run; the checks across models read
+    each model's WiringIdentity. With jobs > 1 and enough models, worker processes render."""
+    from . import plan as planning
+
+    if render is not None and jobs > 1 and len(files) >= PARALLEL_MIN and _can_fork():
+        result = _run_parallel(files, problems, inputs, platform, platform_path, progress, render, consume, jobs)
+        if result is not None:
+            return result
+        # two models claim one name or folder: told with positions, by the plain run below
+        return run_files(files, problems, inputs, platform, platform_path, progress)
     result = Run(platform=platform, platform_file=platform_path, diagnostics=list(problems), files=len(files))
     if not files and not problems:
         result.diagnostics.append(Diagnostic(
@@ -172,24 +220,15 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
     seen: dict[tuple[str, str], str] = {}
     folders: dict[tuple[str, str], str] = {}
     shares = result.shares  # (file, identity) of every planned model
-    phase = "rendering" if consume else "validating"
+    phase = "rendering" if render else "validating"
     for done, model_file in enumerate(files):
         if progress:
             progress(phase, done, len(files))
-        shown = display(model_file.path)
-        try:
-            source = load(model_file.path, shown)
-        except LoadError as exc:
-            result.diagnostics.append(exc.diagnostic)
-            continue
-        values, problems = validate(source, ModelValues)
+        problems, values, ident, source = _check_model(model_file, platform)
         if values is None:
             result.diagnostics.extend(problems)
             continue
-        folder = model_file.path.parent.name if model_file.path.parent != model_file.root else None
-        ident = identity(values, model_file.path.stem, folder)
-        problems = _identity_problems(source, values, ident, model_file)
-        problems += rules.check(values, platform, source, ident)
+        shown = source.display
         key = (ident.namespace, ident.name)
         # The output folder is <project>/<name>: two models may differ in namespace alone, and
         # one chart would silently overwrite the other.
@@ -210,19 +249,111 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
         result.diagnostics.extend(problems)
         if not any(d.severity == "error" for d in problems):
             p = planning.plan(values, platform, ident, model_file.relative, shown)
-            shares.append((p.file, planning.wiring_identity(p)))
-            if consume is None:
+            identity = planning.wiring_identity(p)
+            shares.append((p.file, identity))
+            if render is None:
                 result.plans.append(p)
             elif not result.errors:
-                consume(p, problems)
+                consume(ModelOut(p.source, p.file, identity, render(p), problems))
             result.planned += 1
-    shared = shared_problems(shares)
+    _finish(result)
+    return result
+
+
+def _finish(result: Run) -> None:
+    shared = shared_problems(result.shares)
     result.diagnostics.extend(shared)
     if shared:
         bad = {d.file for d in shared}
         result.plans = [p for p in result.plans if p.file not in bad]
     result.diagnostics.sort()
+
+
+def _can_fork() -> bool:
+    """Worker processes start by fork (they inherit the loaded code and compiled templates, with
+    nothing to pickle but the files they return); Linux only, where fork is the safe default."""
+    import multiprocessing
+
+    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+
+
+_JOB: tuple | None = None  # (platform, render) for the forked workers
+
+
+def _run_parallel(files, problems, inputs, platform, platform_path, progress, render, consume, jobs) -> Run | None:
+    """run_files with the checks, planning and rendering in `jobs` forked workers, a chunk of
+    models each at a time, handed back in order. None when two models claim one name or output
+    folder (those errors need the plain run's positions)."""
+    import multiprocessing
+    from collections import deque
+    from itertools import islice
+
+    from .render import shared_files
+
+    global _JOB
+    shared = shared_files()
+    result = Run(platform=platform, platform_file=platform_path, diagnostics=list(problems), files=len(files))
+    chunks = [files[at:at + CHUNK_MODELS] for at in range(0, len(files), CHUNK_MODELS)]
+    _JOB = (platform, render)
+    done = 0
+
+    def outcomes():
+        # The first chunk here: it builds the validators and compiles the templates once, before
+        # the workers are forked (each would do it again).
+        yield _work(chunks[0])
+        rest = iter(chunks[1:])
+        with multiprocessing.get_context("fork").Pool(min(jobs, len(chunks) - 1)) as pool:
+            # At most four chunks a worker ahead of what was consumed: a worker renders faster than
+            # a slow disk takes the files, and what it returns waits in this process's memory.
+            pending = deque(pool.apply_async(_work, (chunk,)) for chunk in islice(rest, 4 * jobs))
+            while pending:
+                outcome = pending.popleft().get()
+                for chunk in islice(rest, 1):
+                    pending.append(pool.apply_async(_work, (chunk,)))
+                yield outcome
+
+    try:
+        for outcome in outcomes():
+            for diagnostics, out in outcome:
+                if progress:
+                    progress("rendering", done, len(files))
+                done += 1
+                result.diagnostics.extend(diagnostics)
+                if out is None:
+                    continue
+                result.shares.append((out.file, out.identity))
+                result.planned += 1
+                if not result.errors:
+                    consume(out._replace(files={rel: shared[data] if data.__class__ is int else data
+                                                for rel, data in out.files.items()}))
+    finally:
+        _JOB = None
+    identities = [identity for _, identity in result.shares]
+    if len({(i.name, i.namespace) for i in identities}) != len(identities) or \
+            len({(i.project, i.name) for i in identities}) != len(identities):
+        return None
+    _finish(result)
     return result
+
+
+def _work(chunk: list[ModelFile]) -> list[tuple[list[Diagnostic], ModelOut | None]]:
+    """In a worker: check, plan and render a chunk of models. A file every chart shares goes back
+    as its index in render.shared_files(), not its bytes."""
+    from . import plan as planning
+    from .render import shared_files
+
+    platform, render = _JOB
+    index = {id(data): at for at, data in enumerate(shared_files())}
+    outcome = []
+    for model_file in chunk:
+        problems, values, ident, source = _check_model(model_file, platform)
+        if values is None or any(d.severity == "error" for d in problems):
+            outcome.append((problems, None))
+            continue
+        p = planning.plan(values, platform, ident, model_file.relative, source.display)
+        files = {rel: index.get(id(data), data) for rel, data in render(p).items()}
+        outcome.append((problems, ModelOut(p.source, p.file, planning.wiring_identity(p), files, problems)))
+    return outcome
 
 
 def shared_problems(shares: list[tuple[str, WiringIdentity]]) -> list[Diagnostic]:
@@ -357,26 +488,28 @@ class Rendered:
 
 
 def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache: bool = True,
-               progress: Progress | None = None) -> Rendered:
+               progress: Progress | None = None, jobs: int | None = None) -> Rendered:
     """Every output file for the inputs, in memory (see render_into)."""
     sink = Sink()
-    result = render_into(sink, inputs, platform_file, use_cache, progress)
+    result = render_into(sink, inputs, platform_file, use_cache, progress, jobs)
     result.files = sink.files
     return result
 
 
 def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use_cache: bool = True,
-                progress: Progress | None = None) -> Rendered:
+                progress: Progress | None = None, jobs: int | None = None) -> Rendered:
     """Every output file for the inputs, handed to sink.add() a model at a time; on an error,
-    sink.discard() is called and the Rendered carries the diagnostics.
+    sink.discard() is called and the Rendered carries the diagnostics. Models to render are
+    rendered by `jobs` worker processes (default: MODELPLAT_JOBS or the CPU count) when many.
 
     A model is re-rendered only when its values file, its place in the tree, the platform file
     or modelplat itself changed; the result is byte-identical to an uncached render.
     """
     # The render modules (and pydantic behind them) are imported only when something must be
     # rendered: a run served wholly from the cache never pays for them.
+    jobs = jobs or jobs_default()
     if not use_cache:
-        return _render_uncached(sink, inputs, platform_file, progress)
+        return _render_uncached(sink, inputs, platform_file, progress, jobs)
 
     from .cache import RenderCache
 
@@ -388,7 +521,7 @@ def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use
     cache = RenderCache(platform_bytes)
     model_files, problems = discover(inputs)
     if problems or not model_files:
-        return _render_uncached(sink, inputs, platform_file, progress)
+        return _render_uncached(sink, inputs, platform_file, progress, jobs)
     shares: list[tuple[str, WiringIdentity]] = []  # (file, identity): see plan.wiring_identity
     warnings: list[Diagnostic] = []  # the cached models' own, replayed under today's file names
     misses: list[tuple[ModelFile, str]] = []
@@ -416,22 +549,23 @@ def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use
             warnings += [Diagnostic(shown, **w) for w in entry["warnings"]]
     platform = None
     if misses:
-        from .plan import wiring_identity
+        from functools import partial
+
         from .render import render_model, shared_files
 
         platform = load_platform(platform_path)
         keys = {m.relative: key for m, key in misses}
         store = cache.transaction(shared_files())
 
-        def consume(p, own: list[Diagnostic]) -> None:
-            rendered = render_model(p, platform)
-            sink.add(rendered)
-            if keys.get(p.source):
-                store.put(keys[p.source], wiring_identity(p), rendered,
-                          [{k: v for k, v in asdict(d).items() if k != "file"} for d in own])
+        def consume(out: ModelOut) -> None:
+            sink.add(out.files)
+            if keys.get(out.source):
+                store.put(keys[out.source], out.identity, out.files,
+                          [{k: v for k, v in asdict(d).items() if k != "file"} for d in out.own])
 
         with store:
-            result = run_files([m for m, _ in misses], [], inputs, platform, platform_path, progress, consume)
+            result = run_files([m for m, _ in misses], [], inputs, platform, platform_path, progress,
+                               partial(render_model, platform=platform), consume, jobs)
             if result.errors:
                 sink.discard()
                 return Rendered({}, result.diagnostics, len(model_files))
@@ -460,22 +594,19 @@ def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use
     return Rendered({}, sorted(warnings), len(model_files), len(model_files) - len(misses))
 
 
-def _render_uncached(sink, inputs: list[Path], platform_file: Path | None, progress: Progress | None = None) -> Rendered:
-    from .plan import wiring_identity
+def _render_uncached(sink, inputs: list[Path], platform_file: Path | None, progress: Progress | None = None,
+                     jobs: int = 1) -> Rendered:
+    from functools import partial
+
     from .render import render_model, render_wiring
 
     platform_path = find_platform(inputs, platform_file)
     platform = load_platform(platform_path)
     files, problems = discover(inputs)
-    identities = []
-
-    def consume(p, own) -> None:
-        sink.add(render_model(p, platform))
-        identities.append(wiring_identity(p))
-
-    result = run_files(files, problems, inputs, platform, platform_path, progress, consume)
+    result = run_files(files, problems, inputs, platform, platform_path, progress,
+                       partial(render_model, platform=platform), lambda out: sink.add(out.files), jobs)
     if result.errors:
         sink.discard()
         return Rendered({}, result.diagnostics, result.planned)
-    sink.add(render_wiring(identities, platform))
+    sink.add(render_wiring([identity for _, identity in result.shares], platform))
     return Rendered({}, result.diagnostics, result.planned)

@@ -46,7 +46,9 @@ def peak(root, out, use_cache: bool) -> int:
     tracemalloc.start()
     try:
         with output.writing(out, record=False) as writer:
-            result = pipeline.render_into(writer, [root], use_cache=use_cache)
+            # One process: the workers' results in flight (at most 4 chunks a worker) would read as
+            # growth between these small counts.
+            result = pipeline.render_into(writer, [root], use_cache=use_cache, jobs=1)
             assert not result.errors, [d.format() for d in result.errors]
             writer.commit()
         snapshot = tracemalloc.take_snapshot()
@@ -74,3 +76,57 @@ def test_peak_memory_does_not_follow_the_number_of_models(tmp_path, monkeypatch,
         assert len(list((tmp_path / f"out-{count}").glob("team-*/*/helmrelease.yaml"))) == count
     growth = (figures[large] - figures[small]) / (large - small)
     assert growth < PER_MODEL_LIMIT, f"{growth / 1024:.1f} KB a model (peaks {figures})"
+
+
+def _diagnostics(result):
+    return [d.format() for d in result.diagnostics]
+
+
+@pytest.mark.parametrize("use_cache", [False, True], ids=["uncached", "cache misses"])
+def test_worker_processes_render_what_one_process_renders(tmp_path, monkeypatch, use_cache):
+    import os
+
+    from modelplat import render
+
+    monkeypatch.setenv("MODELPLAT_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "models"
+    root.mkdir()
+    generate(root, pipeline.PARALLEL_MIN + 20)
+    pids = tmp_path / "pids"
+    real = render.render_model
+
+    def recording(p, platform):  # runs in the forked workers too
+        with open(pids, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return real(p, platform)
+
+    monkeypatch.setattr(render, "render_model", recording)
+    one = pipeline.render_all([root], use_cache=use_cache, jobs=1)
+    assert set(pids.read_text().split()) == {str(os.getpid())}
+    pids.unlink()
+    if use_cache:
+        monkeypatch.setenv("MODELPLAT_CACHE_DIR", str(tmp_path / "cache-2"))  # misses again
+    many = pipeline.render_all([root], use_cache=use_cache, jobs=2)
+    assert len(set(pids.read_text().split()) - {str(os.getpid())}) == 2, "two workers rendered"
+    assert not one.errors and many.files == one.files and _diagnostics(many) == _diagnostics(one)
+    assert list(many.files) == list(one.files), "and handed over in the same order"
+
+
+def test_worker_processes_report_every_error_with_its_position(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELPLAT_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "models"
+    root.mkdir()
+    generate(root, pipeline.PARALLEL_MIN + 20)
+    files = sorted(root.glob("team-*/*.yaml"))
+    files[5].write_text(files[5].read_text() + "replicaCounts: 2\n")  # a schema error
+    (files[3].parent / "copy.yaml").write_text(files[3].read_text() + f"name: {files[3].stem}\n")
+    for jobs in (1, 2):
+        sink = pipeline.Sink()
+        result = pipeline.render_into(sink, [root], use_cache=False, jobs=jobs)
+        assert not sink.files, "nothing is handed on from a run with errors"
+        codes = sorted(d.code for d in result.errors)
+        assert "duplicate-model" in codes or "duplicate-output" in codes, codes
+        if jobs == 1:
+            first = _diagnostics(result)
+    assert _diagnostics(result) == first
+    assert any(d.line and d.file.endswith(files[5].name) for d in result.errors)
