@@ -373,7 +373,9 @@ def _positions(text: str) -> dict[tuple, tuple[int, int]]:
                             raise _NotPlain  # a complex key
                         key = _plain_scalar(event.value) if event.implicit[0] else event.value
                         top[2] = key
-                        out[top[0] + (key,)] = (mark.line + 1, mark.column + 1)
+                        # The first of a key given twice, as the round-trip reader places it (such
+                        # a file is refused with the duplicate's own position; this keeps both alike).
+                        out.setdefault(top[0] + (key,), (mark.line + 1, mark.column + 1))
                         continue
                     path, top[2] = top[0] + (top[2],), _NO_KEY
                 else:
@@ -398,7 +400,7 @@ def _positions(text: str) -> dict[tuple, tuple[int, int]]:
 def _positions_roundtrip(text: str) -> dict[tuple, tuple[int, int]]:
     """_positions with ruamel's round-trip loader: any YAML, about 30 times slower."""
     from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 
     rt = YAML(typ="rt")
     rt.allow_duplicate_keys = True
@@ -416,7 +418,8 @@ def _positions_roundtrip(text: str) -> dict[tuple, tuple[int, int]]:
                     line, col = node.lc.key(key)
                 except (KeyError, TypeError):
                     continue
-                path = prefix + (key,)
+                # A tagged key (`!!str 1: x`) is the plain string the safe loader makes of it.
+                path = prefix + (key.value if isinstance(key, TaggedScalar) else key,)
                 out[path] = (line + 1, col + 1)
                 stack.append((path, node[key]))
         elif isinstance(node, CommentedSeq):
