@@ -63,6 +63,10 @@ def _print_diagnostics(diagnostics: list[Diagnostic]) -> None:
     from rich.text import Text
 
     console = _console(stderr=True)
+    if console.color_system is None:  # CI logs, pipes: the same text, without rich's cost a line
+        sys.stderr.write("".join(f"{d.location()}: {d.severity}[{d.code}]: {d.message}\n" +
+                                 (f"    hint: {d.hint}\n" if d.hint else "") for d in diagnostics))
+        return
     for d in diagnostics:
         # Text objects, not markup: messages quote user input, which may contain [brackets].
         line = Text()

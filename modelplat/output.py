@@ -105,21 +105,24 @@ class TreeScan:
         self.keep = keep  # keep the new bytes of added and changed files (a diff needs them)
         self.kept: dict[str, bytes] = {}
         self.shared = shared or is_shared
-        self._left: dict[str, set[str] | frozenset[str]] = {}  # listed folder → its files not named yet
+        self._left: dict[str, dict[str, int] | frozenset[str]] = {}  # listed folder → its files not named yet → inode
         self._subdirs: dict[str, set[str]] = {}  # listed folder → its subfolders not listed yet
-        self._verified: dict[int, set[tuple[int, int]]] = {}  # id(shared bytes) → inodes holding them
+        self._verified: dict[int, set[int]] = {}  # id(shared bytes) → inodes (in this tree) holding them
 
-    def _listing(self, folder: str) -> set[str] | frozenset[str] | None:
-        """Existing file names of folder not named yet; None when the folder is not there."""
+    def _listing(self, folder: str) -> dict[str, int] | frozenset[str] | None:
+        """Existing files of folder not named yet (name → inode); None when the folder is not there."""
         left = self._left.get(folder, self)
         if left is not self:
             return left
-        files: set[str] = set()
+        files: dict[str, int] = {}
         dirs: set[str] = set()
         try:
             with os.scandir(f"{self.top}/{folder}" if folder else self.top) as entries:
                 for entry in entries:
-                    (dirs if entry.is_dir(follow_symlinks=False) else files).add(entry.name)
+                    if entry.is_dir(follow_symlinks=False):
+                        dirs.add(entry.name)
+                    else:
+                        files[entry.name] = entry.inode()  # from the listing itself: no stat
         except (FileNotFoundError, NotADirectoryError):
             self._left[folder] = None
             return None
@@ -146,10 +149,10 @@ class TreeScan:
         if left is None or name not in left:
             kind = "added"
         else:
-            left.discard(name)
+            inode = left.pop(name)
             if not left:
-                self._left[folder] = _EMPTY  # sets keep their size when emptied; this one is shared
-            kind = "unchanged" if self._same(rel, content) else "changed"
+                self._left[folder] = _EMPTY  # dicts keep their size when emptied; this one is shared
+            kind = "unchanged" if self._same(rel, content, inode) else "changed"
         if kind == "unchanged":
             self.changes.unchanged += 1
         else:
@@ -161,18 +164,22 @@ class TreeScan:
                 self.kept[rel] = content
         return kind
 
-    def _same(self, rel: str, content: bytes) -> bool:
+    def _same(self, rel: str, content: bytes, listed: int) -> bool:
+        """The file holds exactly content. `listed`: its inode as its folder's listing gave it."""
         path = f"{self.top}/{rel}"
         inode = None
         if len(content) >= SHARED_MIN and self.shared(content):
+            verified = self._verified.get(id(content), ())
+            if listed in verified:  # a link of a copy read before: no system call at all
+                return True
             try:
                 stat = os.stat(path)
             except OSError:
                 return False
-            inode = (stat.st_dev, stat.st_ino)
+            inode = stat.st_ino
             if stat.st_size != len(content):
                 return False
-            if inode in self._verified.get(id(content), ()):
+            if inode in verified:
                 return True
         try:
             fd = os.open(path, _READ)
