@@ -89,18 +89,20 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
          server_dry_run: bool = False, kubeconfig: str | None = None, engines: bool = False,
          use_cache: bool = True) -> LintReport:
     from . import pipeline, render
-    from . import plan as planning
     from .wiring import rate_limit_config_file
 
-    result = pipeline.run(inputs, platform_file)
+    # Without tools nothing is rendered but the wiring: no plan is kept (memory follows one model).
+    result = pipeline.run(inputs, platform_file, keep_plans=use_tools, jobs=jobs)
     by_file: dict[str, ModelResult] = {}
     for diagnostic in result.diagnostics:
         model = by_file.setdefault(diagnostic.file, ModelResult(diagnostic.file))
         if diagnostic.severity == "error":
             model.checks["schema+rules"] = Check("fail", _join(model.checks.get("schema+rules"), diagnostic.format()))
     planned: list[ModelResult] = []
-    for p in result.plans:
-        model = by_file.setdefault(p.file, ModelResult(p.file))
+    # A plan, or without tools its WiringIdentity: both carry the model's name and namespace.
+    subjects = result.plans if use_tools else [identity for _, identity in result.shares]
+    for file, p in zip([p.file for p in result.plans] if use_tools else [f for f, _ in result.shares], subjects):
+        model = by_file.setdefault(file, ModelResult(file))
         model.name, model.namespace = p.name, p.namespace
         model.checks.setdefault("schema+rules", Check("pass"))
         planned.append(model)
@@ -123,12 +125,12 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
         missing += [] if tools.find("kubectl") else ["kubectl"]
         versions["kubectl"] = dryrun.kubectl_version()
     wiring = ModelResult(WIRING)
-    if result.plans:
-        pairs = list(zip(result.plans, planned))
+    if subjects:
+        pairs = list(zip(subjects, planned))
         if use_tools:
             files = render.render_tree(result.plans, result.platform)
         else:  # the rate limit parse needs no tool, and only the wiring files
-            files = render.render_wiring([planning.wiring_identity(p) for p in result.plans], result.platform)
+            files = render.render_wiring(subjects, result.platform)
         by_config = {rate_limit_config_file(p.namespace, p.name): model for p, model in pairs}
         _record("ratelimit config", outputchecks.ratelimit_findings(files), pairs, wiring,
                 lambda path: by_config.get(path.partition("#")[2]))

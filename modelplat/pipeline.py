@@ -156,12 +156,22 @@ def load_platform(path: Path):
     return settings
 
 
-def run(inputs: list[Path], platform_file: Path | None = None, progress: "Progress | None" = None) -> Run:
-    """Load, validate, check and plan every model; never raises for a bad model file."""
+def run(inputs: list[Path], platform_file: Path | None = None, progress: "Progress | None" = None,
+        keep_plans: bool = True, jobs: int | None = None) -> Run:
+    """Load, validate, check and plan every model; never raises for a bad model file. Without
+    keep_plans, Run.plans stays empty and Run.shares says what was planned (by `jobs` worker
+    processes when there are many models)."""
     platform_path = find_platform(inputs, platform_file)
     platform = load_platform(platform_path)
     files, problems = discover(inputs)
-    return run_files(files, problems, inputs, platform, platform_path, progress)
+    if keep_plans:
+        return run_files(files, problems, inputs, platform, platform_path, progress)
+    return run_files(files, problems, inputs, platform, platform_path, progress, _nothing, lambda out: None,
+                     jobs or jobs_default())
+
+
+def _nothing(plan) -> dict:
+    return {}
 
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -280,6 +290,7 @@ def _finish(result: Run) -> None:
     if shared:
         bad = {d.file for d in shared}
         result.plans = [p for p in result.plans if p.file not in bad]
+        result.shares = [(file, identity) for file, identity in result.shares if file not in bad]
     result.diagnostics.sort()
 
 

@@ -128,6 +128,28 @@ def test_lint_without_tools_reports_table_and_exit_codes(tree):
     assert len(failing) == 1 and failing[0]["file"].endswith("limited.yaml")
 
 
+def test_lint_table_of_many_models_lists_the_failing_ones_and_one_row_for_the_rest(tree, monkeypatch, capsys):
+    from modelplat import cli
+
+    root = tree({"demo/a.yaml": CPU_FILE, "demo/b.yaml": CPU_FILE, "demo/c.yaml": CPU_FILE,
+                 "demo/limited.yaml": CPU_FILE + "tokenLimit:\n  enabled: true\n  tenantId: t\n  saLimit: 10\n"})
+    monkeypatch.setenv("COLUMNS", "400")
+    monkeypatch.setattr(cli, "LINT_ROWS", 2)
+    monkeypatch.setattr(sys, "argv", ["modelplat", "lint", str(root), "--no-tools"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    table = capsys.readouterr().out
+    assert exited.value.code == 1
+    assert "limited.yaml" in table and "a.yaml" not in table and "b.yaml" not in table
+    row = next(line for line in table.splitlines() if "3 models without a failure" in line)
+    assert row.count("pass") == 2 and "FAIL" not in row  # schema+rules and the rate limit parse
+    monkeypatch.setattr(cli, "LINT_ROWS", 200)
+    with pytest.raises(SystemExit):
+        cli.main()
+    every = capsys.readouterr().out
+    assert all(name in every for name in ("a.yaml", "b.yaml", "c.yaml", "limited.yaml"))
+
+
 def test_lint_require_tools_fails_when_a_tool_is_missing(tree, tmp_path):
     root = tree({"demo/iris.yaml": CPU_FILE})
     empty = tmp_path / "no-tools"
