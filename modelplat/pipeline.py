@@ -324,13 +324,16 @@ def _run_parallel(files, problems, inputs, platform, platform_path, progress, re
 
     def outcomes():
         # The first chunk here: it builds the validators and compiles the templates once, before
-        # the workers are forked (each would do it again).
-        yield _work(chunks[0])
+        # the workers are forked (each would do it again). It is handed on only after the fork:
+        # consuming it may start the output's writer threads, and a process forked while other
+        # threads run inherits whatever locks they hold.
+        first = _work(chunks[0])
         rest = iter(chunks[1:])
         with multiprocessing.get_context("fork").Pool(min(jobs, len(chunks) - 1)) as pool:
             # At most four chunks a worker ahead of what was consumed: a worker renders faster than
             # a slow disk takes the files, and what it returns waits in this process's memory.
             pending = deque(pool.apply_async(_work, (chunk,)) for chunk in islice(rest, 4 * jobs))
+            yield first
             while pending:
                 outcome = pending.popleft().get()
                 for chunk in islice(rest, 1):

@@ -207,6 +207,7 @@ def main() -> None:
 
     def put(row: str, n: int, value: float, shown: str) -> None:
         table.setdefault(row, {})[n] = (value, shown)
+        print(f"{row}, N={n}: {shown}", file=sys.stderr, flush=True)  # kept if a later run fails
 
     with tempfile.TemporaryDirectory(prefix="modelplat-bench-", dir=args.work) as tmp:
         work = Path(tmp)
@@ -246,8 +247,9 @@ def main() -> None:
             put("lint, real tools, nothing cached", m, elapsed,
                 f"{elapsed:.1f} s (CPU {LAST_CPU['user'] + LAST_CPU['sys']:.0f} s)")
             edited = sorted(some.glob("*/*.yaml"))[0]
-            text = edited.read_text()  # generate() gives every model a replicaCount (1-3)
-            edited.write_text(re.sub(r"(?m)^replicaCount: .*$", "replicaCount: 7", text, count=1))
+            text = edited.read_text()  # every example sets replicaCount; 1 or 2 is within any bounds
+            now = re.search(r"(?m)^replicaCount: (\d+)", text)
+            edited.write_text(text[:now.start(1)] + ("2" if now.group(1) == "1" else "1") + text[now.end(1):])
             elapsed, _, _ = run([exe, "lint", str(some), "--require-tools", "--format", "json"], work, verdicts)
             put("lint, real tools, 1 model edited", m, elapsed, f"{elapsed:.1f} s")
             some_out = work / f"some-out-{m}"
