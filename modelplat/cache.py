@@ -107,14 +107,7 @@ class RenderCache:
     # memory and the output's hard links stay shared. Raw bytes, no text encoding.
 
     def get(self, key: str) -> dict | None:
-        import sqlite3
-
-        try:
-            db = self._connect()
-            row = db.execute("SELECT data FROM entries WHERE key = ?", (key,)).fetchone()
-            return _decode(row[0], self._blob) if row else None
-        except (sqlite3.Error, OSError):
-            return None
+        return self.get_many([key]).get(key)
 
     def get_many(self, keys: list[str]) -> dict[str, dict]:
         """The entries found among keys (one query for them all; a lookup a model cost ~0.1 ms)."""
@@ -173,6 +166,14 @@ class RenderCache:
     def put(self, key: str, identity: tuple | None, files: dict[str, bytes]) -> None:
         self.put_many([(key, identity, files)])
 
+    def delete(self, keys: list[str]) -> None:
+        import sqlite3
+
+        try:
+            self._connect().executemany("DELETE FROM entries WHERE key = ?", ((key,) for key in keys))
+        except (sqlite3.Error, OSError):
+            pass  # an entry left behind is only ever what a fresh render would produce
+
     def transaction(self, shared: tuple[bytes, ...] = ()) -> "Store":
         return Store(self, shared)
 
@@ -210,13 +211,7 @@ class Store:
             return
         self._batch = []
         if self._stored:
-            import sqlite3
-
-            try:
-                db = self.cache._connect()
-                db.executemany("DELETE FROM entries WHERE key = ?", ((key,) for key in self._stored))
-            except (sqlite3.Error, OSError):
-                pass
+            self.cache.delete(self._stored)
 
 
 def _open(path: Path):

@@ -153,7 +153,7 @@ def render(
     try:
         if check:
             scan = output.TreeScan(out.resolve(), record=True, keep=fmt is not Format.json)
-            result = _render_all(inputs, platform, cache, fmt, sink=_Scanning(scan), jobs=jobs)
+            result = _render_all(inputs, platform, cache, fmt, sink=scan, jobs=jobs)
             scan.removed()
             changes = scan.changes
             if fmt is Format.json:
@@ -182,20 +182,6 @@ def render(
                 f"{c.count('changed')} changed, {c.count('removed')} removed, {c.unchanged} unchanged\n")
     except ModelplatError as exc:
         _fail(exc, fmt)
-
-
-class _Scanning:
-    """A render sink that only compares with the output folder (render --check)."""
-
-    def __init__(self, scan) -> None:
-        self.scan = scan
-
-    def add(self, files: dict[str, bytes]) -> None:
-        for rel, content in files.items():
-            self.scan.compare(rel, content)
-
-    def discard(self) -> None:
-        pass  # an error follows: nothing is reported but the error
 
 
 LINT_ROWS = 200  # lint's table lists every model up to this many

@@ -99,9 +99,10 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
         if diagnostic.severity == "error":
             model.checks["schema+rules"] = Check("fail", _join(model.checks.get("schema+rules"), diagnostic.format()))
     planned: list[ModelResult] = []
-    # A plan, or without tools its WiringIdentity: both carry the model's name and namespace.
-    subjects = result.plans if use_tools else [identity for _, identity in result.shares]
-    for file, p in zip([p.file for p in result.plans] if use_tools else [f for f, _ in result.shares], subjects):
+    # (file, its plan), or without tools (file, its WiringIdentity): both carry name and namespace.
+    entries = [(p.file, p) for p in result.plans] if use_tools else result.shares
+    subjects = [subject for _, subject in entries]
+    for file, p in entries:
         model = by_file.setdefault(file, ModelResult(file))
         model.name, model.namespace = p.name, p.namespace
         model.checks.setdefault("schema+rules", Check("pass"))

@@ -109,6 +109,15 @@ class TreeScan:
         self._subdirs: dict[str, set[str]] = {}  # listed folder → its subfolders not listed yet
         self._verified: dict[int, set[int]] = {}  # id(shared bytes) → inodes (in this tree) holding them
 
+    def add(self, files: dict[str, bytes]) -> None:
+        """Compare files (relative path → bytes), a model's at a time: a render's sink."""
+        for rel, content in files.items():
+            self.compare(rel, content)
+
+    def discard(self) -> None:
+        """Forget what was compared (a render with errors hands nothing on)."""
+        TreeScan.__init__(self, Path(self.top), self.record, self.keep, self.shared)
+
     def _listing(self, folder: str) -> dict[str, int] | frozenset[str] | None:
         """Existing files of folder not named yet (name → inode); None when the folder is not there."""
         left = self._left.get(folder, self)
@@ -232,8 +241,7 @@ def _read_all(fd: int) -> bytes:
 
 def compare(root: Path, files: dict[str, bytes]) -> Changes:
     scan = TreeScan(root)
-    for rel, content in files.items():
-        scan.compare(rel, content)
+    scan.add(files)
     scan.removed()
     return scan.changes
 

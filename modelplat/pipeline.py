@@ -356,12 +356,17 @@ def _run_parallel(files, problems, inputs, platform, platform_path, progress, re
                                                 for rel, data in out.files.items()}))
     finally:
         _JOB = None
-    identities = [identity for _, identity in result.shares]
-    if len({(i.name, i.namespace) for i in identities}) != len(identities) or \
-            len({(i.project, i.name) for i in identities}) != len(identities):
+    if _claimed_twice([identity for _, identity in result.shares]):
         return None
     _finish(result)
     return result
+
+
+def _claimed_twice(identities: list[WiringIdentity]) -> bool:
+    """Two models with one name in one namespace, or rendered into one folder: run_files tells
+    which, with positions."""
+    return len({(i.name, i.namespace) for i in identities}) != len(identities) or \
+        len({(i.project, i.name) for i in identities}) != len(identities)
 
 
 def _work(chunk: list[ModelFile]) -> list[tuple[list[Diagnostic], ModelOut | None]]:
@@ -604,8 +609,7 @@ def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use
         warnings += result.diagnostics  # warnings only: an error returned above
         shares += result.shares
     identities = [identity for _, identity in shares]
-    if len({(i.name, i.namespace) for i in identities}) != len(identities) or \
-            len({(i.project, i.name) for i in identities}) != len(identities) or shared_problems(shares):
+    if _claimed_twice(identities) or shared_problems(shares):
         sink.discard()
         return _render_uncached(sink, inputs, platform_file)  # positioned duplicate errors
     wiring_key = cache.key("wiring", json.dumps(sorted(identities)))

@@ -730,7 +730,7 @@ def safety_rules(values: ModelValues, platform: PlatformSettings, src: Source, i
                 yield src.diagnostic(("safety", "screen"), "safety-provider-events",
                                      f"provider {own.provider!r} is sent no {part} (its events: "
                                      f"{', '.join(offered)}), so screen: {own.screen} cannot be honoured",
-                                     f"screen only what it sees, or use another provider")
+                                     "screen only what it sees, or use another provider")
         if not platform.istioInjection:
             yield src.diagnostic(("safety", "provider"), "safety-needs-sidecar",
                                  f"provider {own.provider!r} is called by the model's Istio sidecar, and the "
