@@ -87,6 +87,19 @@ def modelplat(*args: str, cwd: Path | None = None, env: dict | None = None) -> s
                           text=True, env=full_env, timeout=300)
 
 
+def lint_refusing(root: Path, folder: Path, group: str, schema: str, refused: str) -> dict:
+    """`modelplat lint` of root with kubeconform refusing every <group>/<schema> document: it fails,
+    on the Flux wiring row, naming the output file `refused`. The JSON report."""
+    location = refusing_schema_location(folder, group, schema)
+    result = modelplat("lint", str(root), "--schema-location", location, "--format", "json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr
+    wiring = next(m for m in report["models"] if m["file"] == "(flux wiring)")
+    assert wiring["checks"]["kubeconform"]["status"] == "fail"
+    assert refused in wiring["checks"]["kubeconform"]["detail"]
+    return report
+
+
 def refusing_schema_location(folder: Path, group: str, schema: str) -> str:
     """A kubeconform --schema-location, tried before the bundled ones, whose <group>/<schema> file
     refuses every document of that kind (it requires a field no object has)."""
@@ -102,13 +115,16 @@ def examples_copy(tmp_path: Path) -> Path:
     return target
 
 CPU_FILE = "model:\n  format: sklearn\n  storageUri: s3://m/iris\n"
-# An OpenAI-style LLM in a custom vLLM container, with JWT from an explicit identity provider.
-JWT_LLM_FILE = """\
+# An OpenAI-style LLM in a custom vLLM container, without auth.
+LLM_FILE = """\
 model:
   format: custom
   protocol: openai
   image: vllm/vllm-openai:v0.8.5
   storageUri: hf://Qwen/Qwen2.5-0.5B-Instruct
+"""
+# The same, with JWT from an explicit identity provider.
+JWT_LLM_FILE = LLM_FILE + """\
 auth:
   jwt:
     enabled: true

@@ -19,16 +19,10 @@ from modelplat import pipeline, tools
 from modelplat.errors import InvalidInput
 from modelplat.resolve import proto_duration, safety_events
 
-from conftest import JWT_LLM_FILE, PLATFORM, modelplat, need_tool, refusing_schema_location
+from conftest import JWT_LLM_FILE, LLM_FILE, PLATFORM, lint_refusing, modelplat, need_tool
 from test_llm_serving import NATIVE  # an exposed LLMInferenceService with JWT
 
-LLM = """\
-model:
-  format: custom
-  protocol: openai
-  image: vllm/vllm-openai:v0.8.5
-  storageUri: hf://Qwen/Qwen2.5-0.5B-Instruct
-"""
+LLM = LLM_FILE
 GUARD = """\
 safety:
   providers:
@@ -367,10 +361,4 @@ def test_lint_checks_the_platforms_extension_with_every_tool(tree, tmp_path):
     root = tree({"chat/model.yaml": NATIVE + safety("armor")}, platform=PLATFORM + GKE)
     result = modelplat("lint", str(root), "--format", "json")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    location = refusing_schema_location(tmp_path, "networking.gke.io", "gcptrafficextension_v1.json")
-    result = modelplat("lint", str(root), "--schema-location", location, "--format", "json")
-    report = json.loads(result.stdout)
-    assert result.returncode == 1
-    wiring = next(m for m in report["models"] if m["file"] == "(flux wiring)")
-    assert wiring["checks"]["kubeconform"]["status"] == "fail"
-    assert "gcptrafficextension.yaml" in wiring["checks"]["kubeconform"]["detail"]
+    lint_refusing(root, tmp_path, "networking.gke.io", "gcptrafficextension_v1.json", "gcptrafficextension.yaml")

@@ -17,7 +17,7 @@ from ruamel.yaml import YAML
 
 from modelplat import tools
 
-from conftest import CPU_FILE, EXAMPLES, REPO, modelplat, need_tool, refusing_schema_location
+from conftest import CPU_FILE, EXAMPLES, REPO, lint_refusing, modelplat, need_tool
 
 _yaml = YAML(typ="safe")
 
@@ -203,13 +203,8 @@ def test_yaml_1_1_lookalikes_stay_strings(helm, lint_tools, tree, tmp_path):
 
 
 def test_a_refused_flux_wiring_file_fails_lint_with_its_own_row(kubeconform, helm, examples_copy, tmp_path):
-    location = refusing_schema_location(tmp_path, "source.toolkit.fluxcd.io", "gitrepository_v1.json")
-    result = modelplat("lint", str(examples_copy), "--schema-location", location, "--format", "json")
-    report = json.loads(result.stdout)
-    assert result.returncode == 1
-    wiring = next(m for m in report["models"] if m["file"] == "(flux wiring)")
-    assert wiring["checks"]["kubeconform"]["status"] == "fail"
-    assert "gitrepository.yaml" in wiring["checks"]["kubeconform"]["detail"]
+    report = lint_refusing(examples_copy, tmp_path, "source.toolkit.fluxcd.io", "gitrepository_v1.json",
+                           "gitrepository.yaml")
     assert all(m["ok"] for m in report["models"] if m["file"] != "(flux wiring)")
 
 
