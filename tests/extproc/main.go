@@ -44,6 +44,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -375,18 +376,30 @@ func fail(format string, args ...any) {
 // strict parses protojson the way Envoy's config loader does: unknown fields are errors.
 var strict = protojson.UnmarshalOptions{DiscardUnknown: false}
 
+// validated is a config message Envoy checks with its validation rules when it loads it.
+type validated interface {
+	proto.Message
+	ValidateAll() error
+}
+
+// unpack reads an Any into msg and applies Envoy's validation rules, as Envoy's config loader
+// does; what names the config and kind the message in a failure.
+func unpack(any *anypb.Any, msg validated, what, kind string) {
+	if err := any.UnmarshalTo(msg); err != nil {
+		fail("%s is not %s: %v", what, kind, err)
+	}
+	if err := msg.ValidateAll(); err != nil {
+		fail("%s breaks Envoy's validation rules: %v", what, err)
+	}
+}
+
 func parseFilter(raw json.RawMessage) *extprocfilter.ExternalProcessor {
 	var any anypb.Any
 	if err := strict.Unmarshal(raw, &any); err != nil {
 		fail("filter config: %v", err)
 	}
 	var filter extprocfilter.ExternalProcessor
-	if err := any.UnmarshalTo(&filter); err != nil {
-		fail("filter config is not an ExternalProcessor: %v", err)
-	}
-	if err := filter.ValidateAll(); err != nil {
-		fail("filter config breaks Envoy's validation rules: %v", err)
-	}
+	unpack(&any, &filter, "filter config", "an ExternalProcessor")
 	return &filter
 }
 
@@ -399,22 +412,12 @@ func parseRoute(raw json.RawMessage) *extprocfilter.ExtProcPerRoute {
 		fail("route config: %v", err)
 	}
 	var wrapper routev3.FilterConfig
-	if err := any.UnmarshalTo(&wrapper); err != nil {
-		fail("route config is not a FilterConfig: %v", err)
-	}
-	if err := wrapper.ValidateAll(); err != nil {
-		fail("route config breaks Envoy's validation rules: %v", err)
-	}
+	unpack(&any, &wrapper, "route config", "a FilterConfig")
 	if wrapper.Disabled {
 		fail("the route turns the filter off")
 	}
 	var perRoute extprocfilter.ExtProcPerRoute
-	if err := wrapper.Config.UnmarshalTo(&perRoute); err != nil {
-		fail("route config's config is not an ExtProcPerRoute: %v", err)
-	}
-	if err := perRoute.ValidateAll(); err != nil {
-		fail("route config breaks Envoy's validation rules: %v", err)
-	}
+	unpack(wrapper.Config, &perRoute, "route config's config", "an ExtProcPerRoute")
 	return &perRoute
 }
 
