@@ -102,6 +102,7 @@ def shared_files() -> tuple[bytes, ...]:
 
 def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
     env = _environment()
+    shared_files()  # declared to the output once a process, whether or not the render cache is used
     chart = p.chart_dir
     values = yamlout.Block(p.chart_values)  # emitted once: values.yaml and the HelmRelease share it
     release = releases.helm_release(p, platform)

@@ -78,6 +78,27 @@ def test_peak_memory_does_not_follow_the_number_of_models(tmp_path, monkeypatch,
     assert growth < PER_MODEL_LIMIT, f"{growth / 1024:.1f} KB a model (peaks {figures})"
 
 
+@pytest.mark.parametrize("flags", [("--no-cache", "-j", "1"), ("--no-cache", "-j", "2"), ("-j", "1")],
+                         ids=["uncached", "uncached, workers", "cache"])
+def test_every_chart_links_one_copy_of_each_shared_file(tmp_path, flags):
+    """A fresh process writes each file every chart carries (templates, schema, Lua) once and
+    links the other copies, whichever path rendered the charts."""
+    from conftest import modelplat
+
+    root = tmp_path / "models"
+    root.mkdir()
+    generate(root, pipeline.PARALLEL_MIN + 4 if "2" in flags else 6)
+    result = modelplat("render", str(root), "-o", str(tmp_path / "out"), *flags,
+                       env={"MODELPLAT_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    charts = sorted((tmp_path / "out").glob("team-*/*/chart"))
+    shared = ["values.schema.json", "templates/inferenceservice.yaml",
+              "files/token_quota.lua"]
+    for rel in shared:
+        inodes = {(chart / rel).stat().st_ino for chart in charts}
+        assert len(inodes) == 1, f"{rel}: {len(inodes)} copies on disk for {len(charts)} charts"
+
+
 def _diagnostics(result):
     return [d.format() for d in result.diagnostics]
 
