@@ -5,14 +5,16 @@ patched HelmRelease, `valuesFrom`. A chart follows them: every chart holds every
 each template decides at Helm time whether it renders and what (a canary turned on, GPU
 scheduling and the GPU alert from `resources.requestGPU`, the model spec from `model.format`).
 The templates are the same bytes in every chart; only `_helpers.tpl`, the values, the README and
-the tests are the model's own.
+the tests are the model's own (and `_helpers.tpl` is shared too: what the guard below checks is
+read from Chart.yaml's annotations).
 
 What a chart cannot follow are values used outside it (PINNED): the model's identity names its
 output folder, HelmRelease and rate-limit domains, and the platform's rate-limit service counts
-request limits and token quotas from its own configuration. Each chart's `_helpers.tpl` holds
-the guard `modelplat.generatedFor`, included by the InferenceService, which fails the install
-with a message naming the value and the remedy when one of them differs from what the chart was
-generated with.
+request limits and token quotas from its own configuration. `_helpers.tpl` holds the guard
+`modelplat.generatedFor`, included by the InferenceService, which fails the install with a
+message naming the value and the remedy when one of them differs from what the chart was
+generated with: `Chart.yaml`'s annotation `modelplat.io/pinned` (PINNED_ANNOTATION) holds each
+pinned value's JSON as generated.
 """
 
 from __future__ import annotations
@@ -44,22 +46,24 @@ PINNED: dict[str, str] = {
 }
 
 
-def guard(p: ModelPlan) -> dict[str, Any]:
-    """What the chart's `modelplat.generatedFor` checks, as Go template string literals: each
-    pinned value's JSON as generated, with its reason."""
-    pins = " ".join(f"{_go_string(path)} {_go_string(_json(_lookup(p.chart_values, path)))}" for path in PINNED)
+PINNED_ANNOTATION = "modelplat.io/pinned"
+
+
+def pinned(p: ModelPlan) -> str:
+    """The annotation's value: a JSON object of each pinned value as generated, by its dotted
+    path. The guard compares Helm's toJson of both sides, so one printer formats both."""
+    return json.dumps({path: _lookup(p.chart_values, path) for path in PINNED}, separators=(",", ":"))
+
+
+def template_context() -> dict[str, Any]:
+    """What `_helpers.tpl.j2` needs to write the guard: the same for every chart."""
     reasons = " ".join(f"{_go_string(path)} {_go_string(REASONS[reason])}" for path, reason in PINNED.items())
-    return {"pins": pins, "reasons": reasons, "source": _go_string(p.source)}
+    return {"pinned_reasons": reasons, "pinned_count": len(PINNED)}
 
 
 def _go_string(text: str) -> str:
     """A Go template string literal (JSON's escapes, ASCII only, are a subset of Go's)."""
     return json.dumps(text)
-
-
-def _json(value: Any) -> str:
-    """The value as Helm's toJson prints it (compact, keys sorted)."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 def _lookup(values: Any, path: str) -> Any:

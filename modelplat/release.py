@@ -41,17 +41,29 @@ def helm_release(p: ModelPlan, platform: PlatformSettings) -> dict[str, Any]:
     }
 
 
-def chart_version(chart_files: dict[str, bytes]) -> str:
-    """modelplat's version plus, as semver build metadata, a hash of the chart's files."""
+def chart_version(chart_files: dict[str, bytes], annotations: dict[str, str]) -> str:
+    """modelplat's version plus, as semver build metadata, a hash of the chart's files and of
+    Chart.yaml's annotations (its templates read them)."""
     import hashlib
 
     digest = hashlib.sha256()
     for rel in sorted(chart_files):
         digest.update(rel.encode() + b"\0" + chart_files[rel] + b"\0")
+    for key in sorted(annotations):
+        digest.update(b"annotation " + key.encode() + b"\0" + annotations[key].encode() + b"\0")
     return f"{__version__}+{digest.hexdigest()[:12]}"
 
 
-def chart_metadata(p: ModelPlan, version: str = __version__) -> dict[str, Any]:
+def chart_annotations(p: ModelPlan) -> dict[str, str]:
+    """Chart.yaml's annotations: what generated the chart, from which values file, and what its
+    guard checks (chartgates); the chart's templates read the last two."""
+    from . import chartgates
+
+    return {"modelplat.io/generator": f"modelplat {__version__}", "modelplat.io/source": p.source,
+            chartgates.PINNED_ANNOTATION: chartgates.pinned(p)}
+
+
+def chart_metadata(p: ModelPlan, version: str, annotations: dict[str, str]) -> dict[str, Any]:
     description = p.values.description or f"KServe model service {p.name} ({p.values.model.format})"
     return {
         "apiVersion": "v2",
@@ -61,5 +73,5 @@ def chart_metadata(p: ModelPlan, version: str = __version__) -> dict[str, Any]:
         # Stamped from the generator, with a hash of the chart's content (see chart_version).
         "version": version,
         "appVersion": __version__,
-        "annotations": {"modelplat.io/generator": f"modelplat {__version__}", "modelplat.io/source": p.source},
+        "annotations": annotations,
     }

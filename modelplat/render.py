@@ -90,30 +90,35 @@ def chart_template(template: str) -> bytes:
 
 
 @lru_cache(maxsize=1)
+def helpers() -> bytes:
+    """`_helpers.tpl`: the same for every chart (what is a model's own, its guard reads from
+    Chart.yaml's annotations)."""
+    return _environment().get_template("chart/templates/_helpers.tpl.j2").render(chartgates.template_context()).encode()
+
+
+@lru_cache(maxsize=1)
 def shared_files() -> tuple[bytes, ...]:
     """The files every chart carries byte for byte, one object each a process: the output writes
     each once and hard-links the copies, and the render cache stores each once."""
     from .output import share
 
-    files = resources.shared_files() + tuple(chart_template(t) for t in CHART_TEMPLATES)
+    files = resources.shared_files() + (helpers(),) + tuple(chart_template(t) for t in CHART_TEMPLATES)
     share(*files)
     return files
 
 
 def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
-    env = _environment()
     shared_files()  # declared to the output once a process, whether or not the render cache is used
     chart = p.chart_dir
     values = yamlout.Block(p.chart_values)  # emitted once: values.yaml and the HelmRelease share it
     release = releases.helm_release(p, platform)
     release["spec"]["values"] = values
-    helpers = env.get_template("chart/templates/_helpers.tpl.j2").render({"plan": p, "guard": chartgates.guard(p)})
     files: Files = {
         f"{chart}/values.yaml": _yaml(values),
         f"{chart}/values.schema.json": chart_values_schema(),
         f"{chart}/.helmignore": helmignore(),
         f"{chart}/README.md": chart_readme(p).encode(),
-        f"{chart}/templates/_helpers.tpl": helpers.encode(),
+        f"{chart}/templates/_helpers.tpl": helpers(),
         f"{p.model_dir}/helmrelease.yaml": _yaml(release),
     }
     for template in CHART_TEMPLATES:
@@ -125,7 +130,9 @@ def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
     for name, suite in suites.suites(p).items():
         files[f"{chart}/tests/{name}"] = _yaml(suite)
     chart_files = {rel: data for rel, data in files.items() if rel.startswith(f"{chart}/")}
-    files[f"{chart}/Chart.yaml"] = _yaml(releases.chart_metadata(p, releases.chart_version(chart_files)))
+    annotations = releases.chart_annotations(p)
+    version = releases.chart_version(chart_files, annotations)
+    files[f"{chart}/Chart.yaml"] = _yaml(releases.chart_metadata(p, version, annotations))
     return files
 
 

@@ -128,6 +128,41 @@ def test_safety_turned_on_at_install_time_fails_the_install(chart):
     assert not ok and "safety.enabled is true at install time" in message and "modelplat render" in message
 
 
+@pytest.mark.parametrize("edit", ["drop the annotation", "drop one pinned value", "not JSON"])
+def test_a_chart_whose_pinned_annotation_was_edited_fails_the_install(chart, tmp_path, edit):
+    """The guard reads what it checks from Chart.yaml (`_helpers.tpl` is the same in every chart):
+    an annotation someone removed or trimmed fails the install instead of checking nothing."""
+    import json
+
+    helm_template = chart(LIMITED)
+    path = tmp_path / "out/demo/m/chart/Chart.yaml"
+    metadata = YAML(typ="safe").load(path.read_text())
+    annotations = metadata["annotations"]
+    if edit == "drop the annotation":
+        del annotations[chartgates.PINNED_ANNOTATION]
+    elif edit == "drop one pinned value":
+        pins = json.loads(annotations[chartgates.PINNED_ANNOTATION])
+        del pins["ratelimitIPPerMinute"]
+        annotations[chartgates.PINNED_ANNOTATION] = json.dumps(pins)
+    else:
+        annotations[chartgates.PINNED_ANNOTATION] = "{name: m"
+    with path.open("w") as handle:
+        YAML().dump(metadata, handle)
+    ok, message = helm_template()
+    assert not ok and "annotation modelplat.io/pinned is missing or changed" in message, message
+
+
+def test_the_pinned_values_are_the_values_file_s(chart, tmp_path):
+    import json
+
+    chart(LIMITED)
+    metadata = YAML(typ="safe").load((tmp_path / "out/demo/m/chart/Chart.yaml").read_text())
+    pins = json.loads(metadata["annotations"][chartgates.PINNED_ANNOTATION])
+    assert list(pins) == list(chartgates.PINNED)
+    assert pins["ratelimitIPPerMinute"] == 10 and pins["name"] == "m" and pins["tokenLimit.saLimit"] is None
+    assert metadata["annotations"]["modelplat.io/source"] == "demo/m.yaml"
+
+
 def test_the_generated_values_pass_their_own_guard(chart):
     ok, objects = chart(LIMITED)("--set", "ratelimitIPPerMinute=10")  # the same number: accepted
     assert ok, objects

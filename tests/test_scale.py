@@ -92,7 +92,7 @@ def test_every_chart_links_one_copy_of_each_shared_file(tmp_path, flags):
                        env={"MODELPLAT_CACHE_DIR": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr
     charts = sorted((tmp_path / "out").glob("team-*/*/chart"))
-    shared = ["values.schema.json", "templates/inferenceservice.yaml",
+    shared = ["values.schema.json", "templates/inferenceservice.yaml", "templates/_helpers.tpl",
               "files/token_quota.lua"]
     for rel in shared:
         inodes = {(chart / rel).stat().st_ino for chart in charts}
