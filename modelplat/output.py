@@ -65,7 +65,7 @@ def _walk(root: Path) -> dict[str, str]:
     return out
 
 
-SHARED_MIN = 1024  # smaller shared files are not worth a second pass
+SHARED_MIN = 1024  # one bytes object at two paths of one call is linked from this size (shared files: any)
 
 _SHARED: dict[int, bytes] = {}  # id → one of the files every chart carries as one bytes object
 
@@ -177,7 +177,7 @@ class TreeScan:
         """The file holds exactly content. `listed`: its inode as its folder's listing gave it."""
         path = f"{self.top}/{rel}"
         inode = None
-        if len(content) >= SHARED_MIN and self.shared(content):
+        if self.shared(content):
             verified = self._verified.get(id(content), ())
             if listed in verified:  # a link of a copy read before: no system call at all
                 return True
@@ -348,19 +348,18 @@ class TreeWriter(TreeScan):
             folder = os.fsencode(rel.rpartition("/")[0])
             target = self.tmp + b"/" + os.fsencode(rel)
             item = (target, None, content, kind == "changed")
-            if len(content) >= SHARED_MIN:
-                first = self._first.get(id(content))
-                if first is not None and first[0] is content:
-                    item = (target, first[1], content, kind == "changed")
-                elif self.shared(content):  # placed now, so later copies can link it
-                    self._place(folder, [item])
-                    self._first[id(content)] = (content, target)
+            first = self._first.get(id(content))
+            if first is not None and first[0] is content:
+                item = (target, first[1], content, kind == "changed")
+            elif self.shared(content):  # placed now, so later copies can link it
+                self._place(folder, [item])
+                self._first[id(content)] = (content, target)
+                continue
+            elif len(content) >= SHARED_MIN:
+                origin = local.setdefault(id(content), target)
+                if origin != target:
+                    copies.append((folder, (target, origin, content, kind == "changed")))
                     continue
-                else:
-                    origin = local.setdefault(id(content), target)
-                    if origin != target:
-                        copies.append((folder, (target, origin, content, kind == "changed")))
-                        continue
             batch.setdefault(folder, []).append(item)
         for folder, items in batch.items():
             self._submit(folder, items)

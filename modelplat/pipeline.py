@@ -245,12 +245,14 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
     folders: dict[tuple[str, str], str] = {}
     shares = result.shares  # (file, identity) of every planned model
     phase = "rendering" if render else "validating"
+    failed = bool(result.errors)  # kept as it goes: Run.errors walks every diagnostic
     for done, model_file in enumerate(files):
         if progress:
             progress(phase, done, len(files))
         problems, values, ident, source = _check_model(model_file, platform)
         if values is None:
             result.diagnostics.extend(problems)
+            failed = failed or any(d.severity == "error" for d in problems)
             continue
         shown = source.display
         key = (ident.namespace, ident.name)
@@ -277,9 +279,11 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
             shares.append((p.file, identity))
             if render is None:
                 result.plans.append(p)
-            elif not result.errors:
+            elif not failed:
                 consume(ModelOut(p.source, p.file, identity, render(p), problems))
             result.planned += 1
+        else:
+            failed = True
     _finish(result)
     return result
 
@@ -309,6 +313,7 @@ def _run_parallel(files, problems, inputs, platform, platform_path, progress, re
     """run_files with the checks, planning and rendering in `jobs` forked workers, a chunk of
     models each at a time, handed back in order. None when two models claim one name or output
     folder (those errors need the plain run's positions)."""
+    import gc
     import multiprocessing
     from collections import deque
     from itertools import islice
@@ -329,7 +334,14 @@ def _run_parallel(files, problems, inputs, platform, platform_path, progress, re
         # threads run inherits whatever locks they hold.
         first = _work(chunks[0])
         rest = iter(chunks[1:])
-        with multiprocessing.get_context("fork").Pool(min(jobs, len(chunks) - 1)) as pool:
+        # What the parent built so far (validators, templates, imports) stays shared with the
+        # workers: frozen, the workers' garbage collections do not write to it (copy-on-write).
+        gc.freeze()
+        try:
+            pool = multiprocessing.get_context("fork").Pool(min(jobs, len(chunks) - 1))
+        finally:
+            gc.unfreeze()
+        with pool:
             # At most four chunks a worker ahead of what was consumed: a worker renders faster than
             # a slow disk takes the files, and what it returns waits in this process's memory.
             pending = deque(pool.apply_async(_work, (chunk,)) for chunk in islice(rest, 4 * jobs))
@@ -340,6 +352,7 @@ def _run_parallel(files, problems, inputs, platform, platform_path, progress, re
                     pending.append(pool.apply_async(_work, (chunk,)))
                 yield outcome
 
+    failed = bool(result.errors)  # kept as it goes: Run.errors walks every diagnostic
     try:
         for outcome in outcomes():
             for diagnostics, out in outcome:
@@ -347,11 +360,12 @@ def _run_parallel(files, problems, inputs, platform, platform_path, progress, re
                     progress("rendering", done, len(files))
                 done += 1
                 result.diagnostics.extend(diagnostics)
+                failed = failed or any(d.severity == "error" for d in diagnostics)
                 if out is None:
                     continue
                 result.shares.append((out.file, out.identity))
                 result.planned += 1
-                if not result.errors:
+                if not failed:
                     consume(out._replace(files={rel: shared[data] if data.__class__ is int else data
                                                 for rel, data in out.files.items()}))
     finally:

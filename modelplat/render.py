@@ -230,17 +230,23 @@ def chart_readme(p: ModelPlan) -> str:
         "| key | value | description |",
         "| --- | --- | --- |",
     ]
+    rows = _ROWS
     for key, value in _flatten(v):
-        shown = _SHOWN.get(value) if value.__class__ is str else None
-        if shown is None:
+        # Most rows repeat across models (defaults, common images): each is built once a process.
+        # The class is part of the key: True == 1 and hash alike, but print differently.
+        cacheable = value.__class__ in _SCALARS
+        row = rows.get((key, value.__class__, value)) if cacheable else None
+        if row is None:
             shown = json.dumps(value, ensure_ascii=False).replace("|", "\\|")
-            if value.__class__ is str and len(_SHOWN) < 50_000:
-                _SHOWN[value] = shown
-        lines.append(f"| `{key}` | `{shown}` | {_described(key)} |")
+            row = f"| `{key}` | `{shown}` | {_described(key)} |"
+            if cacheable and len(rows) < 50_000:
+                rows[(key, value.__class__, value)] = row
+        lines.append(row)
     return "\n".join(lines) + "\n"
 
 
-_SHOWN: dict[str, str] = {}  # README cells of string values; names and images repeat across models
+_ROWS: dict[tuple, str] = {}  # (key, class, value) → its README row, for scalar values
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 @lru_cache(maxsize=4096)
@@ -252,13 +258,16 @@ def _described(key: str) -> str:
 _MAPS = frozenset({"labels", "scheduling.nodeSelector", "rdma.resources", "canary.headerMatch"})
 
 
-def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+def _flatten(value: Any, prefix: str = "", out: list | None = None) -> list[tuple[str, Any]]:
+    """(dotted key, value) of each leaf, in order; a free-form map (_MAPS) or an empty one is a leaf."""
+    if out is None:
+        out = []
     if isinstance(value, dict) and value and prefix not in _MAPS:
-        out: list[tuple[str, Any]] = []
         for key, item in value.items():
-            out.extend(_flatten(item, f"{prefix}.{key}" if prefix else key))
-        return out
-    return [(prefix, value)]
+            _flatten(item, f"{prefix}.{key}" if prefix else key, out)
+    else:
+        out.append((prefix, value))
+    return out
 
 
 def _generic(key: str) -> str:

@@ -93,7 +93,7 @@ def test_every_chart_links_one_copy_of_each_shared_file(tmp_path, flags):
     assert result.returncode == 0, result.stderr
     charts = sorted((tmp_path / "out").glob("team-*/*/chart"))
     shared = ["values.schema.json", "templates/inferenceservice.yaml", "templates/_helpers.tpl",
-              "files/token_quota.lua"]
+              "files/token_quota.lua", ".helmignore", "templates/telemetry.yaml", "files/strip_identity.lua"]
     for rel in shared:
         inodes = {(chart / rel).stat().st_ino for chart in charts}
         assert len(inodes) == 1, f"{rel}: {len(inodes)} copies on disk for {len(charts)} charts"
