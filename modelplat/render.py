@@ -239,7 +239,7 @@ def chart_readme(p: ModelPlan) -> str:
         if row is None:
             shown = json.dumps(value, ensure_ascii=False).replace("|", "\\|")
             row = f"| `{key}` | `{shown}` | {_described(key)} |"
-            if cacheable and len(rows) < 50_000:
+            if cacheable and len(rows) < 10_000:
                 rows[(key, value.__class__, value)] = row
         lines.append(row)
     return "\n".join(lines) + "\n"

@@ -24,6 +24,9 @@ _UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
 
 
 _STRINGS: dict[str, str] = {}  # keys and common values repeat across thousands of documents
+# The first strings met fill it, the keys and common values among them; past the bound, names a
+# model alone uses would only cost memory, in every worker process.
+STRINGS_MAX = 20_000
 
 
 class Block:
@@ -43,7 +46,7 @@ def scalar(value: object) -> str:
         cached = _STRINGS.get(value)
         if cached is None:
             cached = _string(value)
-            if len(_STRINGS) < 100_000:
+            if len(_STRINGS) < STRINGS_MAX:
                 _STRINGS[value] = cached
         return cached
     if value is None:

@@ -51,23 +51,27 @@ def generate(root: Path, count: int) -> None:
 
 
 LAST_CPU = {"user": 0.0, "sys": 0.0}  # CPU seconds of the last run()'s child and its workers
-LAST_TREE_MB = [0, 0]  # the last run()'s process tree: largest summed RSS, largest single process
+LAST_TREE_MB = [0, 0, 0]  # the last run()'s process tree: largest summed RSS, largest process, summed PSS
 
 
-def _tree_rss_kb(pid: int) -> tuple[int, int]:
-    """(sum, largest) VmRSS of a process and its descendants, in KB (Linux /proc)."""
-    total, largest, todo = 0, 0, [pid]
+def _tree_rss_kb(pid: int) -> tuple[int, int, int]:
+    """(sum of RSS, largest RSS, sum of PSS) of a process and its descendants, in KB (Linux /proc).
+    PSS splits a page the forked workers share with their parent between them: the tree's own
+    memory, where summed RSS counts a shared page once per process."""
+    total, largest, pss, todo = 0, 0, 0, [pid]
     while todo:
         current = todo.pop()
         try:
             with open(f"/proc/{current}/status") as handle:
                 rss = next((int(line.split()[1]) for line in handle if line.startswith("VmRSS:")), 0)
             total, largest = total + rss, max(largest, rss)
+            with open(f"/proc/{current}/smaps_rollup") as handle:
+                pss += next((int(line.split()[1]) for line in handle if line.startswith("Pss:")), 0)
             with open(f"/proc/{current}/task/{current}/children") as handle:
                 todo += [int(child) for child in handle.read().split()]
         except (OSError, ValueError):
             continue
-    return total, largest
+    return total, largest, pss
 
 
 def run(args: list[str], cwd: Path, cache: Path, env_extra: dict | None = None) -> tuple[float, int, str]:
@@ -81,15 +85,18 @@ def run(args: list[str], cwd: Path, cache: Path, env_extra: dict | None = None) 
     # Users' installs carry compiled bytecode (pip writes it); a shell that forbids writing it
     # (PYTHONDONTWRITEBYTECODE, set in some CI images) would time compiling modelplat instead.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    # The kernel's write-back of what the previous step wrote (a render writes ~1.5 GB at 10,000
+    # models) would otherwise be timed as this step's system time.
+    os.sync()
     start = time.perf_counter()
     proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    tree = [0, 0]
+    tree = [0, 0, 0]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.05):
-            total, largest = _tree_rss_kb(proc.pid)
-            tree[0], tree[1] = max(tree[0], total), max(tree[1], largest)
+            figures = _tree_rss_kb(proc.pid)
+            tree[:] = [max(old, new) for old, new in zip(tree, figures)]
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -99,7 +106,7 @@ def run(args: list[str], cwd: Path, cache: Path, env_extra: dict | None = None) 
     sampler.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     LAST_CPU.update(user=after.ru_utime - usage.ru_utime, sys=after.ru_stime - usage.ru_stime)
-    LAST_TREE_MB[:] = [tree[0] // 1024, tree[1] // 1024]
+    LAST_TREE_MB[:] = [tree[0] // 1024, tree[1] // 1024, tree[2] // 1024]
     peak = after.ru_maxrss
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(args)}\n{stdout}\n{stderr}")
@@ -226,6 +233,7 @@ def main() -> None:
                 f"{elapsed:.2f} s ({files} files; CPU {LAST_CPU['user']:.0f}+{LAST_CPU['sys']:.0f} s; create {create_ms:.2f} ms)")
             put("peak RSS, largest process", n, LAST_TREE_MB[1], f"{LAST_TREE_MB[1]} MB")
             put("peak RSS, whole process tree", n, LAST_TREE_MB[0], f"{LAST_TREE_MB[0]} MB")
+            put("peak PSS, whole process tree", n, LAST_TREE_MB[2], f"{LAST_TREE_MB[2]} MB")
             elapsed, _, stdout = run([exe, "render", str(many), "--out", str(out), "--format", "json"], work, cache)
             put("no-op re-render N", n, elapsed, f"{elapsed:.2f} s, {json.loads(stdout)['written']} written")
             put("peak RSS, no-op", n, LAST_TREE_MB[0], f"{LAST_TREE_MB[0]} MB")
