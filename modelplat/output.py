@@ -107,7 +107,8 @@ class TreeScan:
         self.shared = shared or is_shared
         self._left: dict[str, dict[str, int] | frozenset[str]] = {}  # listed folder → its files not named yet → inode
         self._subdirs: dict[str, set[str]] = {}  # listed folder → its subfolders not listed yet
-        self._verified: dict[int, set[int]] = {}  # id(shared bytes) → inodes (in this tree) holding them
+        # id(shared bytes) → (them, the inodes in this tree holding them)
+        self._verified: dict[int, tuple[bytes, set[int]]] = {}
 
     def add(self, files: dict[str, bytes]) -> None:
         """Compare files (relative path → bytes), a model's at a time: a render's sink."""
@@ -161,7 +162,11 @@ class TreeScan:
             inode = left.pop(name)
             if not left:
                 self._left[folder] = _EMPTY  # dicts keep their size when emptied; this one is shared
-            kind = "unchanged" if self._same(rel, content, inode) else "changed"
+            known = self._verified.get(id(content))
+            if known is not None and known[0] is content and inode in known[1]:
+                kind = "unchanged"  # a link of a shared file's copy read before: no system call at all
+            else:
+                kind = "unchanged" if self._same(rel, content, inode) else "changed"
         if kind == "unchanged":
             self.changes.unchanged += 1
         else:
@@ -178,8 +183,9 @@ class TreeScan:
         path = f"{self.top}/{rel}"
         inode = None
         if self.shared(content):
-            verified = self._verified.get(id(content), ())
-            if listed in verified:  # a link of a copy read before: no system call at all
+            known = self._verified.get(id(content))
+            verified = known[1] if known is not None and known[0] is content else ()
+            if listed in verified:
                 return True
             try:
                 stat = os.stat(path)
@@ -199,7 +205,10 @@ class TreeScan:
         finally:
             os.close(fd)
         if same and inode is not None:
-            self._verified.setdefault(id(content), set()).add(inode)
+            known = self._verified.get(id(content))
+            if known is None or known[0] is not content:
+                self._verified[id(content)] = known = (content, set())
+            known[1].add(inode)
         return same
 
     def removed(self) -> list[str]:
