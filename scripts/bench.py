@@ -246,7 +246,9 @@ def main() -> None:
                 scaled = seconds * (n / count)
                 put("helm template of the same N charts", n, scaled,
                     f"{scaled:.1f} s" + (f" (from {count})" if limit else ""))
-            shutil.rmtree(out)
+            # Kept until the end: for ~30 s after many files are deleted, ext4 without a journal
+            # skips the freed inodes one by one when creating files, and the next N's render
+            # would time that (see create_cost).
         for m in tool_sizes if helm else []:
             some = work / f"some-{m}"
             some.mkdir()
