@@ -4,9 +4,8 @@ Helm accepts any values a chart's values.schema.json allows, whatever their sour
 patched HelmRelease, `valuesFrom`. A chart follows them: every chart holds every template, and
 each template decides at Helm time whether it renders and what (a canary turned on, GPU
 scheduling and the GPU alert from `resources.requestGPU`, the model spec from `model.format`).
-The templates are the same bytes in every chart; only `_helpers.tpl`, the values, the README and
-the tests are the model's own (and `_helpers.tpl` is shared too: what the guard below checks is
-read from Chart.yaml's annotations).
+The templates, `_helpers.tpl` among them, are the same bytes in every chart; only `Chart.yaml`,
+the values, the README and the tests are the model's own.
 
 What a chart cannot follow are values used outside it (PINNED): the model's identity names its
 output folder, HelmRelease and rate-limit domains, and the platform's rate-limit service counts
