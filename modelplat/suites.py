@@ -34,12 +34,18 @@ def _pod_selector(p: ModelPlan) -> dict[str, str]:
         else {"serving.kserve.io/inferenceservice": p.name}
 
 
-def _case(it: str, asserts: list[dict], set_: dict | None = None) -> dict[str, Any]:
-    """One helm-unittest test: a behaviour, its assertions, and the values it sets (if any)."""
+SCHEMA = "schema"  # a case's key (dropped when written) marking what values.schema.json decides
+
+
+def _case(it: str, asserts: list[dict], set_: dict | None = None, schema: bool = False) -> dict[str, Any]:
+    """One helm-unittest test: a behaviour, its assertions, and the values it sets (if any).
+    schema: the outcome is values.schema.json's (Helm refuses the values before any template)."""
     case: dict[str, Any] = {"it": it}
     if set_:
         case["set"] = set_
     case["asserts"] = asserts
+    if schema:
+        case[SCHEMA] = True
     return case
 
 
@@ -239,6 +245,7 @@ def inferenceservice_suite(p: ModelPlan) -> dict[str, Any]:
         "refuses a negative GPU count (values.schema.json)",
         [{"failedTemplate": {}}],
         {"resources.requestGPU": -1},
+        schema=True,
     ))
     return {"suite": f"{p.name} InferenceService", "templates": [template], "release": release, "tests": tests}
 
@@ -966,19 +973,36 @@ SUITES = {
 }
 
 
+# The suite files of a chart: the templates' behaviour, and what its values.schema.json refuses.
+CHART_SUITE = "chart_test.yaml"
+SCHEMA_SUITE = "schema_test.yaml"
+
+
 def suites(p: ModelPlan) -> dict[str, dict[str, Any]]:
-    """File name (under the chart's tests/) → suite: one suite for the whole chart.
+    """File name (under the chart's tests/) → suite: the chart's cases in one suite, and the cases
+    whose outcome is the values schema's in another (when there are any).
 
     Each template's cases carry their `template:`, so one file holds them all: a file less per
-    template is a few thousand files less to create for a thousand models.
+    template is a few thousand files less to create for a thousand models. The split lets
+    `modelplat lint` run the first with `--skip-schema-validation`: Helm compiles the schema (and
+    its 2020-12 metaschema) for every case, ~45% of a case's time, while the chart's own values
+    are checked against it by helm lint and helm template, and every case's `set` values by
+    tests/test_render.py. `helm unittest .` runs both, with the schema.
     """
     tests: list[dict[str, Any]] = []
+    schema_tests: list[dict[str, Any]] = []
     for template in p.templates:
         suite = SUITES[template][1](p)
         (path,) = suite["templates"]
         kind = suite["suite"].removeprefix(f"{p.name} ")
         for case in suite["tests"]:
-            tests.append({"it": f"{kind}: {case['it']}", "template": path} |
-                         {k: v for k, v in case.items() if k != "it"})
-    return {"chart_test.yaml": {"suite": p.name, "templates": [f"templates/{t}" for t in p.templates],
-                                "release": _release(p), "tests": tests}}
+            into = schema_tests if case.get(SCHEMA) else tests
+            into.append({"it": f"{kind}: {case['it']}", "template": path} |
+                        {k: v for k, v in case.items() if k != "it" and k != SCHEMA})
+    out = {CHART_SUITE: {"suite": p.name, "templates": [f"templates/{t}" for t in p.templates],
+                         "release": _release(p), "tests": tests}}
+    if schema_tests:
+        out[SCHEMA_SUITE] = {"suite": f"{p.name} values.schema.json",
+                             "templates": sorted({case["template"] for case in schema_tests}),
+                             "release": _release(p), "tests": schema_tests}
+    return out

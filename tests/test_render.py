@@ -120,7 +120,7 @@ def test_every_chart_holds_every_template_and_renders_only_what_is_on(tree, tmp_
     chart = sorted(f.removeprefix("demo/iris/chart/") for f in files if f.startswith("demo/iris/chart/"))
     assert chart == sorted([".helmignore", "Chart.yaml", "README.md", "templates/_helpers.tpl",
                             "files/strip_identity.lua", "files/token_quota.lua", "tests/chart_test.yaml",
-                            "values.schema.json", "values.yaml"] + [f"templates/{t}" for t in CHART_TEMPLATES])
+                            "tests/schema_test.yaml", "values.schema.json", "values.yaml"] + [f"templates/{t}" for t in CHART_TEMPLATES])
     assert len(CHART_TEMPLATES) == 22
     kinds = sorted(o["kind"] for o in helm_objects(files, "demo/iris", tmp_path))
     assert kinds == ["AuthorizationPolicy", "InferenceService", "PeerAuthentication"]
@@ -272,3 +272,52 @@ def test_ext_authz_can_be_scoped_to_hosts(tree):
         "m.ext.example.com", "*.example.org"]
     refused = pipeline.run([tree({"demo/m.yaml": base + "    hosts: ['http://x/']\n"})]).errors
     assert [d.key for d in refused] == ["auth.customAuthz.hosts.0"]
+
+
+def _with_set(values: dict, overlay: dict) -> dict:
+    """The values a helm-unittest case renders with: each `set` path (dots between keys) merged
+    into a copy of the chart's values, a map into a map key by key, as Helm coalesces them."""
+    import copy
+
+    def merge(into: dict, key: str, value) -> None:
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            for inner, item in value.items():
+                merge(into[key], inner, item)
+        else:
+            into[key] = copy.deepcopy(value)
+
+    out = copy.deepcopy(values)
+    for path, value in overlay.items():
+        *parents, last = path.split(".")
+        node = out
+        for key in parents:
+            node = node.setdefault(key, {})
+        merge(node, last, value)
+    return out
+
+
+def test_every_generated_case_s_values_are_what_the_chart_schema_says():
+    """`modelplat lint` runs the chart's suite with --skip-schema-validation (Helm compiling the
+    schema for every case was ~45% of its time): so each case's values, the chart's own with its
+    `set`, must be ones the chart's values.schema.json accepts, and each case of the schema suite
+    values it refuses."""
+    import jsonschema
+
+    from modelplat import suites
+    from conftest import EXAMPLES, REPO
+
+    schema = json.loads((REPO / "schemas/chart-values.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    files = pipeline.render_all([EXAMPLES]).files
+    charts = sorted(rel.removesuffix("/values.yaml") for rel in files if rel.endswith("/chart/values.yaml"))
+    refused = 0
+    for chart in charts:
+        values = _yaml.load(files[f"{chart}/values.yaml"])
+        assert not list(validator.iter_errors(values)), chart
+        for name, expected_valid in ((suites.CHART_SUITE, True), (suites.SCHEMA_SUITE, False)):
+            suite = files.get(f"{chart}/tests/{name}")
+            for case in _yaml.load(suite)["tests"] if suite else ():
+                errors = list(validator.iter_errors(_with_set(values, case.get("set", {}))))
+                assert (not errors) is expected_valid, (chart, case["it"], [e.message for e in errors][:3])
+                refused += not expected_valid
+    assert refused >= 1, "the schema suite holds a case the schema refuses"

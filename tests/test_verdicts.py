@@ -72,7 +72,12 @@ def test_an_unchanged_chart_reuses_its_verdicts_and_a_changed_one_runs_again(tre
     changed = _lint(root, env)
     ran = calls()
     helm_runs = [line for line in ran if line.startswith("helm")]
-    assert _charts(helm_runs) == {"wine"} and len(helm_runs) == 3  # helm lint, helm template, helm-unittest
+    # helm lint, helm template, and helm-unittest twice: the chart's suite without the values
+    # schema, the schema's suite with it
+    assert _charts(helm_runs) == {"wine"} and len(helm_runs) == 4
+    unittest_runs = sorted(line for line in helm_runs if line.startswith("helm-unittest "))
+    assert "--skip-schema-validation -f tests/chart_test.yaml" in unittest_runs[0]
+    assert "--skip-schema" not in unittest_runs[1] and "-f tests/schema_test.yaml" in unittest_runs[1]
     (kubeconform,) = [line for line in ran if line.startswith("kubeconform ")]
     assert "demo/wine/manifests.yaml" in kubeconform and "demo/iris/" not in kubeconform  # its files only
     # kustomize builds the changed project's folder only (the platform's folders are reused).
@@ -171,3 +176,17 @@ def test_kustomize_folders_built_apart_still_refuse_an_object_built_twice(tmp_pa
         results.append(wiring.checks.get("kustomize build", Check("pass")))
     assert results[0] == results[1] and results[0].status == "fail"
     assert "Namespace shared is also built by a" in results[0].detail, results[0].detail
+
+
+def test_a_failing_schema_suite_fails_the_chart_s_unittest_check(tree, counted, lint_tools):
+    """The chart's suite runs without the values schema and the schema's suite with it: either one
+    failing is the chart's `helm unittest` failure, with that run's output."""
+    env, calls, shims = counted
+    shim = shims / "helm-unittest"
+    shim.write_text('#!/bin/sh\ncase "$*" in *schema_test.yaml*) echo "schema suite: 1 failed"; exit 1;; esac\n'
+                    f'exec "{lint_tools["helm-unittest"]}" "$@"\n')
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    report = _lint(root, env)
+    (model,) = report["models"]
+    assert model["checks"]["helm unittest"] == {"status": "fail", "detail": "schema suite: 1 failed"}
+    assert model["checks"]["helm lint"]["status"] == "pass" and not report["ok"]
