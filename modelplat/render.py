@@ -127,8 +127,8 @@ def render_model(p: ModelPlan, platform: PlatformSettings) -> Files:
     # object for every chart, so the output writes it once and links the other copies.
     for stem, source in lua_sources().items():
         files[f"{chart}/files/{stem}.lua"] = source
-    for name, suite in suites.suites(p).items():
-        files[f"{chart}/tests/{name}"] = _yaml(suite)
+    for name, documents in suites.suites(p).items():
+        files[f"{chart}/tests/{name}"] = yamlout.dump_all(documents, HEADER).encode()
     chart_files = {rel: data for rel, data in files.items() if rel.startswith(f"{chart}/")}
     annotations = releases.chart_annotations(p)
     version = releases.chart_version(chart_files, annotations)

@@ -144,3 +144,8 @@ def dump(data: object, header: str = "") -> str:
     else:
         out.append(_inline(data))
     return "\n".join(out) + "\n"
+
+
+def dump_all(documents: list, header: str = "") -> str:
+    """Several YAML documents in one stream, `---` between them; `header` comments the first."""
+    return "---\n".join(dump(data, header if at == 0 else "") for at, data in enumerate(documents))

@@ -162,13 +162,28 @@ def test_rendering_is_byte_stable(tree):
     assert first == second
 
 
+def _cases(text: bytes) -> list[dict]:
+    """Every case of a suite file, across its suites (YAML documents)."""
+    return [case for suite in _yaml.load_all(text) for case in suite["tests"]]
+
+
+def test_each_suite_renders_its_own_template_only(tree):
+    """helm-unittest renders, for every case, each template its suite lists: a suite per
+    template renders one template a case, not every template the chart turns on."""
+    _, files = rendered(tree, {"demo/iris.yaml": CPU})
+    suites = list(_yaml.load_all(files["demo/iris/chart/tests/chart_test.yaml"]))
+    assert len(suites) >= 3  # InferenceService, PeerAuthentication, AuthorizationPolicy
+    for suite in suites:
+        assert {case["template"] for case in suite["tests"]} == set(suite["templates"]) and len(suite["templates"]) == 1
+    assert len({tuple(suite["templates"]) for suite in suites}) == len(suites)
+
+
 def test_suites_assert_both_gpu_branches(tree):
     _, files = rendered(tree, {"demo/iris.yaml": CPU})
-    suite = _yaml.load(files["demo/iris/chart/tests/chart_test.yaml"])
-    names = [t["it"] for t in suite["tests"]]
+    cases = _cases(files["demo/iris/chart/tests/chart_test.yaml"])
+    names = [t["it"] for t in cases]
     assert "InferenceService: as configured, keeps off GPU nodes" in names
-    assert all(t["template"] in suite["templates"] for t in suite["tests"])
-    with_gpu = next(t for t in suite["tests"] if t["it"].startswith("InferenceService: with a GPU"))
+    with_gpu = next(t for t in cases if t["it"].startswith("InferenceService: with a GPU"))
     assert with_gpu["set"]["resources.requestGPU"] == 1
     operators = [a["equal"]["value"] for a in with_gpu["asserts"] if "equal" in a and a["equal"]["path"].endswith("operator")]
     assert operators == ["In"]
@@ -207,14 +222,14 @@ def test_features_add_their_objects_and_suites(tree, tmp_path):
              "prometheusrule": "PrometheusRule", "networkattachmentdefinition": "NetworkAttachmentDefinition"}
     _, files = rendered(tree, {"llm/qwen.yaml": text})
     made = {o["kind"] for o in helm_objects(files, "llm/qwen", tmp_path)}
-    suite = _yaml.load(files["llm/qwen/chart/tests/chart_test.yaml"])
+    cases = _cases(files["llm/qwen/chart/tests/chart_test.yaml"])
     for template, kind in kinds.items():
         assert kind in made, kind
-        assert any(t["template"] == f"templates/{template}.yaml" for t in suite["tests"]), template
+        assert any(t["template"] == f"templates/{template}.yaml" for t in cases), template
     _, plain = rendered(tree, {"demo/iris.yaml": CPU})
     assert not {o["kind"] for o in helm_objects(plain, "demo/iris", tmp_path)} & set(kinds.values())
-    suite = _yaml.load(plain["demo/iris/chart/tests/chart_test.yaml"])
-    assert not [t for t in suite["tests"] if t["template"].removeprefix("templates/").removesuffix(".yaml") in kinds]
+    cases = _cases(plain["demo/iris/chart/tests/chart_test.yaml"])
+    assert not [t for t in cases if t["template"].removeprefix("templates/").removesuffix(".yaml") in kinds]
 
 
 def test_cpu_and_memory_limits_are_always_explicit(tree):
@@ -316,7 +331,7 @@ def test_every_generated_case_s_values_are_what_the_chart_schema_says():
         assert not list(validator.iter_errors(values)), chart
         for name, expected_valid in ((suites.CHART_SUITE, True), (suites.SCHEMA_SUITE, False)):
             suite = files.get(f"{chart}/tests/{name}")
-            for case in _yaml.load(suite)["tests"] if suite else ():
+            for case in _cases(suite) if suite else ():
                 errors = list(validator.iter_errors(_with_set(values, case.get("set", {}))))
                 assert (not errors) is expected_valid, (chart, case["it"], [e.message for e in errors][:3])
                 refused += not expected_valid
