@@ -54,7 +54,7 @@ def test_accepted_values_render_consistent_output(tmp_path, values):
     assert files == render_tree(pipeline.run([root]).plans, run.platform), "byte-stable"
     for rel, content in files.items():
         if rel.endswith(".yaml") and "/templates/" not in rel:
-            _yaml.load(content)  # every data file is valid YAML
+            assert all(doc is not None for doc in _yaml.load_all(content))  # every data file is valid YAML
     release = _yaml.load(files["team/model/helmrelease.yaml"])
     assert release["spec"]["values"] == _yaml.load(files["team/model/chart/values.yaml"])
     # free text survives as data, exactly as written
