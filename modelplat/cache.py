@@ -147,7 +147,9 @@ class RenderCache:
 
         if not entries:
             return
-        digests = {id(blob): hashlib.sha256(blob).hexdigest() for blob in shared}
+        from .output import digest
+
+        digests = {id(blob): digest(blob) for blob in shared}
         try:
             db = self._connect()
             db.execute("BEGIN IMMEDIATE")

@@ -81,6 +81,22 @@ def is_shared(content: bytes) -> bool:
     return _SHARED.get(id(content)) is content
 
 
+_DIGESTS: dict[int, str] = {}  # id of a shared object → its sha256
+
+
+def digest(content: bytes) -> str:
+    """The sha256 (hex) of content: taken once a process for a shared object (the chart version
+    and the render cache both name the same templates by it, a model or a batch at a time)."""
+    import hashlib
+
+    if not is_shared(content):
+        return hashlib.sha256(content).hexdigest()
+    known = _DIGESTS.get(id(content))
+    if known is None:
+        known = _DIGESTS[id(content)] = hashlib.sha256(content).hexdigest()
+    return known
+
+
 _EMPTY: frozenset[str] = frozenset()
 _READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 

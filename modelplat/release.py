@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
-from .output import is_shared
+from .output import digest as file_digest, is_shared
 from .config import PlatformSettings
 from .plan import ModelPlan
 
@@ -42,9 +42,6 @@ def helm_release(p: ModelPlan, platform: PlatformSettings) -> dict[str, Any]:
     }
 
 
-_SHARED_DIGESTS: dict[int, tuple[bytes, bytes]] = {}  # id of a shared file → (it, its digest)
-
-
 def chart_version(chart_files: dict[str, bytes], annotations: dict[str, str]) -> str:
     """modelplat's version plus, as semver build metadata, a hash of the chart's files and of
     Chart.yaml's annotations (its templates read them)."""
@@ -55,12 +52,8 @@ def chart_version(chart_files: dict[str, bytes], annotations: dict[str, str]) ->
         content = chart_files[rel]
         # A file every chart carries (templates, schema, Lua) counts by its own digest, taken
         # once a process: hashing the same ~130 KB again for each model cost as much as its YAML.
-        known = _SHARED_DIGESTS.get(id(content))
-        if known is not None and known[0] is content:
-            content = known[1]
-        elif is_shared(content):
-            _SHARED_DIGESTS[id(content)] = (content, b"sha256:" + hashlib.sha256(content).digest())
-            content = _SHARED_DIGESTS[id(content)][1]
+        if is_shared(content):
+            content = b"sha256:" + file_digest(content).encode()
         digest.update(rel.encode() + b"\0" + content + b"\0")
     for key in sorted(annotations):
         digest.update(b"annotation " + key.encode() + b"\0" + annotations[key].encode() + b"\0")
