@@ -178,11 +178,10 @@ class TreeScan:
             inode = left.pop(name)
             if not left:
                 self._left[folder] = _EMPTY  # dicts keep their size when emptied; this one is shared
-            known = self._verified.get(id(content))
-            if known is not None and known[0] is content and inode in known[1]:
+            if inode in self._verified_inodes(content):
                 kind = "unchanged"  # a link of a shared file's copy read before: no system call at all
             else:
-                kind = "unchanged" if self._same(rel, content, inode) else "changed"
+                kind = "unchanged" if self._same(rel, content) else "changed"
         if kind == "unchanged":
             self.changes.unchanged += 1
         else:
@@ -194,15 +193,13 @@ class TreeScan:
                 self.kept[rel] = content
         return kind
 
-    def _same(self, rel: str, content: bytes, listed: int) -> bool:
-        """The file holds exactly content. `listed`: its inode as its folder's listing gave it."""
+    def _same(self, rel: str, content: bytes) -> bool:
+        """The file holds exactly content (a shared object's copy found by its inode before is
+        compare()'s; here another path to an inode read before costs one stat)."""
         path = f"{self.top}/{rel}"
         inode = None
         if self.shared(content):
-            known = self._verified.get(id(content))
-            verified = known[1] if known is not None and known[0] is content else ()
-            if listed in verified:
-                return True
+            verified = self._verified_inodes(content)
             try:
                 stat = os.stat(path)
             except OSError:
@@ -221,11 +218,15 @@ class TreeScan:
         finally:
             os.close(fd)
         if same and inode is not None:
-            known = self._verified.get(id(content))
-            if known is None or known[0] is not content:
-                self._verified[id(content)] = known = (content, set())
-            known[1].add(inode)
+            if not self._verified_inodes(content):
+                self._verified[id(content)] = (content, set())
+            self._verified[id(content)][1].add(inode)
         return same
+
+    def _verified_inodes(self, content: bytes) -> set[int] | tuple:
+        """The inodes of this tree read and found to hold the shared object `content`."""
+        known = self._verified.get(id(content))
+        return known[1] if known is not None and known[0] is content else ()
 
     def removed(self) -> list[str]:
         """Files of the folder no compared file named: those left in each listed folder, and
