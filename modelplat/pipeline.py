@@ -64,6 +64,10 @@ class Run:
         return [d for d in self.diagnostics if d.severity == "error"]
 
 
+def _any_error(diagnostics: list[Diagnostic]) -> bool:
+    return any(d.severity == "error" for d in diagnostics)
+
+
 def display(path: Path) -> str:
     """A path as the user would type it: relative to the working directory when inside it."""
     try:
@@ -252,7 +256,7 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
         problems, values, ident, source = _check_model(model_file, platform)
         if values is None:
             result.diagnostics.extend(problems)
-            failed = failed or any(d.severity == "error" for d in problems)
+            failed = failed or _any_error(problems)
             continue
         shown = source.display
         key = (ident.namespace, ident.name)
@@ -273,7 +277,7 @@ def run_files(files: list[ModelFile], problems: list[Diagnostic], inputs: list[P
         seen.setdefault(key, shown)
         folders.setdefault(folder_key, shown)
         result.diagnostics.extend(problems)
-        if not any(d.severity == "error" for d in problems):
+        if not _any_error(problems):
             p = planning.plan(values, platform, ident, model_file.relative, shown)
             identity = planning.wiring_identity(p)
             shares.append((p.file, identity))
@@ -360,7 +364,7 @@ def _run_parallel(files, problems, inputs, platform, platform_path, progress, re
                     progress("rendering", done, len(files))
                 done += 1
                 result.diagnostics.extend(diagnostics)
-                failed = failed or any(d.severity == "error" for d in diagnostics)
+                failed = failed or _any_error(diagnostics)
                 if out is None:
                     continue
                 result.shares.append((out.file, out.identity))
@@ -394,7 +398,7 @@ def _work(chunk: list[ModelFile]) -> list[tuple[list[Diagnostic], ModelOut | Non
     outcome = []
     for model_file in chunk:
         problems, values, ident, source = _check_model(model_file, platform)
-        if values is None or any(d.severity == "error" for d in problems):
+        if values is None or _any_error(problems):
             outcome.append((problems, None))
             continue
         p = planning.plan(values, platform, ident, model_file.relative, source.display)
