@@ -76,7 +76,8 @@ def _tree_rss_kb(pid: int) -> tuple[int, int, int]:
 
 def run(args: list[str], cwd: Path, cache: Path, env_extra: dict | None = None) -> tuple[float, int, str]:
     """Wall seconds, peak RSS in MB of the largest process, stdout. `cache` is the render cache it
-    uses. The summed RSS of the process tree (sampled every 50 ms) is left in LAST_TREE_MB."""
+    uses. The process tree's summed RSS, largest RSS and summed PSS (sampled every 50 ms) are left
+    in LAST_TREE_MB."""
     import threading
 
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -199,7 +200,7 @@ def main() -> None:
     parser.add_argument("--models", default="1000", help="comma-separated N, e.g. 100,1000,10000")
     parser.add_argument("--modelplat", default=shutil.which("modelplat") or str(Path(sys.executable).parent / "modelplat"))
     parser.add_argument("--tool-models", default="20",
-                        help="comma-separated M for the real-tool rows (helm-unittest costs ~1 s a chart); 0: none")
+                        help="comma-separated M for the real-tool rows (~0.4 s a chart on 2 CPUs); 0: none")
     parser.add_argument("--helm-max", type=int, default=1000,
                         help="helm template at most this many charts of an N; beyond, a sample scaled up")
     parser.add_argument("--work", type=Path, default=None,
