@@ -602,11 +602,20 @@ def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use
     if misses:
         from functools import partial
 
+        from . import render
         from .render import render_model, shared_files
 
+        # The chart templates are the same for every model and every run of this code: an
+        # earlier run's are taken from the cache, and jinja is not even imported.
+        templates_key = cache.key("chart-templates")
+        templates = cache.get(templates_key)
+        if templates is not None:
+            render.preset(templates["files"])
         platform = load_platform(platform_path)
         keys = {m.relative: key for m, key in misses}
         store = cache.transaction(shared_files())
+        if templates is None:
+            cache.put_many([(templates_key, None, render.template_files())], shared_files())
 
         def consume(out: ModelOut) -> None:
             sink.add(out.files)

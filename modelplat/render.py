@@ -77,10 +77,32 @@ CHART_TEMPLATES = {template: planning.TEMPLATE_SOURCES.get(template, (template, 
                    for template in planning.TEMPLATE_FOR_FEATURE.values()}
 
 
+# The chart templates already rendered (from the render cache, by template_files' names): a
+# process that finds them there never imports jinja. Set before the first render of the process.
+_RENDERED: dict[str, bytes] = {}
+
+
+def preset(files: dict[str, bytes]) -> None:
+    """Take the templates from an earlier render with this same code (template_files()'s names),
+    instead of rendering them again: only before this process rendered any."""
+    if helpers.cache_info().currsize or chart_template.cache_info().currsize:
+        return
+    if set(files) == {"_helpers.tpl", *CHART_TEMPLATES}:
+        _RENDERED.update(files)
+
+
+def template_files() -> dict[str, bytes]:
+    """Every chart template by name, rendered (or preset) once a process."""
+    shared_files()
+    return {"_helpers.tpl": helpers(), **{template: chart_template(template) for template in CHART_TEMPLATES}}
+
+
 @lru_cache(maxsize=None)
 def chart_template(template: str) -> bytes:
     """A chart template's bytes: the same for every model (rendered once a process, one bytes
     object shared by every chart, which the output writes once and links)."""
+    if template in _RENDERED:
+        return _RENDERED[template]
     source_name, extra = CHART_TEMPLATES[template]
     context = {"variant": "primary", "pod_metrics": metrics.POD_METRICS, "sa_key": resolve.SA_KEY,
                "default_runtimes": _go_dict({f"{fmt}/{protocol}": runtime
@@ -93,6 +115,8 @@ def chart_template(template: str) -> bytes:
 def helpers() -> bytes:
     """`_helpers.tpl`: the same for every chart (what is a model's own, its guard reads from
     Chart.yaml's annotations)."""
+    if "_helpers.tpl" in _RENDERED:
+        return _RENDERED["_helpers.tpl"]
     return _environment().get_template("chart/templates/_helpers.tpl.j2").render(chartgates.template_context()).encode()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 
 import pytest
 
@@ -171,3 +172,31 @@ def test_fingerprint_includes_the_libraries_that_shape_output():
     names = cache._dependency_versions()
     assert any(n.startswith("pydantic-") for n in names) and any(n.startswith("jinja2-") for n in names)
     assert any(n.startswith("ruamel_yaml-") for n in names)
+
+
+def test_a_fresh_process_takes_the_chart_templates_from_the_cache(tree, fresh_cache):
+    """The chart templates are the same for every model of one modelplat: a process that renders
+    an edited model takes them from the cache an earlier run filled, without importing jinja,
+    and writes the bytes a render without the cache writes."""
+    import subprocess
+    import sys
+
+    root = tree({"demo/iris.yaml": CPU_FILE, "llm/qwen.yaml": GPU})
+    script = ("import sys, json, hashlib; from pathlib import Path; from modelplat import pipeline\n"
+              "result = pipeline.render_all([Path(sys.argv[1])], use_cache=sys.argv[2] == 'cached')\n"
+              "assert not result.errors, result.diagnostics\n"
+              "print(json.dumps({'jinja': 'jinja2' in sys.modules, 'cached': result.cached, 'files': "
+              "{rel: hashlib.sha256(data).hexdigest() for rel, data in result.files.items()}}))\n")
+
+    def render(mode: str) -> dict:
+        proc = subprocess.run([sys.executable, "-c", script, str(root), mode], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    first = render("cached")
+    assert first["jinja"] and first["cached"] == 0  # an empty cache: the templates are rendered
+    (root / "demo/iris.yaml").write_text(CPU_FILE + "replicaCount: 3\n")  # a miss
+    edited = render("cached")
+    assert edited["cached"] == 1 and not edited["jinja"]
+    uncached = render("uncached")
+    assert uncached["jinja"] and edited["files"] == uncached["files"]
