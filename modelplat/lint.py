@@ -288,6 +288,8 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
     """Runs the tools; problems that belong to no model go on the Flux wiring row. A chart's
     helm lint, helm template and helm-unittest results, and kubeconform's findings in each file,
     come from `cache` when nothing they read changed (verdicts.py)."""
+    from .render import HEADER
+
     helm = tools.find("helm")
     unittest = tools.find("helm-unittest")
     manifests: dict[str, Path] = {}
@@ -303,18 +305,12 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         if len(parts) == 4 and parts[2] == "chart":
             by_chart.setdefault("/".join(parts[:3]), []).append(rel)
 
-    def run(tool_id: bytes, args: list[str], *inputs: bytes, before=None) -> tools.Result:
-        """The tool's result, reused when this tool build already ran these args on these bytes;
-        `before` (writing what the tool reads) runs only when the tool must run."""
+    def cached(tool_id: bytes, args: list[str], *inputs: bytes) -> tuple[str, tools.Result | None]:
+        """(key, the tool's result reused when this tool build already ran these args on these
+        bytes, else None)."""
         key = cache.key(tool_id, "\0".join(args[1:]), *inputs)
         hit = cache.get(key)
-        if hit is not None:
-            return tools.Result(*hit)
-        if before is not None:
-            before()
-        out = tools.run(args)
-        cache.put(key, out.ok, out.output)
-        return out
+        return key, (tools.Result(*hit) if hit is not None else None)
 
     def scratch_inputs(output: str) -> tuple[list, list]:
         """The Istio documents and the rules files of a chart's manifests. Parsing YAML is most of
@@ -332,7 +328,26 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         cache.put(key, True, json.dumps([istio, rules]))
         return istio, rules
 
-    def per_chart(pair) -> None:
+    def templated(p, model: ModelResult, out: tools.Result) -> None:
+        model.checks["helm template"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)
+        if out.ok:
+            target = root / p.model_dir / "manifests.yaml"
+            target.write_text(out.output + "\n")
+            manifests[p.model_dir] = target
+            _write_scratch(root / p.model_dir / _SCRATCH, p, model, scratch_inputs(out.output),
+                           istio_files, rule_files)
+
+    # What must run: helm template per chart (it takes one chart); helm lint and helm-unittest
+    # over many charts a process (_Batch), each chart's verdict kept under the key of running
+    # the tool on that chart alone.
+    singles: list = []  # (key, args, p, model) of helm template runs
+    batches: dict[tuple, _Batch] = {}
+    suite_results: dict[int, dict] = {}  # id(model) → {suite's index: the result of its helm-unittest run}
+
+    def batch(args: list[str], chart: Path, key: str, done) -> None:
+        batches.setdefault(tuple(args), _Batch(args)).add(chart, key, done)
+
+    def plan_chart(pair) -> None:
         p, model = pair
         chart = root / p.chart_dir
         values = root / p.model_dir / "values-from-helmrelease.yaml"
@@ -355,33 +370,65 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
             values.parent.mkdir(parents=True, exist_ok=True)
             values.write_text(values_text)
         if helm:
-            out = run(helm_id, [helm, "lint", "--strict", str(chart), "-f", str(values), "--namespace", p.namespace],
-                      chart_digest, values_text.encode(), before=write)
-            model.checks["helm lint"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)
-            out = run(helm_id, [helm, "template", p.name, str(chart), "-f", str(values), "--namespace", p.namespace],
-                      chart_digest, values_text.encode(), before=write)
-            model.checks["helm template"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)
-            if out.ok:
-                target = root / p.model_dir / "manifests.yaml"
-                target.write_text(out.output + "\n")
-                manifests[p.model_dir] = target
-                _write_scratch(root / p.model_dir / _SCRATCH, p, model, scratch_inputs(out.output),
-                               istio_files, rule_files)
+            # The chart's values.yaml is the HelmRelease's values (render emits one document for
+            # both), so helm lint reads it alone and many charts share a process. A null in it
+            # would lint differently (Helm drops a key a values file sets to null), so such a
+            # chart gets the values file, and a process of its own.
+            own = (files.get(f"{p.chart_dir}/values.yaml") == (yamlout.comment(HEADER) + values_text).encode()
+                   and not _has_null(p.chart_values))
+            args = [helm, "lint", "--strict", "--namespace", p.namespace] + ([] if own else ["-f", str(values)])
+            key, out = cached(helm_id, args + [str(chart)], chart_digest, values_text.encode())
+
+            def linted(out: tools.Result, model=model) -> None:
+                model.checks["helm lint"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)
+            if out is not None:
+                linted(out)
+            else:
+                write()
+                batch(args, chart, key, linted)  # with -f VALUES, its own arguments: a batch of one
+            args = [helm, "template", p.name, str(chart), "-f", str(values), "--namespace", p.namespace]
+            key, out = cached(helm_id, args, chart_digest, values_text.encode())
+            if out is not None:
+                templated(p, model, out)
+            else:
+                write()
+                singles.append((key, args, p, model))
         if unittest:
             # The chart's cases without the values schema (helm lint and helm template check the
             # chart's values against it; Helm compiling it for every case was ~45% of the time),
             # and the cases that test the schema, with it (suites.suites).
-            runs = [run(unittest_id, [unittest, "--strict", "--skip-schema-validation", "-f",
-                                      f"tests/{suites.CHART_SUITE}", str(chart)], chart_digest, before=write)]
+            runs = [[unittest, "--strict", "--skip-schema-validation", "-f", f"tests/{suites.CHART_SUITE}"]]
             if f"{p.chart_dir}/tests/{suites.SCHEMA_SUITE}" in files:
-                runs.append(run(unittest_id, [unittest, "--strict", "-f", f"tests/{suites.SCHEMA_SUITE}", str(chart)],
-                                chart_digest, before=write))
-            failed = [out.output for out in runs if not out.ok]
-            model.checks["helm unittest"] = Check("fail" if failed else "pass", "\n".join(failed))
+                runs.append([unittest, "--strict", "-f", f"tests/{suites.SCHEMA_SUITE}"])
+            results = suite_results[id(model)] = {}
+            for index, args in enumerate(runs):
+                key, out = cached(unittest_id, args + [str(chart)], chart_digest)
+                if out is not None:
+                    results[index] = out
+                else:
+                    write()
+                    batch(args, chart, key, lambda out, index=index, results=results: results.__setitem__(index, out))
 
     workers = jobs or os.cpu_count() or 2
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(per_chart, pairs))
+        list(pool.map(plan_chart, pairs))
+
+    def template(single) -> None:
+        key, args, p, model = single
+        out = tools.run(args)
+        cache.put(key, out.ok, out.output)
+        templated(p, model, out)
+    # Enough batches for every worker to stay busy to the end; helm template runs fill the gaps.
+    work = [step for b in batches.values() for step in b.steps(workers, cache)]
+    work += [lambda single=single: template(single) for single in singles]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(step) for step in work]:
+            future.result()
+    for p, model in pairs:
+        runs = suite_results.get(id(model))
+        if runs is not None:
+            failed = [runs[index].output for index in sorted(runs) if not runs[index].ok]
+            model.checks["helm unittest"] = Check("fail" if failed else "pass", "\n".join(failed))
     cache.flush()
     rendered = [model for p, model in pairs if p.model_dir in manifests]
     # The whole-output tools, each one process over every chart, side by side.
@@ -393,6 +440,51 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         for future in [pool.submit(step) for step in steps]:
             future.result()
     cache.flush()
+
+
+_BATCH_MAX = 40  # charts a process; a failing process is run again chart by chart
+
+
+class _Batch:
+    """The charts one tool runs on with the same arguments, many a process (helm lint and
+    helm-unittest take several chart folders and judge each on its own). A chart's verdict is
+    stored under the key of the tool run on that chart alone: a process that passed passed every
+    chart; one that failed is run again chart by chart, so each verdict, and its message, is that
+    chart's own run."""
+
+    def __init__(self, args: list[str]):
+        self.args = args
+        self.members: list[tuple[str, str, object]] = []  # (chart folder, verdict key, callback)
+
+    def add(self, chart: Path, key: str, done) -> None:
+        self.members.append((str(chart), key, done))
+
+    def steps(self, workers: int, cache: "verdicts.Verdicts") -> list:
+        """The processes to run: at least four per worker, so none waits long on the last one."""
+        members = sorted(self.members, key=lambda member: member[0])  # the same batches every run
+        size = max(1, min(_BATCH_MAX, -(-len(members) // (workers * 4))))
+        return [lambda chunk=members[i:i + size]: self._run(chunk, cache) for i in range(0, len(members), size)]
+
+    def _run(self, chunk: list, cache: "verdicts.Verdicts") -> None:
+        if len(chunk) > 1:
+            out = tools.run(self.args + [chart for chart, _, _ in chunk], timeout=600)
+            if out.ok:
+                for _, key, done in chunk:
+                    cache.put(key, True, "")
+                    done(tools.Result(True, ""))
+                return
+        for chart, key, done in chunk:
+            out = tools.run(self.args + [chart])
+            cache.put(key, out.ok, out.output)
+            done(out)
+
+
+def _has_null(value) -> bool:
+    if isinstance(value, dict):
+        return any(_has_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_null(v) for v in value)
+    return value is None
 
 
 class IstioDoc(NamedTuple):

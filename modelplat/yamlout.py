@@ -134,8 +134,13 @@ def _inline(value: object) -> str:
     return scalar(value)
 
 
+def comment(header: str) -> str:
+    """`header`'s lines as the comment lines dump() puts before a document."""
+    return "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines())
+
+
 def dump(data: object, header: str = "") -> str:
-    """One YAML document; `header` lines become comments at the top."""
+    """One YAML document; `header` lines become comments at the top (comment(header))."""
     out = [f"# {line}".rstrip() for line in header.splitlines()]
     if data.__class__ is Block:
         out.extend(data.lines or [data.inline])

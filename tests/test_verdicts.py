@@ -190,3 +190,33 @@ def test_a_failing_schema_suite_fails_the_chart_s_unittest_check(tree, counted, 
     (model,) = report["models"]
     assert model["checks"]["helm unittest"] == {"status": "fail", "detail": "schema suite: 1 failed"}
     assert model["checks"]["helm lint"]["status"] == "pass" and not report["ok"]
+
+
+def test_charts_share_a_process_and_each_keeps_its_own_verdict(tree, counted, lint_tools):
+    """helm lint and helm-unittest take several charts a process. A process that fails is run
+    again chart by chart: the failing chart fails with its own run's message, its neighbours pass,
+    and a cached run and a --no-cache run say the same."""
+    env, calls, shims = counted
+    shim = shims / "helm-unittest"
+    shim.write_text('#!/bin/sh\n'
+                    f'echo "helm-unittest $*" >> "{shims.parent / "calls.log"}"\n'
+                    'case "$*" in *chart_test.yaml*demo/c/chart*) echo "c is broken ($# arguments)"; exit 1;; esac\n'
+                    f'exec "{lint_tools["helm-unittest"]}" "$@"\n')
+    root = tree({f"demo/{name}.yaml": CPU_FILE.replace("/iris", f"/{name}") for name in "abcde"})
+    # One worker: batches of two charts (at least four processes a worker), [a b] [c d] [e].
+    first = _lint(root, env, "--jobs", "1")
+    ran = calls()
+    lints = [line for line in ran if line.startswith("helm lint ")]
+    assert len(lints) == 3 and _charts(lints) == set("abcde"), lints
+    assert "-f " not in " ".join(lints)  # the chart's own values.yaml is the HelmRelease's values
+    assert len([line for line in ran if line.startswith("helm template ")]) == 5
+    suites_run = [line for line in ran if line.startswith("helm-unittest ") and "chart_test.yaml" in line]
+    # [a b] and [e] pass; [c d] fails and runs again as [c] and [d].
+    assert sorted(len(_charts([line])) for line in suites_run) == [1, 1, 1, 2, 2], suites_run
+    by_name = {model["name"]: model["checks"]["helm unittest"] for model in first["models"] if model["name"]}
+    # c's own run's words (five arguments: the flags and one chart), not the batch's
+    assert by_name["c"] == {"status": "fail", "detail": "c is broken (5 arguments)"}
+    assert all(by_name[name] == {"status": "pass", "detail": ""} for name in "abde"), by_name
+    assert _lint(root, env, "--jobs", "1") == first and calls() == []
+    assert _lint(root, env, "--no-cache") == first
+    assert _charts(calls()) == set("abcde")
