@@ -418,8 +418,11 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         out = tools.run(args)
         cache.put(key, out.ok, out.output)
         templated(p, model, out)
-    # Enough batches for every worker to stay busy to the end; helm template runs fill the gaps.
-    work = [step for b in batches.values() for step in b.steps(workers, cache)]
+    # Processes of at most `size` charts: at least four a worker over all the batches, so none
+    # waits long on the last one; helm template runs fill the gaps.
+    members = sum(len(b.members) for b in batches.values())
+    size = max(1, min(_BATCH_MAX, -(-members // (workers * 4))))
+    work = [step for b in batches.values() for step in b.steps(size, cache)]
     work += [lambda single=single: template(single) for single in singles]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for future in [pool.submit(step) for step in work]:
@@ -459,10 +462,9 @@ class _Batch:
     def add(self, chart: Path, key: str, done) -> None:
         self.members.append((str(chart), key, done))
 
-    def steps(self, workers: int, cache: "verdicts.Verdicts") -> list:
-        """The processes to run: at least four per worker, so none waits long on the last one."""
+    def steps(self, size: int, cache: "verdicts.Verdicts") -> list:
+        """The processes to run, `size` charts each."""
         members = sorted(self.members, key=lambda member: member[0])  # the same batches every run
-        size = max(1, min(_BATCH_MAX, -(-len(members) // (workers * 4))))
         return [lambda chunk=members[i:i + size]: self._run(chunk, cache) for i in range(0, len(members), size)]
 
     def _run(self, chunk: list, cache: "verdicts.Verdicts") -> None:

@@ -200,23 +200,25 @@ def test_charts_share_a_process_and_each_keeps_its_own_verdict(tree, counted, li
     shim = shims / "helm-unittest"
     shim.write_text('#!/bin/sh\n'
                     f'echo "helm-unittest $*" >> "{shims.parent / "calls.log"}"\n'
-                    'case "$*" in *chart_test.yaml*demo/c/chart*) echo "c is broken ($# arguments)"; exit 1;; esac\n'
+                    'case "$*" in *chart_test.yaml*demo/h/chart*) echo "h is broken ($# arguments)"; exit 1;; esac\n'
                     f'exec "{lint_tools["helm-unittest"]}" "$@"\n')
-    root = tree({f"demo/{name}.yaml": CPU_FILE.replace("/iris", f"/{name}") for name in "abcde"})
-    # One worker: batches of two charts (at least four processes a worker), [a b] [c d] [e].
+    names = "abcdefghi"
+    root = tree({f"demo/{name}.yaml": CPU_FILE.replace("/iris", f"/{name}") for name in names})
+    # One worker, 27 charts to judge in batches (helm lint, and two suites each): at least four
+    # processes, so seven charts a process: [a..g] [h i] for each.
     first = _lint(root, env, "--jobs", "1")
     ran = calls()
     lints = [line for line in ran if line.startswith("helm lint ")]
-    assert len(lints) == 3 and _charts(lints) == set("abcde"), lints
+    assert sorted(len(_charts([line])) for line in lints) == [2, 7] and _charts(lints) == set(names), lints
     assert "-f " not in " ".join(lints)  # the chart's own values.yaml is the HelmRelease's values
-    assert len([line for line in ran if line.startswith("helm template ")]) == 5
+    assert len([line for line in ran if line.startswith("helm template ")]) == 9
     suites_run = [line for line in ran if line.startswith("helm-unittest ") and "chart_test.yaml" in line]
-    # [a b] and [e] pass; [c d] fails and runs again as [c] and [d].
-    assert sorted(len(_charts([line])) for line in suites_run) == [1, 1, 1, 2, 2], suites_run
+    # [a..g] passes; [h i] fails and runs again as [h] and [i].
+    assert sorted(len(_charts([line])) for line in suites_run) == [1, 1, 2, 7], suites_run
     by_name = {model["name"]: model["checks"]["helm unittest"] for model in first["models"] if model["name"]}
-    # c's own run's words (five arguments: the flags and one chart), not the batch's
-    assert by_name["c"] == {"status": "fail", "detail": "c is broken (5 arguments)"}
-    assert all(by_name[name] == {"status": "pass", "detail": ""} for name in "abde"), by_name
+    # h's own run's words (five arguments: the flags and one chart), not the batch's
+    assert by_name["h"] == {"status": "fail", "detail": "h is broken (5 arguments)"}
+    assert all(by_name[name] == {"status": "pass", "detail": ""} for name in names if name != "h"), by_name
     assert _lint(root, env, "--jobs", "1") == first and calls() == []
     assert _lint(root, env, "--no-cache") == first
-    assert _charts(calls()) == set("abcde")
+    assert _charts(calls()) == set(names)
