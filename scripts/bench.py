@@ -4,7 +4,9 @@
 Generates N model files from the bundled examples (names, projects and features varied), then
 times: a cold render of one full-featured model (median of 5), a render of N models (with its CPU
 time and the file system's cost of creating a file just before it), a no-op re-render of the same N
-(and how many files it wrote), `lint --no-tools` of N, and peak RSS.
+(and how many files it wrote), `lint --no-tools` of N, and peak RSS; with --tool-models, real-tool
+lint of M models (nothing cached, then one edited) and, for the first M, each tool's share of
+a `lint --no-cache` (every tool behind a shim that times it).
 Figures are printed, never asserted: timing tests flake, a table in a PR does not.
 
 Usage: scripts/bench.py [--models 100,1000,10000] [--tool-models 20,100] [--modelplat PATH]
@@ -164,6 +166,38 @@ def cold_rows(exe: str, work: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
+# Each real tool behind a bash shim that appends "<tool> <first argument> <wall> <user> <sys>" to a log.
+_SHIM = """#!/usr/bin/env bash
+TIMEFORMAT="{tool} ${{1:-}} %R %U %S"
+{{ time "{real}" "$@" 2>&3 ; }} 3>&2 2>>"{log}"
+"""
+
+
+def tool_shares(exe: str, folder: Path, work: Path, tools_bin: Path) -> list[tuple[str, int, float, float]]:
+    """`lint --no-cache` of folder with every tool behind a timing shim: (tool, processes, wall
+    seconds, CPU seconds) per tool, the largest CPU first. helm's subcommands are apart."""
+    shims, log = work / "shims", work / "tool-times.log"
+    shims.mkdir(exist_ok=True)
+    log.unlink(missing_ok=True)
+    for tool in ("helm", "helm-unittest", "kubeconform", "istioctl", "promtool", "kustomize"):
+        real = shutil.which(tool) or str(tools_bin / tool)
+        (shims / tool).write_text(_SHIM.format(tool=tool, real=real, log=log))
+        (shims / tool).chmod(0o755)
+    run([exe, "lint", str(folder), "--require-tools", "--no-cache", "--format", "json"], work, work / "share-cache",
+        {"PATH": f"{shims}:{os.environ['PATH']}"})
+    totals: dict[str, list[float]] = {}
+    for line in log.read_text().splitlines():
+        tool, first, wall, user, system = line.rsplit(" ", 4)
+        if first in ("version", "--version", "-v"):  # lint asks each tool its version
+            continue
+        name = f"helm {first}" if tool == "helm" else tool
+        entry = totals.setdefault(name, [0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += float(wall)
+        entry[2] += float(user) + float(system)
+    return sorted(((name, int(n), wall, cpu) for name, (n, wall, cpu) in totals.items()), key=lambda r: -r[3])
+
+
 def helm_template(helm: str, out: Path, limit: int | None = None, jobs: int = os.cpu_count() or 1) -> tuple[float, int]:
     """Seconds for `helm template` of every model chart under out (or the first `limit`), `jobs`
     at a time as modelplat renders; and how many charts that was."""
@@ -264,6 +298,12 @@ def main() -> None:
             edited.write_text(text[:now.start(1)] + ("2" if now.group(1) == "1" else "1") + text[now.end(1):])
             elapsed, _, _ = run([exe, "lint", str(some), "--require-tools", "--format", "json"], work, verdicts)
             put("lint, real tools, 1 model edited", m, elapsed, f"{elapsed:.1f} s")
+            if m == tool_sizes[0]:
+                shares = tool_shares(exe, some, work, tools_bin)
+                total = sum(cpu for *_, cpu in shares) or 1
+                for name, processes, wall, cpu in shares:
+                    put(f"tool share: {name}", m, cpu, f"{cpu:.1f} s CPU, {100 * cpu / total:.0f}% "
+                        f"({processes} processes, {wall:.1f} s wall)")
             some_out = work / f"some-out-{m}"
             render_time, _, _ = run([exe, "render", str(some), "--out", str(some_out), "--no-cache"], work, verdicts)
             seconds, _ = helm_template(helm, some_out)
