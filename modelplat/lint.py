@@ -91,8 +91,15 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
     from . import pipeline, render
     from .wiring import rate_limit_config_file
 
-    # Without tools nothing is rendered but the wiring: no plan is kept (memory follows one model).
-    result = pipeline.run(inputs, platform_file, keep_plans=use_tools, jobs=jobs)
+    # The tools read the charts `modelplat render` makes: each unchanged model's are taken from the
+    # render cache, as render takes them. The dry-run and the engines read the plans themselves.
+    files: dict[str, bytes] | None = None
+    result = None
+    if use_tools and use_cache and not (server_dry_run or engines):
+        result, files = _from_render_cache(inputs, platform_file, jobs)
+    if result is None:
+        # Without tools nothing is rendered but the wiring: no plan is kept (memory follows one model).
+        result = pipeline.run(inputs, platform_file, keep_plans=use_tools, jobs=jobs)
     by_file: dict[str, ModelResult] = {}
     for diagnostic in result.diagnostics:
         model = by_file.setdefault(diagnostic.file, ModelResult(diagnostic.file))
@@ -129,7 +136,8 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
     if subjects:
         pairs = list(zip(subjects, planned))
         if use_tools:
-            files = render.render_tree(result.plans, result.platform)
+            if files is None:
+                files = render.render_tree(result.plans, result.platform)
         else:  # the rate limit parse needs no tool, and only the wiring files
             files = render.render_wiring(subjects, result.platform)
         by_config = {rate_limit_config_file(p.namespace, p.name): model for p, model in pairs}
@@ -182,8 +190,28 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
                 tool = "kubectl" if check == SERVER_DRY_RUN else TOOL_OF[check]
                 model.checks[check] = Check("skipped", f"{tool} not found" if use_tools else "tools not requested")
         model.checks = {check: model.checks[check] for check in checks}  # the table's order, in JSON too
-    return LintReport(sorted(by_file.values(), key=lambda m: m.file), result.diagnostics, versions, missing, require_tools,
-                      checks)
+    return LintReport(sorted(by_file.values(), key=lambda m: m.file), sorted(result.diagnostics), versions, missing,
+                      require_tools, checks)
+
+
+def _from_render_cache(inputs: list[Path], platform_file: Path | None, jobs: int | None):
+    """(the run, every output file) as `modelplat render` makes them: an unchanged model is taken
+    from the render cache with its warnings, neither validated nor rendered again, and a model
+    rendered here is stored there (pipeline.render_into). Run.plans holds a RenderedModel a model.
+    (None, None) when a model has an error: the caller then checks every model (pipeline.run),
+    so each error is told and the other models are still linted."""
+    from . import pipeline
+    from .records import RenderedModel
+
+    rendered = pipeline.render_all(inputs, platform_file, jobs=jobs)
+    if rendered.errors:
+        return None, None
+    platform_path = pipeline.find_platform(inputs, platform_file)
+    run = pipeline.Run(platform=pipeline.load_platform(platform_path), platform_file=platform_path,
+                       plans=[RenderedModel(file, identity) for file, identity in rendered.shares],
+                       diagnostics=rendered.diagnostics, files=rendered.models, planned=len(rendered.shares),
+                       shares=rendered.shares)
+    return run, rendered.files
 
 
 def _server_dry_run(root: Path, result, pairs: list, wiring: ModelResult, kubeconfig: str | None,
@@ -292,6 +320,7 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
 
     helm = tools.find("helm")
     unittest = tools.find("helm-unittest")
+    header = yamlout.comment(HEADER)
     manifests: dict[str, Path] = {}
     istio_files: dict[str, tuple] = {}  # scratch file → (plan, model, its Istio manifests)
     rule_files: dict[str, tuple] = {}  # scratch file → (plan, model, the PrometheusRule)
@@ -353,8 +382,9 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         values = root / p.model_dir / "values-from-helmrelease.yaml"
         # Exactly what Flux's helm-controller renders: the chart with the HelmRelease's values,
         # emitted as in helmrelease.yaml (Python's JSON escapes astral characters as surrogate
-        # pairs, which Go's YAML parser refuses).
-        values_text = yamlout.dump(p.chart_values)
+        # pairs, which Go's YAML parser refuses): the chart's values.yaml is that document, after
+        # its header (render emits one document for both).
+        values_text = files[f"{p.chart_dir}/values.yaml"].decode().removeprefix(header)
         chart_digest = verdicts.files_digest(files, p.chart_dir + "/", by_chart.get(p.chart_dir, []))
         written: list[bool] = []
 
@@ -370,12 +400,12 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
             values.parent.mkdir(parents=True, exist_ok=True)
             values.write_text(values_text)
         if helm:
-            # The chart's values.yaml is the HelmRelease's values (render emits one document for
-            # both), so helm lint reads it alone and many charts share a process. A null in it
-            # would lint differently (Helm drops a key a values file sets to null), so such a
-            # chart gets the values file, and a process of its own.
-            own = (files.get(f"{p.chart_dir}/values.yaml") == (yamlout.comment(HEADER) + values_text).encode()
-                   and not _has_null(p.chart_values))
+            # The chart's values.yaml is the HelmRelease's values, so helm lint reads it alone and
+            # many charts share a process. A null in it would lint differently (Helm drops a key a
+            # values file sets to null), so such a chart gets the values file, and a process of its
+            # own. The test is on the text, so a chart taken from the render cache is judged as
+            # one just rendered (it may see a null in a block of text: then -f, as good).
+            own = not _NULL.search(values_text)
             args = [helm, "lint", "--strict", "--namespace", p.namespace] + ([] if own else ["-f", str(values)])
             key, out = cached(helm_id, args + [str(chart)], chart_digest, values_text.encode())
 
@@ -481,12 +511,7 @@ class _Batch:
             done(out)
 
 
-def _has_null(value) -> bool:
-    if isinstance(value, dict):
-        return any(_has_null(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_null(v) for v in value)
-    return value is None
+_NULL = re.compile(r"(?m)[:-] null$")  # yamlout writes None as a plain `null`, and quotes the string
 
 
 class IstioDoc(NamedTuple):

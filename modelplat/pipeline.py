@@ -532,6 +532,7 @@ class Rendered:
     diagnostics: list[Diagnostic]
     models: int
     cached: int = 0
+    shares: list = field(default_factory=list)  # (file, WiringIdentity) of each model rendered
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -650,7 +651,7 @@ def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use
     else:
         wiring_files = wiring["files"]
     sink.add(wiring_files)
-    return Rendered({}, sorted(warnings), len(model_files), len(model_files) - len(misses))
+    return Rendered({}, sorted(warnings), len(model_files), len(model_files) - len(misses), shares)
 
 
 def _render_uncached(sink, inputs: list[Path], platform_file: Path | None, progress: Progress | None = None,
@@ -668,4 +669,4 @@ def _render_uncached(sink, inputs: list[Path], platform_file: Path | None, progr
         sink.discard()
         return Rendered({}, result.diagnostics, result.planned)
     sink.add(render_wiring([identity for _, identity in result.shares], platform))
-    return Rendered({}, result.diagnostics, result.planned)
+    return Rendered({}, result.diagnostics, result.planned, shares=result.shares)

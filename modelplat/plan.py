@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import PlatformSettings
-from .records import WiringIdentity
+from .records import ModelFolders, WiringIdentity
 from .resolve import (LLM_PORT, TOKEN_WINDOWS, Identity, default_protocol, exposure_host, llm_owns_route, metrics_port,
                       proto_duration, rate_limit_domain, resolved_resources, safety, serving_kind, token_limit,
                       token_scope)
@@ -54,7 +54,7 @@ TEMPLATE_SOURCES = {
 
 
 @dataclass
-class ModelPlan:
+class ModelPlan(ModelFolders):
     identity: Identity
     source: str  # values file relative to the input root (stable across machines; stamped in the chart)
     values: ModelValues
@@ -67,23 +67,6 @@ class ModelPlan:
     serving: str = "inferenceservice"  # or "llm": an LLMInferenceService
     labels: dict[str, str] = field(default_factory=dict)
     file: str = ""  # values file as the user sees it (relative to the working directory)
-
-    @property
-    def name(self) -> str:
-        return self.identity.name
-
-    @property
-    def namespace(self) -> str:
-        return self.identity.namespace
-
-    @property
-    def model_dir(self) -> str:
-        """Output folder of this model, relative to the output root."""
-        return f"{self.identity.project}/{self.identity.name}"
-
-    @property
-    def chart_dir(self) -> str:
-        return f"{self.model_dir}/chart"
 
 
 def plan(values: ModelValues, platform: PlatformSettings, ident: Identity, source: str, file: str = "") -> ModelPlan:

@@ -3,6 +3,7 @@ none of it)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
 
@@ -27,3 +28,38 @@ class WiringIdentity(NamedTuple):
             tokens = (tokens[0], tokens[1], tuple(tuple(w) for w in tokens[2]))
         return cls(name, project, namespace, tuple(limits) if limits else None, tokens or None,
                    tuple(armor) if armor else None, tuple(tuple(n) for n in networks) if networks else None)
+
+
+
+class ModelFolders:
+    """A model's name, namespace and output folders, from its `identity` (which has name, project
+    and namespace): ModelPlan's, and RenderedModel's."""
+
+    __slots__ = ()
+    identity: Any
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+    @property
+    def namespace(self) -> str:
+        return self.identity.namespace
+
+    @property
+    def model_dir(self) -> str:
+        """Output folder of this model, relative to the output root."""
+        return f"{self.identity.project}/{self.identity.name}"
+
+    @property
+    def chart_dir(self) -> str:
+        return f"{self.model_dir}/chart"
+
+
+@dataclass(frozen=True)
+class RenderedModel(ModelFolders):
+    """A model as lint's tools see it when its files come from a render through the render cache
+    (taken from it or stored in it): its values file as shown and its identity."""
+
+    file: str
+    identity: WiringIdentity

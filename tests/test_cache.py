@@ -200,3 +200,58 @@ def test_a_fresh_process_takes_the_chart_templates_from_the_cache(tree, fresh_ca
     assert edited["cached"] == 1 and not edited["jinja"]
     uncached = render("uncached")
     assert uncached["jinja"] and edited["files"] == uncached["files"]
+
+
+def test_lint_takes_unchanged_models_from_the_render_cache(tree, fresh_cache, monkeypatch):
+    """lint's tools read the charts render makes: a model the render cache holds (from a render
+    or an earlier lint) is neither checked nor rendered again, and lint says what it says
+    without the cache."""
+    from modelplat import lint, render, tools
+
+    # What the tools would say is test_verdicts'. (tools.version keeps what it found: patched too.)
+    monkeypatch.setattr(tools, "find", lambda tool: None)
+    monkeypatch.setattr(tools, "version", lambda tool: "missing")
+    root = tree({"demo/iris.yaml": CPU_FILE, "llm/qwen.yaml": GPU,
+                 "demo/wine.yaml": CPU_FILE.replace("iris", "wine") + "metrics:\n  enabled: true\n"})
+    pipeline.render_all([root])
+    checked, rendered = [], []
+    check, render_model = pipeline._check_model, render.render_model
+    monkeypatch.setattr(pipeline, "_check_model", lambda m, platform: checked.append(m.shown) or check(m, platform))
+    monkeypatch.setattr(render, "render_model", lambda p, platform: rendered.append(p.file) or render_model(p, platform))
+
+    def report(**options) -> dict:
+        found = lint.lint([root], **options).as_dict()
+        assert found["models"] and all(m["checks"]["schema+rules"]["status"] == "pass" for m in found["models"])
+        return found
+
+    first = report()
+    assert checked == rendered == []
+    (root / "demo/iris.yaml").write_text(CPU_FILE + "replicaCount: 3\n")
+    edited = report()
+    assert [file.rsplit("/", 1)[-1] for file in rendered] == ["iris.yaml"] and len(checked) == 1
+    checked.clear()
+    rendered.clear()
+    uncached = report(use_cache=False)
+    assert len(checked) == len(rendered) == 3  # every model, as before this change
+    assert edited == uncached
+    assert [m["file"] for m in first["models"]] == [m["file"] for m in edited["models"]]
+    # lint stored the edited model: a render after it takes every model from the cache
+    assert pipeline.render_all([root]).cached == 3
+
+
+def test_lint_of_a_tree_with_an_error_checks_every_model(tree, fresh_cache, monkeypatch):
+    """A model with an error is told with its position, and the others are still linted."""
+    from modelplat import lint, tools
+
+    monkeypatch.setattr(tools, "find", lambda tool: None)
+    monkeypatch.setattr(tools, "version", lambda tool: "missing")
+    root = tree({"demo/iris.yaml": CPU_FILE, "llm/qwen.yaml": GPU})
+    pipeline.render_all([root])
+    (root / "llm/qwen.yaml").write_text(GPU + "replicaCount: -1\n")
+    found = lint.lint([root])
+    assert found.as_dict() == lint.lint([root], use_cache=False).as_dict()
+    by_name = {m.file.rsplit("/", 1)[-1]: m for m in found.models}
+    assert by_name["qwen.yaml"].checks["schema+rules"].status == "fail"
+    assert by_name["iris.yaml"].checks["schema+rules"].status == "pass"
+    assert by_name["iris.yaml"].checks["ratelimit config"].status == "pass"
+    assert any(d.file.endswith("qwen.yaml") and d.line for d in found.diagnostics)

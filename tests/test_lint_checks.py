@@ -214,7 +214,8 @@ def tampered_report(lint_tools):
     original = render.render_tree
     render.render_tree = lambda plans, platform: tamper(original(plans, platform))
     try:
-        return linting.lint([EXAMPLES], require_tools=True).as_dict()
+        # without the render cache, whose charts would be the untampered ones
+        return linting.lint([EXAMPLES], require_tools=True, use_cache=False).as_dict()
     finally:
         render.render_tree = original
 
