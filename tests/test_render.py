@@ -182,11 +182,37 @@ def test_suites_assert_both_gpu_branches(tree):
     _, files = rendered(tree, {"demo/iris.yaml": CPU})
     cases = _cases(files["demo/iris/chart/tests/chart_test.yaml"])
     names = [t["it"] for t in cases]
-    assert "InferenceService: as configured, keeps off GPU nodes" in names
+    assert any("as configured, keeps off GPU nodes" in name.split("; ") for name in names if name.startswith("InferenceService: "))
     with_gpu = next(t for t in cases if t["it"].startswith("InferenceService: with a GPU"))
     assert with_gpu["set"]["resources.requestGPU"] == 1
     operators = [a["equal"]["value"] for a in with_gpu["asserts"] if "equal" in a and a["equal"]["path"].endswith("operator")]
     assert operators == ["In"]
+
+
+def test_cases_that_set_the_same_values_are_one_render(tree):
+    """helm-unittest renders the template once a case: the cases of one template that set the same
+    values are one case, with every assertion and every behaviour's name of the cases it joins."""
+    from modelplat import suites
+
+    run, files = rendered(tree, {"llm/qwen.yaml": GPU_LLM + "replicaCount: 2\nautoscaling:\n  enabled: true\n  maxReplicaCount: 4\n  targetQueueDepth: 5\n"})
+    (p,) = run.plans
+    written = list(_yaml.load_all(files["llm/qwen/chart/tests/chart_test.yaml"]))
+    schema = _cases(files.get("llm/qwen/chart/tests/schema_test.yaml", b""))
+    cases = [case for suite in written for case in suite["tests"]]
+    originals = [(template, case) for template in p.templates for case in suites.SUITES[template][1](p)["tests"]]
+    assert len(cases) + len(schema) < len(originals)
+    names = [name for case in cases + schema for name in case["it"].split(": ", 1)[1].split("; ")]
+    assert sorted(names) == sorted(case["it"] for _, case in originals)
+    assert sum(len(case["asserts"]) for case in cases + schema) == sum(len(case["asserts"]) for _, case in originals)
+    values = _yaml.load(files["llm/qwen/chart/values.yaml"])
+    for suite in written:  # no two cases render the template with the same values
+        renders = [json.dumps(_with_set(values, case.get("set") or {}), sort_keys=True) for case in suite["tests"]
+                   if not any("failedTemplate" in a for a in case["asserts"])]
+        assert len(renders) == len(set(renders)), suite["suite"]
+    # a case setting what the model already has (shared memory, on for a GPU) joined its own case
+    (isvc,) = [suite for suite in written if suite["suite"].endswith(" InferenceService")]
+    (own,) = [case for case in isvc["tests"] if "renders one RawDeployment" in case["it"]]
+    assert "mounts a memory-backed /dev/shm" in own["it"] and "set" not in own
 
 
 def test_chart_version_changes_with_the_chart_and_only_then(tree):
