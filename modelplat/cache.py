@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -72,7 +73,8 @@ class RenderCache:
 
     def __init__(self, platform_bytes: bytes, root: Path | None = None):
         self.root = root or cache_dir()
-        self.base = hashlib.sha256(code_fingerprint().encode() + hashlib.sha256(platform_bytes).digest())
+        self.platform_digest = hashlib.sha256(platform_bytes).digest()
+        self.base = hashlib.sha256(code_fingerprint().encode() + self.platform_digest)
         self._db = None
         self._blobs: dict[str, bytes] = {}  # digest → the one bytes object this process hands out
 
@@ -167,6 +169,36 @@ class RenderCache:
 
     def put(self, key: str, identity: tuple | None, files: dict[str, bytes]) -> None:
         self.put_many([(key, identity, files)])
+
+    # The platform settings as validated from the platform file these entries are keyed by: a
+    # pickle of the pydantic model (restoring it builds no validator, ~40% of a one-model render's
+    # validation), under this Python's version too. `raw`: the bytes the caller read, which must be
+    # the bytes the cache was made for (a file changed in between is validated, never stored).
+
+    def _settings_key(self, raw: bytes) -> str | None:
+        if hashlib.sha256(raw).digest() != self.platform_digest:
+            return None
+        return self.key("platform-settings", sys.version)
+
+    def platform_settings(self, raw: bytes):
+        import pickle
+
+        from .config import PlatformSettings
+
+        key = self._settings_key(raw)
+        entry = self.get(key) if key else None
+        try:
+            settings = pickle.loads(entry["files"]["settings.pickle"]) if entry else None
+        except Exception:  # written by another build of the same code: validate again
+            return None
+        return settings if isinstance(settings, PlatformSettings) else None
+
+    def keep_platform_settings(self, raw: bytes, settings) -> None:
+        import pickle
+
+        key = self._settings_key(raw)
+        if key:
+            self.put(key, None, {"settings.pickle": pickle.dumps(settings, protocol=5)})
 
     def delete(self, keys: list[str]) -> None:
         import sqlite3

@@ -207,7 +207,7 @@ def lint(
     engines: bool = typer.Option(
         False, "--engines", help="Also deliver the output through a local Flux, KServe and Istio config "
         "generation on loopback, and check what they make of each model (minutes; needs the engines built)."),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse a tool's result on a chart none of whose inputs changed (~/.cache/modelplat)."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse what an earlier run found of unchanged inputs: renders, the validated platform, a tool's verdict on a chart (~/.cache/modelplat)."),
 ) -> None:
     """Validate every values file and check every rendered chart with the real tools."""
     from .lint import lint as run_lint

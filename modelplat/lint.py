@@ -99,7 +99,7 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
         result, files = _from_render_cache(inputs, platform_file, jobs)
     if result is None:
         # Without tools nothing is rendered but the wiring: no plan is kept (memory follows one model).
-        result = pipeline.run(inputs, platform_file, keep_plans=use_tools, jobs=jobs)
+        result = pipeline.run(inputs, platform_file, keep_plans=use_tools, jobs=jobs, use_cache=use_cache)
     by_file: dict[str, ModelResult] = {}
     for diagnostic in result.diagnostics:
         model = by_file.setdefault(diagnostic.file, ModelResult(diagnostic.file))

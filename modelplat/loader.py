@@ -212,13 +212,15 @@ class LoadError(Exception):
         self.diagnostic = diagnostic
 
 
-def load(path: Path, display: str | None = None) -> Source:
-    """Read one YAML file; raises LoadError with a positioned diagnostic on any problem."""
+def load(path: Path, display: str | None = None, raw: bytes | None = None) -> Source:
+    """Read one YAML file (or parse `raw`, its bytes already read); raises LoadError with a
+    positioned diagnostic on any problem."""
     display = display or str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise LoadError(Diagnostic(display, 1, 1, "unreadable", f"cannot read file: {exc.strerror}")) from None
+    if raw is None:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise LoadError(Diagnostic(display, 1, 1, "unreadable", f"cannot read file: {exc.strerror}")) from None
     if len(raw) > MAX_FILE_BYTES:
         raise LoadError(
             Diagnostic(

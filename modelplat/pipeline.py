@@ -146,27 +146,50 @@ def find_platform(inputs: list[Path], explicit: Path | None) -> Path:
     )
 
 
-def load_platform(path: Path):
+def load_platform(path: Path, cache=None):
+    """The platform settings, validated. With a render cache (made for this file's bytes), the
+    settings an earlier run of this code validated from the same bytes are taken from it: a model
+    just edited pays for validating its own values, not the platform's too."""
     from .config import PlatformSettings
     from .validate import validate
 
+    raw = None
+    if cache is not None:
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            pass  # the loader reports it
+        settings = cache.platform_settings(raw) if raw is not None else None
+        if settings is not None:
+            return settings
     try:
-        source = load(path, display(path))
+        source = load(path, display(path), raw)
     except LoadError as exc:
         raise InvalidInput("invalid platform settings", [exc.diagnostic]) from None
     settings, problems = validate(source, PlatformSettings)
     if problems:
         raise InvalidInput("invalid platform settings", problems)
+    if cache is not None and raw is not None:
+        cache.keep_platform_settings(raw, settings)
     return settings
 
 
 def run(inputs: list[Path], platform_file: Path | None = None, progress: "Progress | None" = None,
-        keep_plans: bool = True, jobs: int | None = None) -> Run:
+        keep_plans: bool = True, jobs: int | None = None, use_cache: bool = False) -> Run:
     """Load, validate, check and plan every model; never raises for a bad model file. Without
     keep_plans, Run.plans stays empty and Run.shares says what was planned (by `jobs` worker
-    processes when there are many models)."""
+    processes when there are many models). With use_cache, validated platform settings come from
+    the render cache (see load_platform)."""
     platform_path = find_platform(inputs, platform_file)
-    platform = load_platform(platform_path)
+    cache = None
+    if use_cache:
+        from .cache import RenderCache
+
+        try:
+            cache = RenderCache(platform_path.read_bytes())
+        except OSError:
+            pass  # load_platform reports it
+    platform = load_platform(platform_path, cache)
     files, problems = discover(inputs)
     if keep_plans:
         return run_files(files, problems, inputs, platform, platform_path, progress)
@@ -612,7 +635,7 @@ def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use
         templates = cache.get(templates_key)
         if templates is not None:
             render.preset(templates["files"])
-        platform = load_platform(platform_path)
+        platform = load_platform(platform_path, cache)
         keys = {m.relative: key for m, key in misses}
         store = cache.transaction(shared_files())
         if templates is None:
@@ -645,7 +668,7 @@ def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use
     if wiring is None:
         from .render import render_wiring
 
-        platform = platform or load_platform(platform_path)
+        platform = platform or load_platform(platform_path, cache)
         wiring_files = render_wiring(identities, platform)
         cache.put(wiring_key, None, wiring_files)
     else:

@@ -202,6 +202,77 @@ def test_a_fresh_process_takes_the_chart_templates_from_the_cache(tree, fresh_ca
     assert uncached["jinja"] and edited["files"] == uncached["files"]
 
 
+def test_validated_platform_settings_are_taken_from_the_cache_for_the_same_bytes(tree, fresh_cache, monkeypatch):
+    """A model just edited pays for validating its own values only: the platform settings an
+    earlier run validated from the same bytes (and this code) come from the cache, equal to a
+    fresh validation; a changed byte, another code or a damaged entry validates again."""
+    import pickle
+    import sqlite3
+
+    from modelplat import validate as validating
+    from modelplat.config import PlatformSettings
+    from modelplat.lint import lint
+    from modelplat.values import ModelValues
+
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    platform = root / "platform.yaml"
+    pipeline.render_all([root])  # validates the platform and keeps it
+    fresh = pipeline.load_platform(platform)  # no cache: always validated
+    calls = []
+    real = validating.validate
+    monkeypatch.setattr(validating, "validate", lambda *a: calls.append(a[1]) or real(*a))
+
+    kept = pipeline.load_platform(platform, cache.RenderCache(platform.read_bytes()))
+    assert calls == [] and isinstance(kept, PlatformSettings) and kept == fresh
+    (root / "demo/iris.yaml").write_text(CPU_FILE + "replicaCount: 3\n")  # an edited model: a miss
+    result = pipeline.render_all([root])
+    assert result.cached == 0 and calls == [ModelValues]
+    assert result.files == pipeline.render_all([root], use_cache=False).files
+
+    # lint without tools takes it too, and --no-cache does not
+    calls.clear()
+    lint([root], use_tools=False)
+    assert PlatformSettings not in calls
+    lint([root], use_tools=False, use_cache=False)
+    assert PlatformSettings in calls
+
+    # a cache made for other bytes neither answers nor keeps: the file changed after it was read
+    calls.clear()
+    stale = cache.RenderCache(platform.read_bytes() + b"\n# edited\n")
+    assert stale.platform_settings(platform.read_bytes()) is None
+    assert pipeline.load_platform(platform, stale) == fresh and calls == [PlatformSettings]
+    assert stale.platform_settings(platform.read_bytes() + b"\n# edited\n") is None
+
+    # a changed byte is validated (and its mistakes reported), another code fingerprint too
+    platform.write_text(PLATFORM.replace("ml-test", "other"))
+    calls.clear()
+    other = pipeline.load_platform(platform, cache.RenderCache(platform.read_bytes()))
+    assert calls == [PlatformSettings] and other.clusterName == "other"
+    platform.write_text(PLATFORM.replace("ml-test", "Not_A_Label"))
+    with pytest.raises(pipeline.InvalidInput):
+        pipeline.load_platform(platform, cache.RenderCache(platform.read_bytes()))
+    platform.write_text(PLATFORM)
+    with monkeypatch.context() as patch:
+        patch.setattr(cache, "code_fingerprint", lambda: "another modelplat")
+        calls.clear()
+        pipeline.load_platform(platform, cache.RenderCache(platform.read_bytes()))
+        assert calls == [PlatformSettings]
+
+    # a foreign or damaged entry only costs speed
+    store = cache.RenderCache(platform.read_bytes())
+    store.put(store._settings_key(platform.read_bytes()), None, {"settings.pickle": pickle.dumps({"not": "settings"})})
+    calls.clear()
+    assert pipeline.load_platform(platform, cache.RenderCache(platform.read_bytes())) == fresh
+    assert calls == [PlatformSettings]
+    db = sqlite3.connect(fresh_cache / "render.sqlite3")
+    with db:
+        db.execute("UPDATE entries SET data = ?", (b"{not an entry",))
+    db.close()
+    calls.clear()
+    assert pipeline.load_platform(platform, cache.RenderCache(platform.read_bytes())) == fresh
+    assert calls == [PlatformSettings]
+
+
 def test_lint_takes_unchanged_models_from_the_render_cache(tree, fresh_cache, monkeypatch):
     """lint's tools read the charts render makes: a model the render cache holds (from a render
     or an earlier lint) is neither checked nor rendered again, and lint says what it says
