@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,14 +147,15 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
         if use_tools:
             with tempfile.TemporaryDirectory(prefix="modelplat-lint-") as tmp:
                 root = Path(tmp)
-                # The charts are written when a tool must read one (a verdict the cache does not
-                # hold, in _run_tools); the dry-run and the engines read the whole output.
+                # A file is written when a tool must read it (a verdict the cache does not hold, in
+                # _run_tools): with one model changed in a thousand, the others' files stay in
+                # memory. The dry-run and the engines read the whole output.
                 whole = server_dry_run or engines
+                disk = _Disk(root, eager=whole)
                 charts = tuple(p.chart_dir + "/" for p in result.plans)
                 for rel, content in files.items():
                     if whole or not rel.startswith(charts):
-                        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                        (root / rel).write_bytes(content)
+                        disk.put(root / rel, content, output=True)
                 # The control plane starts while the static tools run: most of its half minute
                 # is waiting on etcd, the API server and the controllers.
                 plane = (_PlaneStart(found, root.parent, llm=any(p.serving == "llm" for p in result.plans))
@@ -162,7 +164,7 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
 
                 cache = verdicts.Verdicts(root, cache_dir(), enabled=use_cache)
                 try:
-                    _run_tools(root, files, result, pairs, wiring, schema_locations or [], jobs, cache)
+                    _run_tools(root, files, result, pairs, wiring, schema_locations or [], jobs, cache, disk)
                     if server_dry_run:
                         _server_dry_run(root, result, pairs, wiring, kubeconfig, jobs)
                     if plane is not None:
@@ -312,7 +314,7 @@ def _owner_by_path(pairs: list):
 
 
 def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring: ModelResult,
-               schema_locations: list[str], jobs: int | None, cache: "verdicts.Verdicts") -> None:
+               schema_locations: list[str], jobs: int | None, cache: "verdicts.Verdicts", disk: "_Disk") -> None:
     """Runs the tools; problems that belong to no model go on the Flux wiring row. A chart's
     helm lint, helm template and helm-unittest results, and kubeconform's findings in each file,
     come from `cache` when nothing they read changed (verdicts.py)."""
@@ -361,9 +363,9 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         model.checks["helm template"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)
         if out.ok:
             target = root / p.model_dir / "manifests.yaml"
-            target.write_text(out.output + "\n")
+            disk.put(target, (out.output + "\n").encode())
             manifests[p.model_dir] = target
-            _write_scratch(root / p.model_dir / _SCRATCH, p, model, scratch_inputs(out.output),
+            _write_scratch(disk, root / p.model_dir / _SCRATCH, p, model, scratch_inputs(out.output),
                            istio_files, rule_files)
 
     # What must run: helm template per chart (it takes one chart); helm lint and helm-unittest
@@ -465,10 +467,10 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
     cache.flush()
     rendered = [model for p, model in pairs if p.model_dir in manifests]
     # The whole-output tools, each one process over every chart, side by side.
-    steps = [lambda: _kubeconform(root, result, pairs, manifests, wiring, schema_locations, cache),
-             lambda: _istioctl(root, istio_files, rendered, wiring, cache),
-             lambda: _promtool(root, rule_files, rendered, wiring, cache),
-             lambda: _kustomize(root, files, pairs, wiring, cache)]
+    steps = [lambda: _kubeconform(root, files, result, pairs, manifests, wiring, schema_locations, cache, disk),
+             lambda: _istioctl(root, istio_files, rendered, wiring, cache, disk),
+             lambda: _promtool(root, rule_files, rendered, wiring, cache, disk),
+             lambda: _kustomize(root, files, pairs, wiring, cache, disk)]
     with ThreadPoolExecutor(max_workers=len(steps)) as pool:
         for future in [pool.submit(step) for step in steps]:
             future.result()
@@ -530,20 +532,64 @@ class RulesFile(NamedTuple):
     text: str
 
 
-def _write_scratch(folder: Path, p, model: ModelResult, inputs: tuple[list, list], istio_files: dict,
+class _Disk:
+    """The files the tools may read, written into lint's folder only when one must read them:
+    put() keeps bytes, write() and below() write what a tool is about to read. Eager: every file
+    is written as it is put (the dry-run and the engines read the whole folder)."""
+
+    def __init__(self, root: Path, eager: bool = False):
+        self.root = root
+        self.eager = eager
+        self._pending: dict[str, bytes] = {}
+        self._output: set[str] = set()  # the rendered files among them (what kustomize may read)
+        self._lock = threading.Lock()  # the whole-output tools write from their own threads
+
+    def put(self, path: Path, data: bytes, output: bool = False) -> None:
+        if self.eager:
+            _write(Path(path), data)
+            return
+        with self._lock:
+            self._pending[str(path)] = data
+            if output:
+                self._output.add(str(path))
+
+    def read(self, path: str) -> bytes:
+        with self._lock:
+            data = self._pending.get(str(path))
+        return data if data is not None else Path(path).read_bytes()
+
+    def write(self, paths) -> None:
+        """Writes those of `paths` not yet on disk."""
+        with self._lock:
+            for path in paths:
+                data = self._pending.pop(str(path), None)
+                if data is not None:
+                    _write(Path(path), data)
+
+    def below(self, folder: Path) -> None:
+        """Writes the rendered files not yet on disk below `folder` (not what lint made of them)."""
+        prefix = str(folder).rstrip("/") + "/"
+        with self._lock:
+            paths = [path for path in self._output if path.startswith(prefix) and path in self._pending]
+        self.write(paths)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _write_scratch(disk: _Disk, folder: Path, p, model: ModelResult, inputs: tuple[list, list], istio_files: dict,
                    rule_files: dict) -> None:
     """The inputs of istioctl and promtool for one chart, kept apart from the rendered files."""
     istio, rules = inputs
-    if not istio and not rules:
-        return
-    folder.mkdir(exist_ok=True)
     if istio:
         target = folder / "istio.yaml"
-        target.write_text("---\n".join(d.text for d in istio))
+        disk.put(target, "---\n".join(d.text for d in istio).encode())
         istio_files[str(target)] = (p, model, istio)
     for index, rule in enumerate(rules):
         target = folder / f"prometheusrule-{index}.yaml"
-        target.write_text(rule.text)
+        disk.put(target, rule.text.encode())
         rule_files[str(target)] = (p, model, rule)
 
 
@@ -553,24 +599,26 @@ _ISTIO_ITEM = re.compile(r"^\s*\* ([A-Za-z]+)/([^/\s]*)/([^:\s]+): ?(.*)$")
 _ISTIO_FILE = re.compile(r'(?:^"(.+?)" has warnings:|failed to decode file (\S+?):)')
 
 
-def _reuse(cache: "verdicts.Verdicts", tool: str, args: list[str], paths, *inputs: bytes) -> tuple[dict, dict]:
-    """(findings reused per input file, cache key of each file the tool must read again): a file's
-    findings are kept while its bytes, its path, the tool build, its arguments and `inputs` (what
-    else it reads, e.g. schemas) are the same."""
+def _reuse(cache: "verdicts.Verdicts", disk: _Disk, tool: str, args: list[str], paths,
+           *inputs: bytes) -> tuple[dict, dict]:
+    """(findings reused per input file, cache key of each file the tool must read again, which is
+    then written): a file's findings are kept while its bytes, its path, the tool build, its
+    arguments and `inputs` (what else it reads, e.g. schemas) are the same."""
     tool_id = verdicts.tool_identity(args[0], tools.version(tool))
     reused, pending = {}, {}
     for path in sorted(paths):
-        key = cache.key(tool_id, "\0".join(args[1:]), *inputs, path, Path(path).read_bytes())
+        key = cache.key(tool_id, "\0".join(args[1:]), *inputs, path, disk.read(path))
         hit = cache.get(key)
         if hit is not None and hit[0]:
             reused[path] = json.loads(hit[1])
         else:
             pending[path] = key
+    disk.write(pending)
     return reused, pending
 
 
 def _istioctl(root: Path, istio_files: dict[str, tuple], rendered: list[ModelResult], wiring: ModelResult,
-              cache: "verdicts.Verdicts") -> None:
+              cache: "verdicts.Verdicts", disk: _Disk) -> None:
     istioctl = tools.find("istioctl")
     if not istioctl:
         return
@@ -580,7 +628,7 @@ def _istioctl(root: Path, istio_files: dict[str, tuple], rendered: list[ModelRes
         return
     # istioctl judges each resource on its own, so each file's findings are reused while the file
     # is the same; it runs over the changed files only.
-    reused, pending = _reuse(cache, "istioctl", [istioctl, "validate"], istio_files)
+    reused, pending = _reuse(cache, disk, "istioctl", [istioctl, "validate"], istio_files)
     args = [istioctl, "validate"]
     for path in pending:
         args += ["-f", path]
@@ -655,7 +703,7 @@ def _istio_findings(output: str) -> list:
 
 
 def _promtool(root: Path, rule_files: dict[str, tuple], rendered: list[ModelResult], wiring: ModelResult,
-             cache: "verdicts.Verdicts") -> None:
+             cache: "verdicts.Verdicts", disk: _Disk) -> None:
     promtool = tools.find("promtool")
     if not promtool:
         return
@@ -664,7 +712,7 @@ def _promtool(root: Path, rule_files: dict[str, tuple], rendered: list[ModelResu
     if not rule_files:
         return
     # Each rules file is checked on its own: its findings are reused while it is the same.
-    reused, pending = _reuse(cache, "promtool", [promtool, "check", "rules"], rule_files)
+    reused, pending = _reuse(cache, disk, "promtool", [promtool, "check", "rules"], rule_files)
     out = tools.run([promtool, "check", "rules", *pending], timeout=600) if pending else tools.Result(True, "")
     found: dict[str, list[str]] = {}
     for line in out.output.splitlines():
@@ -685,7 +733,7 @@ _QUOTED_PATH = re.compile(r"'(/[^']+)'")
 
 
 def _kustomize(root: Path, files: dict[str, bytes], pairs: list, wiring: ModelResult,
-               cache: "verdicts.Verdicts") -> None:
+               cache: "verdicts.Verdicts", disk: _Disk | None = None) -> None:
     """kustomize build of the whole output, as Flux's kustomize-controller runs it, plus what
     kustomize lets pass: a file beside a kustomization.yaml that it does not list."""
     kustomize = tools.find("kustomize")
@@ -700,7 +748,7 @@ def _kustomize(root: Path, files: dict[str, bytes], pairs: list, wiring: ModelRe
             continue
         entries = _resource_entries(files, folder)
         if entries is None:  # more than a list of folders: kustomize builds the whole root
-            findings += _kustomize_build(kustomize, root, folder)[0]
+            findings += _kustomize_build(kustomize, root, folder, disk)[0]
             continue
         # A root that only lists folders builds as the union of their builds, which must not
         # hold one object twice: each folder's build (and the objects it holds) is reused while
@@ -715,7 +763,7 @@ def _kustomize(root: Path, files: dict[str, bytes], pairs: list, wiring: ModelRe
                 built, ids = json.loads(hit[1])
                 built = [outputchecks.Finding(*f) for f in built]
             else:
-                built, ids = _kustomize_build(kustomize, root, entry)
+                built, ids = _kustomize_build(kustomize, root, entry, disk)
                 cache.put(key, True, json.dumps([[[f.path, f.message] for f in built], ids]))
             findings += built
             for object_id in ids:
@@ -755,8 +803,11 @@ def _resource_entries(files: dict[str, bytes], folder: str) -> list[str] | None:
     return entries
 
 
-def _kustomize_build(kustomize: str, root: Path, folder: str) -> tuple[list, list]:
-    """(findings, the (group, kind, namespace, name) of each object built) of one folder."""
+def _kustomize_build(kustomize: str, root: Path, folder: str, disk: _Disk | None) -> tuple[list, list]:
+    """(findings, the (group, kind, namespace, name) of each object built) of one folder; what
+    lies below it is written first (disk None: it is all on disk)."""
+    if disk is not None:
+        disk.below(root / folder if folder.strip("/") else root)
     out = tools.run([kustomize, "build", str(root / folder)], timeout=600)
     if not out.ok:
         # kustomize names the innermost path it failed on last; that decides whose problem it is.
@@ -767,14 +818,17 @@ def _kustomize_build(kustomize: str, root: Path, folder: str) -> tuple[list, lis
     return [], [[d.group, d.kind, d.namespace, d.name] for d in split_manifests(out.output)]
 
 
-def _kubeconform(root: Path, result, pairs: list, manifests: dict[str, Path], wiring: ModelResult,
-                 schema_locations: list[str], cache: "verdicts.Verdicts") -> None:
+def _kubeconform(root: Path, files: dict[str, bytes], result, pairs: list, manifests: dict[str, Path],
+                 wiring: ModelResult, schema_locations: list[str], cache: "verdicts.Verdicts", disk: _Disk) -> None:
     kubeconform = tools.find("kubeconform")
     if not kubeconform:
         return
-    flux_files = sorted(str(p) for p in root.rglob("*.yaml")
-                        if "/chart/" not in p.as_posix() and p.parent.name != _SCRATCH
-                        and p.name not in ("kustomization.yaml", "manifests.yaml", "values-from-helmrelease.yaml"))
+    # The rendered Flux objects: every YAML file of the output outside the charts but kustomize's
+    # own files (what lint writes beside them, manifests and values, is not in `files`).
+    flux_files = sorted(str(root / rel) for rel in files
+                        if rel.endswith(".yaml") and rel.split("/", 3)[2:3] != ["chart"]
+                        and rel.rpartition("/")[2] not in ("kustomization.yaml", "manifests.yaml",
+                                                           "values-from-helmrelease.yaml"))
     targets = [str(manifests[k]) for k in sorted(manifests)] + flux_files
     try:
         core = tools.core_schema_location(result.platform.kubernetesVersion)
@@ -794,9 +848,10 @@ def _kubeconform(root: Path, result, pairs: list, manifests: dict[str, Path], wi
     reused: list[dict] = []
     if not schema_locations:
         schemas = verdicts.folder_stamp(Path(tools.crd_schema_location().split("{{")[0]), Path(core.split("{{")[0]))
-        by_file, keys = _reuse(cache, "kubeconform", args, targets, schemas)
+        by_file, keys = _reuse(cache, disk, "kubeconform", args, targets, schemas)
         reused = [resource for found in by_file.values() for resource in found]
     run_on = targets if schema_locations else list(keys)
+    disk.write(run_on)
     out = tools.run(args + run_on, timeout=600) if run_on else tools.Result(True, "{}")
     problems: dict[str, list[str]] = {}
     try:

@@ -92,6 +92,46 @@ def test_an_unchanged_chart_reuses_its_verdicts_and_a_changed_one_runs_again(tre
     assert uncached == changed
 
 
+def test_only_what_a_tool_reads_again_is_written(tree, counted, monkeypatch, request):
+    """With one model edited, lint writes its chart and the files the tools read of it; an
+    unchanged model's files (its Flux objects, its manifests, istioctl's and promtool's inputs)
+    stay in memory, and the report is a --no-cache run's."""
+    from modelplat import lint, tools
+
+    env, calls, _ = counted
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for cached in (tools.find, tools.version):  # the shims on PATH, in this process too
+        cached.cache_clear()
+        request.addfinalizer(cached.cache_clear)
+    root = tree({"demo/iris.yaml": CPU_FILE, "demo/wine.yaml": WINE, "other/alpha.yaml": WINE})
+    written: list[str] = []
+    real = lint._write
+
+    def write(path: Path, data: bytes) -> None:
+        parts = Path(path).parts
+        at = next(i for i, part in enumerate(parts) if part.startswith("modelplat-lint-"))
+        written.append("/".join(parts[at + 1:]))
+        real(path, data)
+
+    monkeypatch.setattr(lint, "_write", write)
+    lint.lint([root], require_tools=True)  # nothing cached: every file is read, so written
+    assert {"demo/iris/manifests.yaml", "other/alpha/.lint/istio.yaml", "other/alpha/.lint/prometheusrule-0.yaml",
+            "other/alpha/helmrelease.yaml"} <= set(written)
+    written.clear()
+    calls()
+    (root / "demo/wine.yaml").write_text(WINE + "replicaCount: 2\n")
+    report = lint.lint([root], require_tools=True)
+    ran = calls()
+    assert _charts(ran) == {"wine"}, (ran, report.as_dict())
+    assert {"demo/wine/manifests.yaml", "demo/wine/.lint/istio.yaml", "demo/wine/helmrelease.yaml"} <= set(written)
+    assert "demo/wine/.lint/prometheusrule-0.yaml" not in written  # its rules are the same: promtool's findings reused
+    # kustomize builds the edited project: its rendered files, not what lint made of the others
+    assert not [rel for rel in written if rel.startswith("other/") or rel.startswith("demo/iris/")
+                and not rel.endswith(("helmrelease.yaml", "kustomization.yaml"))], written
+    assert report.ok and report.as_dict() == lint.lint([root], require_tools=True, use_cache=False).as_dict()
+
+
 def test_a_rebuilt_tool_is_a_new_key(tree, counted):
     env, calls, shims = counted
     root = tree({"demo/iris.yaml": CPU_FILE})
