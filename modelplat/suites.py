@@ -982,6 +982,17 @@ SCHEMA_SUITE = "schema_test.yaml"
 _UNSET = object()
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON documents: 1, 1.0 and true are three values (Python's == says one)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 def _changes(set_: dict[str, Any], values: dict[str, Any]) -> str:
     """What a case's `set` changes of the chart's values, as a key: the settings that already hold
     the value set (a GPU model's case setting a GPU) change nothing. A null is always a change
@@ -991,9 +1002,9 @@ def _changes(set_: dict[str, Any], values: dict[str, Any]) -> str:
         now: Any = values
         for step in path.split("."):
             now = now.get(step, _UNSET) if isinstance(now, dict) else _UNSET
-        if value is None or json.dumps(now, sort_keys=True, default=str) != json.dumps(value, sort_keys=True):
+        if value is None or not _same(now, value):
             changed[path] = value
-    return json.dumps(changed, sort_keys=True)
+    return json.dumps(changed, sort_keys=True) if changed else "{}"
 
 
 def _merged(cases: list[dict[str, Any]], values: dict[str, Any]) -> list[dict[str, Any]]:

@@ -215,6 +215,19 @@ def test_cases_that_set_the_same_values_are_one_render(tree):
     assert "mounts a memory-backed /dev/shm" in own["it"] and "set" not in own
 
 
+def test_a_setting_changes_the_values_unless_it_is_the_same_json_value():
+    from modelplat.suites import _changes
+
+    values = {"resources": {"requestGPU": 1, "tags": ["a"]}, "enabled": True, "ratio": 1.0}
+    assert _changes({"resources.requestGPU": 1, "resources.tags": ["a"], "enabled": True, "ratio": 1.0}, values) == "{}"
+    # 1, 1.0 and true are three JSON values (Python's == says one); a null always changes
+    assert _changes({"resources.requestGPU": True}, values) == '{"resources.requestGPU": true}'
+    assert _changes({"ratio": 1}, values) == '{"ratio": 1}'
+    assert _changes({"resources.tags": ["a", "b"]}, values) == '{"resources.tags": ["a", "b"]}'
+    assert _changes({"missing.key": None}, values) == '{"missing.key": null}'
+    assert _changes({"enabled": None}, values) == '{"enabled": null}'
+
+
 def test_chart_version_changes_with_the_chart_and_only_then(tree):
     """Flux re-releases a chart from Git when its version changes (ChartVersion strategy)."""
     root = tree({"demo/iris.yaml": CPU, "demo/wine.yaml": CPU})
