@@ -151,7 +151,7 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
                 # _run_tools): with one model changed in a thousand, the others' files stay in
                 # memory. The dry-run and the engines read the whole output.
                 whole = server_dry_run or engines
-                disk = _Disk(root, eager=whole)
+                disk = _Disk(eager=whole)
                 charts = tuple(p.chart_dir + "/" for p in result.plans)
                 for rel, content in files.items():
                     if whole or not rel.startswith(charts):
@@ -537,8 +537,7 @@ class _Disk:
     put() keeps bytes, write() and below() write what a tool is about to read. Eager: every file
     is written as it is put (the dry-run and the engines read the whole folder)."""
 
-    def __init__(self, root: Path, eager: bool = False):
-        self.root = root
+    def __init__(self, eager: bool = False):
         self.eager = eager
         self._pending: dict[str, bytes] = {}
         self._output: set[str] = set()  # the rendered files among them (what kustomize may read)
@@ -733,7 +732,7 @@ _QUOTED_PATH = re.compile(r"'(/[^']+)'")
 
 
 def _kustomize(root: Path, files: dict[str, bytes], pairs: list, wiring: ModelResult,
-               cache: "verdicts.Verdicts", disk: _Disk | None = None) -> None:
+               cache: "verdicts.Verdicts", disk: _Disk) -> None:
     """kustomize build of the whole output, as Flux's kustomize-controller runs it, plus what
     kustomize lets pass: a file beside a kustomization.yaml that it does not list."""
     kustomize = tools.find("kustomize")
@@ -803,11 +802,10 @@ def _resource_entries(files: dict[str, bytes], folder: str) -> list[str] | None:
     return entries
 
 
-def _kustomize_build(kustomize: str, root: Path, folder: str, disk: _Disk | None) -> tuple[list, list]:
-    """(findings, the (group, kind, namespace, name) of each object built) of one folder; what
-    lies below it is written first (disk None: it is all on disk)."""
-    if disk is not None:
-        disk.below(root / folder if folder.strip("/") else root)
+def _kustomize_build(kustomize: str, root: Path, folder: str, disk: _Disk) -> tuple[list, list]:
+    """(findings, the (group, kind, namespace, name) of each object built) of one folder; the
+    rendered files below it are written first."""
+    disk.below(root / folder)
     out = tools.run([kustomize, "build", str(root / folder)], timeout=600)
     if not out.ok:
         # kustomize names the innermost path it failed on last; that decides whose problem it is.

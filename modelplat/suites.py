@@ -1004,7 +1004,7 @@ def _changes(set_: dict[str, Any], values: dict[str, Any]) -> str:
             now = now.get(step, _UNSET) if isinstance(now, dict) else _UNSET
         if value is None or not _same(now, value):
             changed[path] = value
-    return json.dumps(changed, sort_keys=True) if changed else "{}"
+    return json.dumps(changed, sort_keys=True)
 
 
 def _merged(cases: list[dict[str, Any]], values: dict[str, Any]) -> list[dict[str, Any]]:

@@ -210,7 +210,7 @@ def test_kustomize_folders_built_apart_still_refuse_an_object_built_twice(tmp_pa
     for _ in range(2):  # the second run from the cache
         wiring = ModelResult(lint.WIRING)
         cache = verdicts.Verdicts(root, tmp_path / "cache")
-        lint._kustomize(root, files, [], wiring, cache)
+        lint._kustomize(root, files, [], wiring, cache, lint._Disk())  # the files are on disk already
         cache.flush()
         cache.close()
         results.append(wiring.checks.get("kustomize build", Check("pass")))
