@@ -13,6 +13,7 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,10 +95,10 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
 
     # The tools read the charts `modelplat render` makes: each unchanged model's are taken from the
     # render cache, as render takes them. The dry-run and the engines read the plans themselves.
-    files: dict[str, bytes] | None = None
+    files: Mapping[str, bytes] | None = None
     result = None
     if use_tools and use_cache and not (server_dry_run or engines):
-        result, files = _from_render_cache(inputs, platform_file, jobs)
+        result, files = _from_render_cache(inputs, platform_file, jobs, Held(HELD_MAX))
     if result is None:
         # Without tools nothing is rendered but the wiring: no plan is kept (memory follows one model).
         result = pipeline.run(inputs, platform_file, keep_plans=use_tools, jobs=jobs, use_cache=use_cache)
@@ -149,13 +150,14 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
                 root = Path(tmp)
                 # A file is written when a tool must read it (a verdict the cache does not hold, in
                 # _run_tools): with one model changed in a thousand, the others' files stay in
-                # memory. The dry-run and the engines read the whole output.
+                # memory (past a budget, in a temporary file). The dry-run and the engines read the
+                # whole output.
                 whole = server_dry_run or engines
-                disk = _Disk(eager=whole)
-                charts = tuple(p.chart_dir + "/" for p in result.plans)
-                for rel, content in files.items():
-                    if whole or not rel.startswith(charts):
-                        disk.put(root / rel, content, output=True)
+                disk = _Disk(eager=whole, budget=HELD_MAX)
+                charts = {p.chart_dir for p in result.plans}
+                for rel in files:
+                    if whole or _chart_of(rel) not in charts:
+                        disk.put(root / rel, files[rel], output=True)
                 # The control plane starts while the static tools run: most of its half minute
                 # is waiting on etcd, the API server and the controllers.
                 plane = (_PlaneStart(found, root.parent, llm=any(p.serving == "llm" for p in result.plans))
@@ -171,6 +173,9 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
                         _engines(root, result, pairs, wiring, plane)
                 finally:
                     cache.close()
+                    disk.close()
+                    if isinstance(files, Held):
+                        files.spill.close()
                     if plane is not None:
                         plane.stop()
     if wiring.checks:
@@ -196,24 +201,25 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
                       require_tools, checks)
 
 
-def _from_render_cache(inputs: list[Path], platform_file: Path | None, jobs: int | None):
-    """(the run, every output file) as `modelplat render` makes them: an unchanged model is taken
-    from the render cache with its warnings, neither validated nor rendered again, and a model
-    rendered here is stored there (pipeline.render_into). Run.plans holds a RenderedModel a model.
-    (None, None) when a model has an error: the caller then checks every model (pipeline.run),
-    so each error is told and the other models are still linted."""
+def _from_render_cache(inputs: list[Path], platform_file: Path | None, jobs: int | None, held: "Held"):
+    """(the run, every output file, in `held`) as `modelplat render` makes them: an unchanged
+    model is taken from the render cache with its warnings, neither validated nor rendered again,
+    and a model rendered here is stored there (pipeline.render_into). Run.plans holds a
+    RenderedModel a model. (None, None) when a model has an error: the caller then checks every
+    model (pipeline.run), so each error is told and the other models are still linted."""
     from . import pipeline
     from .records import RenderedModel
 
-    rendered = pipeline.render_all(inputs, platform_file, jobs=jobs)
+    rendered = pipeline.render_into(held, inputs, platform_file, jobs=jobs)
     if rendered.errors:
+        held.discard()
         return None, None
     platform_path = pipeline.find_platform(inputs, platform_file)
     run = pipeline.Run(platform=pipeline.load_platform(platform_path), platform_file=platform_path,
                        plans=[RenderedModel(file, identity) for file, identity in rendered.shares],
                        diagnostics=rendered.diagnostics, files=rendered.models, planned=len(rendered.shares),
                        shares=rendered.shares)
-    return run, rendered.files
+    return run, held
 
 
 def _server_dry_run(root: Path, result, pairs: list, wiring: ModelResult, kubeconfig: str | None,
@@ -532,14 +538,118 @@ class RulesFile(NamedTuple):
     text: str
 
 
+# Bytes lint keeps in memory for the tools, each of the rendered files (Held) and of what it makes
+# of them (_Disk); past it, more go to one temporary file and are read back when needed. 10,000
+# models render ~480 MB of files of their own (~48 KB a model), and their manifests as much again.
+HELD_MAX = 4 << 20
+
+
+def _chart_of(rel: str) -> str | None:
+    """The chart folder (<project>/<name>/chart) a rendered file is in, if any."""
+    parts = rel.split("/", 3)
+    return "/".join(parts[:3]) if len(parts) == 4 and parts[2] == "chart" else None
+
+
+class _Spill:
+    """Bytes past a memory budget, appended to one unnamed temporary file (no file to create per
+    entry, nothing left behind) and read back by (offset, length). Thread-safe."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.kept = 0  # bytes the caller keeps in memory
+        self._file = None
+        self._end = 0
+        self._lock = threading.Lock()
+
+    def keep(self, data: bytes) -> bytes | tuple[int, int]:
+        """`data` itself while the budget allows, else where it went in the file."""
+        with self._lock:
+            if self.kept + len(data) <= self.budget:
+                self.kept += len(data)
+                return data
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix="modelplat-lint-")
+            at = self._end
+            self._end += len(data)
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._file.fileno(), view, at)
+            view, at = view[written:], at + written
+        return (at - len(data), len(data))
+
+    def forget(self, kept: bytes | tuple[int, int]) -> None:
+        """The caller dropped what keep() returned (the file's space is not reused)."""
+        if kept.__class__ is not tuple:
+            with self._lock:
+                self.kept -= len(kept)
+
+    def read(self, kept: bytes | tuple[int, int]) -> bytes:
+        if kept.__class__ is not tuple:
+            return kept
+        at, size = kept
+        parts = []
+        while size:
+            part = os.pread(self._file.fileno(), size, at)
+            if not part:
+                raise OSError(f"lint's temporary file ended early at {at}")
+            parts.append(part)
+            at, size = at + len(part), size - len(part)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Held(Mapping):
+    """The rendered files (relative path → bytes), a model's at a time (the sink of
+    pipeline.render_into): kept in memory up to a budget, past it in a temporary file (_Spill),
+    so lint's memory does not grow with the repository's bytes. A file every chart shares
+    (render.shared_files) is one object in memory and always kept."""
+
+    def __init__(self, budget: int):
+        from .output import is_shared
+
+        self.spill = _Spill(budget)
+        self._files: dict[str, bytes | tuple[int, int]] = {}
+        self._shared = is_shared
+
+    def add(self, files: dict[str, bytes]) -> None:
+        for rel, data in files.items():
+            earlier = self._files.get(rel)  # a path given twice: the last wins, as in a dict
+            if earlier is not None and not self._shared(earlier):
+                self.spill.forget(earlier)
+            self._files[rel] = data if self._shared(data) else self.spill.keep(data)
+
+    def discard(self) -> None:
+        self._files.clear()
+        self.spill.close()
+        self.spill = _Spill(self.spill.budget)
+
+    def __getitem__(self, rel: str) -> bytes:
+        return self.spill.read(self._files[rel])
+
+    def __contains__(self, rel: object) -> bool:
+        return rel in self._files
+
+    def __iter__(self):
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+
 class _Disk:
     """The files the tools may read, written into lint's folder only when one must read them:
-    put() keeps bytes, write() and below() write what a tool is about to read. Eager: every file
-    is written as it is put (the dry-run and the engines read the whole folder)."""
+    put() keeps bytes (in memory up to a budget, then in a temporary file), write() and below()
+    write what a tool is about to read. Eager: every file is written as it is put (the dry-run
+    and the engines read the whole folder)."""
 
-    def __init__(self, eager: bool = False):
+    def __init__(self, eager: bool = False, budget: int = HELD_MAX):
         self.eager = eager
-        self._pending: dict[str, bytes] = {}
+        self.spill = _Spill(budget)
+        self._pending: dict[str, bytes | tuple[int, int]] = {}
         self._output: set[str] = set()  # the rendered files among them (what kustomize may read)
         self._lock = threading.Lock()  # the whole-output tools write from their own threads
 
@@ -547,23 +657,31 @@ class _Disk:
         if self.eager:
             _write(Path(path), data)
             return
+        kept = self.spill.keep(data)
         with self._lock:
-            self._pending[str(path)] = data
+            earlier = self._pending.get(str(path))  # a path put twice: the last wins
+            if earlier is not None:
+                self.spill.forget(earlier)
+            self._pending[str(path)] = kept
             if output:
                 self._output.add(str(path))
 
+    def close(self) -> None:
+        self.spill.close()
+
     def read(self, path: str) -> bytes:
         with self._lock:
-            data = self._pending.get(str(path))
-        return data if data is not None else Path(path).read_bytes()
+            kept = self._pending.get(str(path))
+        return self.spill.read(kept) if kept is not None else Path(path).read_bytes()
 
     def write(self, paths) -> None:
         """Writes those of `paths` not yet on disk."""
         with self._lock:
             for path in paths:
-                data = self._pending.pop(str(path), None)
-                if data is not None:
-                    _write(Path(path), data)
+                kept = self._pending.pop(str(path), None)
+                if kept is not None:
+                    self.spill.forget(kept)
+                    _write(Path(path), self.spill.read(kept))
 
     def below(self, folder: Path) -> None:
         """Writes the rendered files not yet on disk below `folder` (not what lint made of them)."""
@@ -795,9 +913,10 @@ def _resource_entries(files: dict[str, bytes], folder: str) -> list[str] | None:
         entries.append(entry)
     # Each folder's build is keyed on the files below it: a kustomization in it that reaches
     # outside (../, a URL) would make that key miss a change, so then the whole root is built.
-    for rel, data in files.items():
-        if rel.endswith("kustomization.yaml") and rel.startswith(tuple(e + "/" for e in entries)) \
-                and (b"../" in data or b"://" in data):
+    below = tuple(e + "/" for e in entries)
+    for rel in files:
+        if rel.endswith("kustomization.yaml") and rel.startswith(below) \
+                and (b"../" in files[rel] or b"://" in files[rel]):
             return None
     return entries
 

@@ -66,6 +66,11 @@ def files_digest(files: dict[str, bytes], prefix: str, names=None) -> bytes:
     return digest.digest()
 
 
+# What put() keeps before it stores it: helm template's verdicts hold each chart's manifests
+# (~30 KB), so a first lint of 10,000 charts would otherwise keep ~300 MB until the end.
+PENDING_MAX = 8 << 20
+
+
 class Verdicts:
     """Raw tool results by key; thread-safe (lint runs the tools of several charts at once)."""
 
@@ -76,6 +81,7 @@ class Verdicts:
         self._lock = threading.Lock()
         self._db = None
         self._pending: list[tuple[str, bytes]] = []
+        self._pending_bytes = 0
 
     def key(self, *parts: bytes | str) -> str:
         digest = hashlib.sha256(FORMAT)
@@ -122,6 +128,10 @@ class Verdicts:
         data = json.dumps([ok, output.replace(self.root, _PLACEHOLDER)]).encode()
         with self._lock:
             self._pending.append((key, data))
+            self._pending_bytes += len(data)
+            full = self._pending_bytes > PENDING_MAX
+        if full:
+            self.flush()
 
     def flush(self) -> None:
         """Store what this run found (one transaction)."""
@@ -130,7 +140,7 @@ class Verdicts:
         if self.path is None or not self._pending:
             return
         with self._lock:
-            pending, self._pending = self._pending, []
+            pending, self._pending, self._pending_bytes = self._pending, [], 0
             try:
                 db = self._connect()
                 db.execute("BEGIN IMMEDIATE")

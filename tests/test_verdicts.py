@@ -262,3 +262,82 @@ def test_charts_share_a_process_and_each_keeps_its_own_verdict(tree, counted, li
     assert _lint(root, env, "--jobs", "1") == first and calls() == []
     assert _lint(root, env, "--no-cache") == first
     assert _charts(calls()) == set(names)
+
+
+def test_past_its_memory_budget_lint_reads_files_back_from_a_temporary_file_and_says_the_same(
+        tree, counted, monkeypatch, request):
+    """lint's memory follows one model, not the repository: past HELD_MAX, the rendered files and
+    the tools' inputs go to a temporary file. With nothing kept in memory, an edit still runs the
+    tools on the edited chart alone, and the report is an in-memory --no-cache run's."""
+    from modelplat import lint, tools
+
+    env, calls, _ = counted
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for cached in (tools.find, tools.version):
+        cached.cache_clear()
+        request.addfinalizer(cached.cache_clear)
+    root = tree({"demo/iris.yaml": CPU_FILE, "demo/wine.yaml": WINE, "other/alpha.yaml": WINE})
+    lint.lint([root], require_tools=True)
+    calls()
+    spilled: list[int] = []
+    keep = lint._Spill.keep
+
+    def counting(self, data: bytes):
+        kept = keep(self, data)
+        if kept.__class__ is tuple:
+            spilled.append(len(data))
+        return kept
+
+    monkeypatch.setattr(lint._Spill, "keep", counting)
+    monkeypatch.setattr(lint, "HELD_MAX", 0)
+    (root / "demo/wine.yaml").write_text(WINE + "replicaCount: 2\n")
+    edited = lint.lint([root], require_tools=True)
+    assert _charts(calls()) == {"wine"}
+    assert len(spilled) > 30 and sum(spilled) > 50_000  # every model's own files, and the manifests
+    spilled.clear()
+    monkeypatch.setattr(lint, "HELD_MAX", 1 << 30)
+    assert edited.ok and edited.as_dict() == lint.lint([root], require_tools=True, use_cache=False).as_dict()
+    assert not spilled
+
+
+def test_held_files_past_the_budget_are_read_back_byte_for_byte(tmp_path):
+    from modelplat import lint
+    from modelplat.output import share
+
+    common = b"every chart's template\n" * 100
+    share(common)
+    held = lint.Held(100)
+    held.add({"p/a/chart/values.yaml": b"1" * 60, "p/a/chart/README.md": b"2" * 60, "p/a/chart/t.yaml": common})
+    assert held.spill.kept == 60  # the README went to the file; the shared template is not counted
+    held.add({"p/a/chart/values.yaml": b"3" * 10})  # a path given twice: the last wins
+    assert held.spill.kept == 10
+    assert dict(held) == {"p/a/chart/values.yaml": b"3" * 10, "p/a/chart/README.md": b"2" * 60,
+                          "p/a/chart/t.yaml": common}
+    assert held["p/a/chart/t.yaml"] is common and "p/a/chart/README.md" in held and len(held) == 3
+    held.discard()
+    assert len(held) == 0 and held.spill.kept == 0
+
+    disk = lint._Disk(budget=5)
+    target = tmp_path / "p/a/manifests.yaml"
+    disk.put(target, b"kind: A\n")  # past the budget: in the temporary file
+    disk.put(tmp_path / "small", b"abc")
+    assert disk.read(str(target)) == b"kind: A\n" and not target.exists()
+    disk.write([target])
+    assert target.read_bytes() == b"kind: A\n" and disk.read(str(target)) == b"kind: A\n"
+    disk.close()
+
+
+def test_verdicts_are_stored_as_they_pile_up_not_only_at_the_end(tmp_path, monkeypatch):
+    """A first lint of thousands of charts would keep every helm template output until the end."""
+    from modelplat import verdicts
+
+    monkeypatch.setattr(verdicts, "PENDING_MAX", 100)
+    first = verdicts.Verdicts(tmp_path / "lint", tmp_path / "cache")
+    first.put("small", True, "")
+    assert verdicts.Verdicts(tmp_path / "lint", tmp_path / "cache").get("small") is None  # kept for now
+    first.put("large", False, "x" * 200)
+    other = verdicts.Verdicts(tmp_path / "lint", tmp_path / "cache")
+    assert other.get("small") == (True, "") and other.get("large") == (False, "x" * 200)
+    first.close()
+    other.close()
