@@ -341,3 +341,22 @@ def test_verdicts_are_stored_as_they_pile_up_not_only_at_the_end(tmp_path, monke
     assert other.get("small") == (True, "") and other.get("large") == (False, "x" * 200)
     first.close()
     other.close()
+
+
+def test_what_lint_makes_for_istioctl_and_promtool_is_kept_by_the_disk_not_twice(tmp_path):
+    """An LLM chart's Istio documents (EnvoyFilters with their Lua) are 40-85 KB: the texts go to
+    the disk (which keeps them within its budget); what tells a finding's owner keeps no copy."""
+    from modelplat import lint
+
+    disk = lint._Disk(budget=0)
+    istio_files: dict = {}
+    rule_files: dict = {}
+    istio = [lint.IstioDoc("EnvoyFilter", "ns", "lua", "templates/envoyfilter.yaml", "kind: EnvoyFilter\n" * 500)]
+    rules = [lint.RulesFile("templates/rules.yaml", "alerts", "groups: []\n")]
+    lint._write_scratch(disk, tmp_path / "demo/iris/.lint", "plan", "model", (istio, rules), istio_files, rule_files)
+    (path,) = istio_files
+    assert disk.read(path) == ("kind: EnvoyFilter\n" * 500).encode()
+    assert istio_files[path] == ("plan", "model", [istio[0]._replace(text="")])
+    (path,) = rule_files
+    assert disk.read(path) == b"groups: []\n" and rule_files[path][2].text == ""
+    disk.close()
