@@ -54,6 +54,7 @@ def generate(root: Path, count: int) -> None:
 
 LAST_CPU = {"user": 0.0, "sys": 0.0}  # CPU seconds of the last run()'s child and its workers
 LAST_TREE_MB = [0, 0, 0]  # the last run()'s process tree: largest summed RSS, largest process, summed PSS
+LAST_OWN_MB = [0]  # the last run()'s own peak RSS (VmHWM of modelplat itself, without its tools or workers)
 
 
 def _tree_rss_kb(pid: int) -> tuple[int, int, int]:
@@ -94,12 +95,19 @@ def run(args: list[str], cwd: Path, cache: Path, env_extra: dict | None = None) 
     start = time.perf_counter()
     proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     tree = [0, 0, 0]
+    own = [0]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.05):
             figures = _tree_rss_kb(proc.pid)
             tree[:] = [max(old, new) for old, new in zip(tree, figures)]
+            try:
+                with open(f"/proc/{proc.pid}/status") as handle:
+                    own[0] = max(own[0], next((int(line.split()[1]) for line in handle
+                                               if line.startswith("VmHWM:")), 0))
+            except (OSError, ValueError):
+                continue
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -110,6 +118,7 @@ def run(args: list[str], cwd: Path, cache: Path, env_extra: dict | None = None) 
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     LAST_CPU.update(user=after.ru_utime - usage.ru_utime, sys=after.ru_stime - usage.ru_stime)
     LAST_TREE_MB[:] = [tree[0] // 1024, tree[1] // 1024, tree[2] // 1024]
+    LAST_OWN_MB[0] = own[0] // 1024
     peak = after.ru_maxrss
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(args)}\n{stdout}\n{stderr}")
@@ -292,12 +301,14 @@ def main() -> None:
             elapsed, _, _ = run([exe, "lint", str(some), "--require-tools", "--format", "json"], work, verdicts)
             put("lint, real tools, nothing cached", m, elapsed,
                 f"{elapsed:.1f} s (CPU {LAST_CPU['user'] + LAST_CPU['sys']:.0f} s)")
+            put("peak RSS of modelplat itself, real tools, nothing cached", m, LAST_OWN_MB[0], f"{LAST_OWN_MB[0]} MB")
             edited = sorted(some.glob("*/*.yaml"))[0]
             text = edited.read_text()  # every example sets replicaCount; 1 or 2 is within any bounds
             now = re.search(r"(?m)^replicaCount: (\d+)", text)
             edited.write_text(text[:now.start(1)] + ("2" if now.group(1) == "1" else "1") + text[now.end(1):])
             elapsed, _, _ = run([exe, "lint", str(some), "--require-tools", "--format", "json"], work, verdicts)
             put("lint, real tools, 1 model edited", m, elapsed, f"{elapsed:.1f} s")
+            put("peak RSS of modelplat itself, real tools, 1 model edited", m, LAST_OWN_MB[0], f"{LAST_OWN_MB[0]} MB")
             if m == tool_sizes[0]:
                 shares = tool_shares(exe, some, work, tools_bin)
                 total = sum(cpu for *_, cpu in shares) or 1
