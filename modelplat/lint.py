@@ -338,9 +338,9 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
 
     by_chart: dict[str, list[str]] = {}  # <project>/<name>/chart → its files
     for rel in files:
-        parts = rel.split("/", 3)
-        if len(parts) == 4 and parts[2] == "chart":
-            by_chart.setdefault("/".join(parts[:3]), []).append(rel)
+        chart = _chart_of(rel)
+        if chart is not None:
+            by_chart.setdefault(chart, []).append(rel)
 
     def cached(tool_id: bytes, args: list[str], *inputs: bytes) -> tuple[str, tools.Result | None]:
         """(key, the tool's result reused when this tool build already ran these args on these
@@ -917,9 +917,10 @@ def _resource_entries(files: dict[str, bytes], folder: str) -> list[str] | None:
     # outside (../, a URL) would make that key miss a change, so then the whole root is built.
     below = tuple(e + "/" for e in entries)
     for rel in files:
-        if rel.endswith("kustomization.yaml") and rel.startswith(below) \
-                and (b"../" in files[rel] or b"://" in files[rel]):
-            return None
+        if rel.endswith("kustomization.yaml") and rel.startswith(below):
+            data = files[rel]  # (read back from lint's temporary file past its memory budget)
+            if b"../" in data or b"://" in data:
+                return None
     return entries
 
 
@@ -945,7 +946,7 @@ def _kubeconform(root: Path, files: dict[str, bytes], result, pairs: list, manif
     # The rendered Flux objects: every YAML file of the output outside the charts but kustomize's
     # own files (what lint writes beside them, manifests and values, is not in `files`).
     flux_files = sorted(str(root / rel) for rel in files
-                        if rel.endswith(".yaml") and rel.split("/", 3)[2:3] != ["chart"]
+                        if rel.endswith(".yaml") and _chart_of(rel) is None
                         and rel.rpartition("/")[2] not in ("kustomization.yaml", "manifests.yaml",
                                                            "values-from-helmrelease.yaml"))
     targets = [str(manifests[k]) for k in sorted(manifests)] + flux_files
