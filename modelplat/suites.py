@@ -993,18 +993,23 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _changes(set_: dict[str, Any], values: dict[str, Any]) -> str:
+def _changes(set_: dict[str, Any], values: dict[str, Any]) -> tuple:
     """What a case's `set` changes of the chart's values, as a key: the settings that already hold
-    the value set (a GPU model's case setting a GPU) change nothing. A null is always a change
-    (Helm drops a key set to null)."""
-    changed = {}
+    the value set (a GPU model's case setting a GPU) change nothing, (). A null is always a change
+    (Helm drops a key set to null). Keys are equal when the changes are the same JSON values:
+    each value keyed with its class (1, 1.0 and true are equal in Python), a list or mapping by its
+    JSON text."""
+    if not set_:
+        return ()
+    changed = []
     for path, value in set_.items():
         now: Any = values
         for step in path.split("."):
             now = now.get(step, _UNSET) if isinstance(now, dict) else _UNSET
         if value is None or not _same(now, value):
-            changed[path] = value
-    return json.dumps(changed, sort_keys=True)
+            cls = value.__class__
+            changed.append((path, cls, json.dumps(value, sort_keys=True) if cls is dict or cls is list else value))
+    return tuple(sorted(changed, key=lambda change: change[0]))
 
 
 def _merged(cases: list[dict[str, Any]], values: dict[str, Any]) -> list[dict[str, Any]]:

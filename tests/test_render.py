@@ -219,13 +219,19 @@ def test_a_setting_changes_the_values_unless_it_is_the_same_json_value():
     from modelplat.suites import _changes
 
     values = {"resources": {"requestGPU": 1, "tags": ["a"]}, "enabled": True, "ratio": 1.0}
-    assert _changes({"resources.requestGPU": 1, "resources.tags": ["a"], "enabled": True, "ratio": 1.0}, values) == "{}"
+    nothing = _changes({}, values)
+    assert _changes({"resources.requestGPU": 1, "resources.tags": ["a"], "enabled": True, "ratio": 1.0}, values) == nothing
     # 1, 1.0 and true are three JSON values (Python's == says one); a null always changes
-    assert _changes({"resources.requestGPU": True}, values) == '{"resources.requestGPU": true}'
-    assert _changes({"ratio": 1}, values) == '{"ratio": 1}'
-    assert _changes({"resources.tags": ["a", "b"]}, values) == '{"resources.tags": ["a", "b"]}'
-    assert _changes({"missing.key": None}, values) == '{"missing.key": null}'
-    assert _changes({"enabled": None}, values) == '{"enabled": null}'
+    changes = [_changes({"resources.requestGPU": True}, values), _changes({"resources.requestGPU": 1.0}, values),
+               _changes({"resources.requestGPU": 2}, values), _changes({"ratio": 1}, values),
+               _changes({"ratio": True}, values), _changes({"resources.tags": ["a", "b"]}, values),
+               _changes({"resources.tags": ["b", "a"]}, values), _changes({"missing.key": None}, values),
+               _changes({"enabled": None}, values), _changes({"enabled": False}, values)]
+    assert nothing not in changes and len(set(changes)) == len(changes)
+    # the same changes are one key, in whatever order they are set; what holds already is left out
+    assert _changes({"ratio": 1, "enabled": None}, values) == _changes({"enabled": None, "ratio": 1, "resources.requestGPU": 1},
+                                                                       values)
+    assert _changes({"resources.tags": ["a", "b"]}, values) == _changes({"resources.tags": ["a", "b"]}, values)
 
 
 def test_chart_version_changes_with_the_chart_and_only_then(tree):
