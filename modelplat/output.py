@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -98,6 +99,7 @@ def digest(content: bytes) -> str:
 
 
 _EMPTY: frozenset[str] = frozenset()
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -140,6 +142,14 @@ class TreeScan:
         left = self._left.get(folder, self)
         if left is not self:
             return left
+        if folder:  # listed top-down: a folder its parent does not hold is not there, no system call
+            parent, _, name = folder.rpartition("/")
+            above = self._left.get(parent, self)
+            if above is self:
+                above = self._listing(parent)
+            if above is None or name not in self._subdirs.get(parent, ()):
+                self._left[folder] = None  # (a new model's folders: 50,000 at 10,000 models)
+                return None
         files: dict[str, int] = {}
         dirs: set[str] = set()
         try:
@@ -371,8 +381,9 @@ class TreeWriter(TreeScan):
             if self.tmp is None:
                 self._start()
             self.written += 1  # a copy is a new file, though its bytes exist once
-            folder = os.fsencode(rel.rpartition("/")[0])
-            target = self.tmp + b"/" + os.fsencode(rel)
+            path = rel.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode's bytes, without its call
+            folder = path.rpartition(b"/")[0]
+            target = self.tmp + b"/" + path
             item = (target, None, content, kind == "changed")
             first = self._first.get(id(content))
             if first is not None and first[0] is content:
@@ -455,8 +466,8 @@ class TreeWriter(TreeScan):
                 try:
                     os.link(source, target)
                     continue
-                except FileExistsError:  # a path given twice (the run fails on it): the last wins
-                    os.unlink(target)
+                except FileExistsError:  # a path given twice (the run fails on it; the last wins), or
+                    _clear(target)       # the old tree's folder where the new tree has a file
                     os.link(source, target)
                     continue
                 except IsADirectoryError:
@@ -467,11 +478,8 @@ class TreeWriter(TreeScan):
                             content = handle.read()
             try:
                 fd = os.open(target, _CREATE, 0o644)
-            except IsADirectoryError:  # the old tree had a folder where the new one has a file
-                shutil.rmtree(target)
-                fd = os.open(target, _CREATE, 0o644)
-            except FileExistsError:  # a path given twice (two models in one folder, refused after)
-                os.unlink(target)
+            except FileExistsError:  # the old tree's folder where the new tree has a file, or a path
+                _clear(target)       # given twice (two models in one folder, refused after)
                 fd = os.open(target, _CREATE, 0o644)
             try:
                 view = memoryview(content)
@@ -482,6 +490,13 @@ class TreeWriter(TreeScan):
 
     def _folder(self, path: bytes) -> None:
         """Make a folder of the new tree; a file of the old tree in its way goes (it was removed)."""
+        if path.rpartition(b"/")[0] in self._made:  # one mkdir, not makedirs' stat of each parent
+            try:
+                os.mkdir(path)
+                self._made.add(path)
+                return
+            except OSError:
+                pass  # there already, or a file in its way: as below
         try:
             os.makedirs(path, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
@@ -492,7 +507,9 @@ class TreeWriter(TreeScan):
                     break
                 parent = parent.rpartition(b"/")[0]
             os.makedirs(path, exist_ok=True)
-        self._made.add(path)
+        while path != self.tmp and path not in self._made:  # it and every folder above it are there
+            self._made.add(path)
+            path = path.rpartition(b"/")[0]
 
     def commit(self) -> WriteResult:
         """Swap the new tree in (when anything differs); the output holds the old tree or the new."""
@@ -532,6 +549,14 @@ class TreeWriter(TreeScan):
             completed = out
         self.tmp = os.fsencode(tmp)  # the old tree (or nothing), dropped on leaving
         return WriteResult(self.changes, self.written)
+
+
+def _clear(path: bytes) -> None:
+    """Take a file, or a folder and what it holds, out of the new tree's way (it was the old tree's)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
 
 
 def _take_lock(out: Path):

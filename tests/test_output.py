@@ -320,3 +320,37 @@ def test_a_path_given_twice_is_written_once_the_last_winning(tmp_path):
         writer.add({"a/x.yaml": b"x: 3\n"})
         writer.commit()
     assert (out / "a/x.yaml").read_bytes() == b"x: 3\n"
+
+
+def test_a_file_and_a_folder_may_trade_places_between_renders(tmp_path):
+    """A model renamed so that its folder is where a file was (and back): the old tree's file in
+    the new folder's way goes, and the other way round."""
+    out = tmp_path / "out"
+    first = {"kustomization.yaml": MARK, "a/b": b"a file\n", "a/c/d.yaml": b"d: 1\n"}
+    output.write(out, first)
+    second = {"kustomization.yaml": MARK, "a/b/e.yaml": b"e: 1\n", "a/c": b"now a file\n"}
+    result = output.write(out, second)
+    assert snapshot(out) == second
+    assert sorted(result.changes.added) == ["a/b/e.yaml", "a/c"]
+    assert sorted(result.changes.removed) == ["a/b", "a/c/d.yaml"]
+    assert snapshot(out) == second and output.write(out, second).written == 0
+
+
+def test_new_folders_are_not_listed_and_each_is_made_once(tmp_path, monkeypatch):
+    """Rendering into a new output lists nothing below a folder that is not there (a fresh render
+    of 10,000 models used to ask for 50,000 missing folders), and makes each folder once."""
+    out = tmp_path / "out"
+    output.write(out, tree_v1())
+    listed, made = [], []
+    real_scandir, real_mkdir = os.scandir, os.mkdir
+    monkeypatch.setattr(os, "scandir", lambda path=".": listed.append(path if isinstance(path, int) else os.fsdecode(path))
+                        or real_scandir(path))
+    monkeypatch.setattr(os, "mkdir", lambda path, *a, **k: made.append(os.fsdecode(path)) or real_mkdir(path, *a, **k))
+    files = {**tree_v1(), **{f"team/m{i}/chart/templates/t.yaml": b"t: 1\n" for i in range(3)},
+             **{f"team/m{i}/chart/values.yaml": b"v: 1\n" for i in range(3)}}
+    result = output.write(out, files)
+    monkeypatch.undo()
+    assert snapshot(out) == files and result.written == 6
+    assert not [p for p in listed if isinstance(p, str) and ("/team/" in p or p.endswith("/team"))][1:], listed
+    new = [path for path in made if "/team" in path]
+    assert len(new) == len(set(new)), new
