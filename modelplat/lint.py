@@ -453,7 +453,7 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
 
     def template(single) -> None:
         key, args, p, model = single
-        out = tools.run(args)
+        out = tools.run(args, env=tools.per_chart_env())
         cache.put(key, out.ok, out.output)
         templated(p, model, out)
     # Processes of at most `size` charts: at least four a worker over all the batches, so none
@@ -506,15 +506,16 @@ class _Batch:
         return [lambda chunk=members[i:i + size]: self._run(chunk, cache) for i in range(0, len(members), size)]
 
     def _run(self, chunk: list, cache: "verdicts.Verdicts") -> None:
+        env = tools.per_chart_env()
         if len(chunk) > 1:
-            out = tools.run(self.args + [chart for chart, _, _ in chunk], timeout=600)
+            out = tools.run(self.args + [chart for chart, _, _ in chunk], timeout=600, env=env)
             if out.ok:
                 for _, key, done in chunk:
                     cache.put(key, True, "")
                     done(tools.Result(True, ""))
                 return
         for chart, key, done in chunk:
-            out = tools.run(self.args + [chart])
+            out = tools.run(self.args + [chart], env=env)
             cache.put(key, out.ok, out.output)
             done(out)
 

@@ -98,9 +98,28 @@ class Result:
     output: str
 
 
-def run(args: list[str], cwd: Path | None = None, timeout: int = 300) -> Result:
+# Go's collector runs each time the heap doubles (GOGC=100). The tools lint runs per chart (helm
+# lint, helm template, helm-unittest) live a second or two, keep a few MB live and allocate
+# hundreds (YAML marshalled and parsed again for every assertion path): collecting at 9x the live
+# heap instead cut their CPU by 30-40% (30 generated charts: helm-unittest 10.7 -> 7.0 s, helm lint
+# 5.1 -> 3.1 s, helm template 4.9 -> 2.9 s) for 40 -> 80-105 MB a process. GOMEMLIMIT keeps a
+# process that holds much more (a huge chart) collecting as usual near 512 MiB. The whole-output
+# tools (kubeconform, istioctl, promtool, kustomize: one process over every chart, their live heap
+# grows with the repository) keep Go's defaults.
+GO_BATCH_GC = {"GOGC": "800", "GOMEMLIMIT": "512MiB"}
+
+
+def per_chart_env() -> dict[str, str] | None:
+    """The environment for the Go tools run per chart: GO_BATCH_GC, unless the user tuned Go's
+    collector (GOGC or GOMEMLIMIT set), whose settings then stand as they are. None: inherit."""
+    if "GOGC" in os.environ or "GOMEMLIMIT" in os.environ:
+        return None
+    return {**os.environ, **GO_BATCH_GC}
+
+
+def run(args: list[str], cwd: Path | None = None, timeout: int = 300, env: dict[str, str] | None = None) -> Result:
     try:
-        proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return Result(False, f"{args[0]} timed out after {timeout}s")
     except OSError as exc:
