@@ -377,22 +377,23 @@ def test_the_per_chart_go_tools_collect_garbage_less_often_unless_the_user_tuned
         shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
     root = tree({"demo/iris.yaml": CPU_FILE, "demo/wine.yaml": WINE})
     base = {"PATH": f"{shims}{os.pathsep}{os.environ['PATH']}"}
+    monkeypatch.delenv("GOGC", raising=False)
+    monkeypatch.delenv("GOMEMLIMIT", raising=False)
     for env in (base, {**base, "GOGC": "150"}):
         env = {**env, "MODELPLAT_CACHE_DIR": str(tmp_path / f"cache-{len(env)}")}
-        monkeypatch.delenv("GOGC", raising=False)
-        monkeypatch.delenv("GOMEMLIMIT", raising=False)
         proc = modelplat("lint", str(root), "--require-tools", "--format", "json", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         runs = log.read_text().splitlines()
         log.unlink()
-        seen = {(line.split()[0], line.split()[1] if line.startswith("helm ") else ""): line.split()[-2:]
-                for line in runs}
-        per_chart = {key: value for key, value in seen.items() if key[0] in ("helm", "helm-unittest")}
-        whole = {key: value for key, value in seen.items() if key[0] not in ("helm", "helm-unittest")}
-        assert {("helm", "lint"), ("helm", "template"), ("helm-unittest", "")} <= set(per_chart), runs
-        assert {"kubeconform", "istioctl", "promtool", "kustomize"} <= {tool for tool, _ in whole}, runs
+        # every run, not the last of each tool: (tool, helm's subcommand), [gogc=…, limit=…]
+        seen = [((line.split()[0], line.split()[1] if line.startswith("helm ") else ""), line.split()[-2:])
+                for line in runs]
+        per_chart = [(key, value) for key, value in seen if key[0] in ("helm", "helm-unittest")]
+        whole = [(key, value) for key, value in seen if key[0] not in ("helm", "helm-unittest")]
+        assert {("helm", "lint"), ("helm", "template"), ("helm-unittest", "")} <= {key for key, _ in per_chart}, runs
+        assert {"kubeconform", "istioctl", "promtool", "kustomize"} <= {tool for (tool, _), _ in whole}, runs
         if "GOGC" in env:
-            assert all(value == ["gogc=150", "limit="] for value in seen.values()), runs
+            assert all(value == ["gogc=150", "limit="] for _, value in seen), runs
         else:
-            assert all(value == ["gogc=800", "limit=512MiB"] for value in per_chart.values()), runs
-            assert all(value == ["gogc=", "limit="] for value in whole.values()), runs
+            assert all(value == ["gogc=800", "limit=512MiB"] for _, value in per_chart), runs
+            assert all(value == ["gogc=", "limit="] for _, value in whole), runs
