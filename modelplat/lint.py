@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -39,13 +40,13 @@ _SCRATCH = ".lint"  # per model folder: the files lint writes for the tools (nev
 _ENVOYFILTER_NOTICE = "EnvoyFilter exposes internal implementation details"
 
 
-@dataclass
+@dataclass(slots=True)  # one for each check of each model: 90,000 at 10,000 models
 class Check:
     status: str  # "pass", "fail", "skipped"
     detail: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class ModelResult:
     file: str
     name: str = ""
@@ -329,18 +330,25 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
     helm = tools.find("helm")
     unittest = tools.find("helm-unittest")
     header = yamlout.comment(HEADER)
-    manifests: dict[str, Path] = {}
+    manifests: dict[str, str] = {}  # model folder → its helm template output's scratch file
     istio_files: dict[str, tuple] = {}  # scratch file → (plan, model, its Istio manifests)
     rule_files: dict[str, tuple] = {}  # scratch file → (plan, model, the PrometheusRule)
 
     helm_id = verdicts.tool_identity(helm, tools.version("helm")) if helm else b""
     unittest_id = verdicts.tool_identity(unittest, tools.version("helm-unittest")) if unittest else b""
 
-    by_chart: dict[str, list[str]] = {}  # <project>/<name>/chart → its files
-    for rel in files:
-        chart = _chart_of(rel)
-        if chart is not None:
-            by_chart.setdefault(chart, []).append(rel)
+    if isinstance(files, Held):  # finds a chart's files without a scan of every path
+        def chart_files(chart: str) -> list[str]:
+            return files.below(chart + "/")
+    else:
+        by_chart: dict[str, list[str]] = {}  # <project>/<name>/chart → its files
+        for rel in files:
+            chart = _chart_of(rel)
+            if chart is not None:
+                by_chart.setdefault(chart, []).append(rel)
+
+        def chart_files(chart: str) -> list[str]:
+            return by_chart.get(chart, [])
 
     def cached(tool_id: bytes, args: list[str], *inputs: bytes) -> tuple[str, tools.Result | None]:
         """(key, the tool's result reused when this tool build already ran these args on these
@@ -349,30 +357,85 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         hit = cache.get(key)
         return key, (tools.Result(*hit) if hit is not None else None)
 
-    def scratch_inputs(output: str) -> tuple[list, list]:
-        """The Istio documents and the rules files of a chart's manifests. Parsing YAML is most of
-        an unchanged chart's cost, so the result is kept under the manifests' bytes."""
-        key = cache.key(b"scratch", code_fingerprint(), output)
-        hit = cache.get(key)
-        if hit is not None and hit[0]:
-            istio, rules = json.loads(hit[1])
-            return [IstioDoc(*d) for d in istio], [RulesFile(*r) for r in rules]
-        docs = split_manifests(output)
-        istio = [IstioDoc(d.kind, d.namespace, d.name, d.source, d.text) for d in docs if d.group.endswith(".istio.io")]
-        rules = [RulesFile(d.source, d.name, yamlout.dump({"groups": (d.body.get("spec") if isinstance(
-                     d.body.get("spec"), dict) else {}).get("groups") or []}))
-                 for d in docs if d.kind == "PrometheusRule" and d.group == "monitoring.coreos.com"]
-        cache.put(key, True, json.dumps([istio, rules]))
+    def derived_key(template_key: str) -> str:
+        """What names the files lint makes of a helm template run's output (_scratch): that run's
+        key and this code. The key of which documents they hold, and their identity (_Disk)."""
+        return cache.key(b"derived", code_fingerprint(), template_key)
+
+    def register(p, model: ModelResult, template_key: str, istio: list, rules: list, load=None) -> None:
+        """A chart's derived files (_scratch) for the whole-output tools, named by the helm template
+        run they come from; with `load`, promised (made only when a tool must read one)."""
+        identity = b"derived\0" + derived_key(template_key).encode()
+        paths = _scratch_paths(root / p.model_dir, bool(istio), len(rules))
+        manifests[p.model_dir] = paths[0]
+        if istio:
+            istio_files[paths[1]] = (p, model, disk.spill.keep(json.dumps(istio, separators=(",", ":")).encode()))
+        for path, (source, name) in zip(paths[len(paths) - len(rules):], rules):
+            rule_files[path] = (p, model, RulesFile(source, name))
+        if load is not None:
+            for path in paths:
+                disk.promise(path, identity, load)
+
+    def make(p, template_key: str, output: str) -> tuple[list, list]:
+        """Puts what lint makes of a chart's helm template output; (Istio documents, rules files)."""
+        made, istio, rules = _scratch(root / p.model_dir, output)
+        identity = b"derived\0" + derived_key(template_key).encode()
+        for path, data in made.items():
+            disk.put(path, data, identity=identity)
         return istio, rules
 
-    def templated(p, model: ModelResult, out: tools.Result) -> None:
+    def templated(p, model: ModelResult, key: str, out: tools.Result) -> None:
         model.checks["helm template"] = Check("pass" if out.ok else "fail", "" if out.ok else out.output)
         if out.ok:
-            target = root / p.model_dir / "manifests.yaml"
-            disk.put(target, (out.output + "\n").encode())
-            manifests[p.model_dir] = target
-            _write_scratch(disk, root / p.model_dir / _SCRATCH, p, model, scratch_inputs(out.output),
-                           istio_files, rule_files)
+            istio, rules = make(p, key, out.output)
+            register(p, model, key, istio, rules)
+            cache.put(derived_key(key), True, json.dumps([istio, rules]))
+
+    def promised(p, key: str, args: list[str]):
+        """Makes a chart's derived files from its helm template verdict, once: when a tool reads
+        one (an unchanged chart's manifests are otherwise never read back from the cache). Should
+        the verdict be gone, helm template runs again."""
+        done: list[bool] = []
+        lock = threading.Lock()
+
+        def load() -> None:
+            with lock:
+                if done:
+                    return
+                done.append(True)
+                hit = cache.get(key)
+                out = tools.Result(*hit) if hit is not None else None
+                if out is None:
+                    write_chart(p)
+                    out = tools.run(args, env=tools.per_chart_env())
+                    cache.put(key, out.ok, out.output)
+                make(p, key, out.output)
+        return load
+
+    written: set[str] = set()
+    written_lock = threading.Lock()
+
+    def write_chart(p, names: list[str] | None = None) -> None:
+        """Writes the chart and its values, once, when a tool reads them."""
+        with written_lock:
+            if p.chart_dir in written:
+                return
+            written.add(p.chart_dir)
+        for rel in names if names is not None else chart_files(p.chart_dir):
+            target = root / rel
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(files[rel])
+        values = root / p.model_dir / "values-from-helmrelease.yaml"
+        values.parent.mkdir(parents=True, exist_ok=True)
+        values.write_text(values_of(p))
+
+    def values_of(p) -> str:
+        # Exactly what Flux's helm-controller renders: the chart with the HelmRelease's values,
+        # emitted as in helmrelease.yaml (Python's JSON escapes astral characters as surrogate
+        # pairs, which Go's YAML parser refuses): the chart's values.yaml is that document, after
+        # its header (render emits one document for both).
+        return files[f"{p.chart_dir}/values.yaml"].decode().removeprefix(header)
 
     # What must run: helm template per chart (it takes one chart); helm lint and helm-unittest
     # over many charts a process (_Batch), each chart's verdict kept under the key of running
@@ -388,25 +451,12 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         p, model = pair
         chart = root / p.chart_dir
         values = root / p.model_dir / "values-from-helmrelease.yaml"
-        # Exactly what Flux's helm-controller renders: the chart with the HelmRelease's values,
-        # emitted as in helmrelease.yaml (Python's JSON escapes astral characters as surrogate
-        # pairs, which Go's YAML parser refuses): the chart's values.yaml is that document, after
-        # its header (render emits one document for both).
-        values_text = files[f"{p.chart_dir}/values.yaml"].decode().removeprefix(header)
-        chart_digest = verdicts.files_digest(files, p.chart_dir + "/", by_chart.get(p.chart_dir, []))
-        written: list[bool] = []
+        values_text = values_of(p)
+        names = chart_files(p.chart_dir)
+        chart_digest = verdicts.files_digest(files, p.chart_dir + "/", names)
 
-        def write() -> None:  # the chart and its values, once, when a tool reads them
-            if written:
-                return
-            written.append(True)
-            for rel in by_chart.get(p.chart_dir, ()):
-                target = root / rel
-                if not target.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(files[rel])
-            values.parent.mkdir(parents=True, exist_ok=True)
-            values.write_text(values_text)
+        def write() -> None:
+            write_chart(p, names)
         if helm:
             # The chart's values.yaml is the HelmRelease's values, so helm lint reads it alone and
             # many charts share a process. A null in it would lint differently (Helm drops a key a
@@ -425,12 +475,21 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
                 write()
                 batch(args, chart, key, linted)  # with -f VALUES, its own arguments: a batch of one
             args = [helm, "template", p.name, str(chart), "-f", str(values), "--namespace", p.namespace]
-            key, out = cached(helm_id, args, chart_digest, values_text.encode())
-            if out is not None:
-                templated(p, model, out)
+            key = cache.key(helm_id, "\0".join(args[1:]), chart_digest, values_text.encode())
+            # What lint made of this output before says which files it holds: the output itself
+            # is read back only when a tool must read one of them (a verdict on them missing).
+            derived = None if disk.eager else cache.get(derived_key(key))
+            if derived is not None and derived[0]:
+                istio, rules = json.loads(derived[1])
+                model.checks["helm template"] = Check("pass")
+                register(p, model, key, istio, rules, promised(p, key, args))
             else:
-                write()
-                singles.append((key, args, p, model))
+                hit = cache.get(key)
+                if hit is not None:
+                    templated(p, model, key, tools.Result(*hit))
+                else:
+                    write()
+                    singles.append((key, args, p, model))
         if unittest:
             # The chart's cases without the values schema (helm lint and helm template check the
             # chart's values against it; Helm compiling it for every case was ~45% of the time),
@@ -455,7 +514,7 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         key, args, p, model = single
         out = tools.run(args, env=tools.per_chart_env())
         cache.put(key, out.ok, out.output)
-        templated(p, model, out)
+        templated(p, model, key, out)
     # Processes of at most `size` charts: at least four a worker over all the batches, so none
     # waits long on the last one; helm template runs fill the gaps.
     members = sum(len(b.members) for b in batches.values())
@@ -528,15 +587,14 @@ class IstioDoc(NamedTuple):
     namespace: str
     name: str
     source: str
-    text: str
 
 
 class RulesFile(NamedTuple):
-    """What the Prometheus operator hands Prometheus for one PrometheusRule: its spec.groups."""
+    """A rules file lint made of one PrometheusRule (its spec.groups, as the Prometheus operator
+    hands them to Prometheus): where the rule came from."""
 
     source: str
     name: str
-    text: str
 
 
 # Bytes lint keeps in memory for the tools, each of the rendered files (Held) and of what it makes
@@ -551,6 +609,10 @@ def _chart_of(rel: str) -> str | None:
     return "/".join(parts[:3]) if len(parts) == 4 and parts[2] == "chart" else None
 
 
+_SIZE_BITS = 48  # a spilled entry is one int: its offset in the file, then 48 bits of length
+_SIZE_MASK = (1 << _SIZE_BITS) - 1
+
+
 class _Spill:
     """Bytes past a memory budget, appended to one unnamed temporary file (no file to create per
     entry, nothing left behind) and read back by (offset, length). Thread-safe."""
@@ -562,8 +624,10 @@ class _Spill:
         self._end = 0
         self._lock = threading.Lock()
 
-    def keep(self, data: bytes) -> bytes | tuple[int, int]:
-        """`data` itself while the budget allows, else where it went in the file."""
+    def keep(self, data: bytes) -> bytes | int:
+        """`data` itself while the budget allows, else where it went in the file: one int (offset
+        and length), not a tuple of two (~30 bytes instead of ~110 a file, 340,000 files at
+        10,000 models)."""
         with self._lock:
             if self.kept + len(data) <= self.budget:
                 self.kept += len(data)
@@ -576,18 +640,18 @@ class _Spill:
         while view:
             written = os.pwrite(self._file.fileno(), view, at)
             view, at = view[written:], at + written
-        return (at - len(data), len(data))
+        return (at - len(data)) << _SIZE_BITS | len(data)
 
-    def forget(self, kept: bytes | tuple[int, int]) -> None:
+    def forget(self, kept: bytes | int) -> None:
         """The caller dropped what keep() returned (the file's space is not reused)."""
-        if kept.__class__ is not tuple:
+        if kept.__class__ is not int:
             with self._lock:
                 self.kept -= len(kept)
 
-    def read(self, kept: bytes | tuple[int, int]) -> bytes:
-        if kept.__class__ is not tuple:
+    def read(self, kept: bytes | int) -> bytes:
+        if kept.__class__ is not int:
             return kept
-        at, size = kept
+        at, size = kept >> _SIZE_BITS, kept & _SIZE_MASK
         parts = []
         while size:
             part = os.pread(self._file.fileno(), size, at)
@@ -607,79 +671,179 @@ class Held(Mapping):
     """The rendered files (relative path → bytes), a model's at a time (the sink of
     pipeline.render_into): kept in memory up to a budget, past it in a temporary file (_Spill),
     so lint's memory does not grow with the repository's bytes. A file every chart shares
-    (render.shared_files) is one object in memory and always kept."""
+    (render.shared_files) is one object in memory and always kept.
+
+    Paths are held by folder, the first two parts of a path (a model's <project>/<name>/): each
+    folder keeps the names of its own files below it, and the files it shares with other
+    folders (the same names with the same bytes objects: a chart's templates) are one dict for
+    all of them. 10,000 models hold 340,000 files; a path string and its entry each were ~5.5 KB
+    a model, this is ~1 KB."""
 
     def __init__(self, budget: int):
         from .output import is_shared
 
         self.spill = _Spill(budget)
-        self._files: dict[str, bytes | tuple[int, int]] = {}
+        # folder → (own file's name → bytes or where they are in the spill, shared name → bytes)
+        self._folders: dict[str, tuple[dict[str, bytes | int], dict[str, bytes]]] = {}
+        self._layouts: dict[tuple, dict[str, bytes]] = {}  # each distinct shared part, once
+        self._count = 0
         self._shared = is_shared
 
     def add(self, files: dict[str, bytes]) -> None:
+        grouped: dict[str, dict[str, bytes]] = {}
         for rel, data in files.items():
-            earlier = self._files.get(rel)  # a path given twice: the last wins, as in a dict
-            if earlier is not None and not self._shared(earlier):
-                self.spill.forget(earlier)
-            self._files[rel] = data if self._shared(data) else self.spill.keep(data)
+            folder, name = _split_folder(rel)
+            grouped.setdefault(folder, {})[sys.intern(name)] = data  # the same few names in every folder
+        for folder, entries in grouped.items():
+            own, layout = self._folders.get(folder, ({}, {}))
+            common = dict(layout)
+            for name, data in entries.items():
+                earlier = own.pop(name, None)  # a path given twice: the last wins, as in a dict
+                if earlier is not None:
+                    self.spill.forget(earlier)
+                    self._count -= 1
+                elif common.pop(name, None) is not None:
+                    self._count -= 1
+                if self._shared(data):
+                    common[name] = data
+                else:
+                    own[name] = self.spill.keep(data)
+                self._count += 1
+            self._folders[folder] = (own, self._layouts.setdefault(tuple(common.items()), common))
+
+    def below(self, prefix: str) -> list[str]:
+        """The paths below `prefix` (a folder, ending in "/"); a model's folder or one inside it
+        is found without a scan of every path."""
+        folder, rest = _split_folder(prefix)
+        if folder:
+            record = self._folders.get(folder)
+            return [] if record is None else [folder + name for part in record for name in part
+                                              if name.startswith(rest)]
+        found = []
+        for folder, record in self._folders.items():
+            if folder.startswith(prefix):
+                found += [folder + name for part in record for name in part]
+            elif not folder:
+                found += [name for part in record for name in part if name.startswith(prefix)]
+        return found
 
     def discard(self) -> None:
-        self._files.clear()
+        self._folders.clear()
+        self._layouts.clear()
+        self._count = 0
         self.spill.close()
         self.spill = _Spill(self.spill.budget)
 
     def __getitem__(self, rel: str) -> bytes:
-        return self.spill.read(self._files[rel])
+        folder, name = _split_folder(rel)
+        own, common = self._folders[folder]
+        kept = own.get(name)
+        return self.spill.read(kept) if kept is not None else common[name]
 
     def __contains__(self, rel: object) -> bool:
-        return rel in self._files
+        if not isinstance(rel, str):
+            return False
+        folder, name = _split_folder(rel)
+        record = self._folders.get(folder)
+        return record is not None and (name in record[0] or name in record[1])
 
     def __iter__(self):
-        return iter(self._files)
+        for folder, record in self._folders.items():
+            for part in record:
+                for name in part:
+                    yield folder + name
 
     def __len__(self) -> int:
-        return len(self._files)
+        return self._count
+
+
+def _split_folder(rel: str) -> tuple[str, str]:
+    """("<first>/<second>/", the rest) of a path with three parts or more, else ("", path)."""
+    first = rel.find("/")
+    second = rel.find("/", first + 1) if first >= 0 else -1
+    if second < 0:
+        return "", rel
+    return rel[:second + 1], rel[second + 1:]
+
+
+def _below(files: Mapping[str, bytes], prefix: str) -> list[str]:
+    """The paths of `files` below the folder `prefix` (ending in "/")."""
+    if isinstance(files, Held):
+        return files.below(prefix)
+    return [rel for rel in files if rel.startswith(prefix)]
 
 
 class _Disk:
     """The files the tools may read, written into lint's folder only when one must read them:
     put() keeps bytes (in memory up to a budget, then in a temporary file), write() and below()
     write what a tool is about to read. Eager: every file is written as it is put (the dry-run
-    and the engines read the whole folder)."""
+    and the engines read the whole folder).
+
+    A file lint derives from a tool's output (a chart's manifests and what is made of them) is
+    named by where it comes from (its identity: the key of the helm template run), so a verdict
+    on it can be looked up without its bytes; promise() registers such a file without them, and
+    the bytes are made (load) only when a tool must read it."""
 
     def __init__(self, eager: bool = False, budget: int = HELD_MAX):
         self.eager = eager
         self.spill = _Spill(budget)
-        self._pending: dict[str, bytes | tuple[int, int]] = {}
+        self._pending: dict[str, bytes | int] = {}
         self._output: set[str] = set()  # the rendered files among them (what kustomize may read)
+        self._identity: dict[str, bytes] = {}  # derived file → what names its bytes
+        self._promised: dict[str, object] = {}  # derived file not made yet → what makes it (and its chart's)
         self._lock = threading.Lock()  # the whole-output tools write from their own threads
 
-    def put(self, path: Path, data: bytes, output: bool = False) -> None:
+    def put(self, path: Path | str, data: bytes, output: bool = False, identity: bytes | None = None) -> None:
+        path = str(path)
+        if identity is not None:
+            with self._lock:
+                self._identity[path] = identity
         if self.eager:
             _write(Path(path), data)
             return
         kept = self.spill.keep(data)
         with self._lock:
-            earlier = self._pending.get(str(path))  # a path put twice: the last wins
+            earlier = self._pending.get(path)  # a path put twice: the last wins
             if earlier is not None:
                 self.spill.forget(earlier)
-            self._pending[str(path)] = kept
+            self._pending[path] = kept
             if output:
-                self._output.add(str(path))
+                self._output.add(path)
+
+    def promise(self, path: str, identity: bytes, load) -> None:
+        """A derived file whose bytes load() puts, when a tool must read it (never when eager)."""
+        with self._lock:
+            self._identity[path] = identity
+            self._promised[path] = load
+
+    def identity(self, path: str) -> bytes | None:
+        """What names a derived file's bytes without them; None for any other file."""
+        with self._lock:
+            return self._identity.get(path)
+
+    def _make(self, paths) -> None:
+        with self._lock:
+            loads = [load for load in (self._promised.pop(path, None) for path in paths) if load is not None]
+        for load in loads:
+            load()
 
     def close(self) -> None:
         self.spill.close()
 
     def read(self, path: str) -> bytes:
+        path = str(path)
+        self._make([path])
         with self._lock:
-            kept = self._pending.get(str(path))
+            kept = self._pending.get(path)
         return self.spill.read(kept) if kept is not None else Path(path).read_bytes()
 
     def write(self, paths) -> None:
         """Writes those of `paths` not yet on disk."""
+        paths = [str(path) for path in paths]
+        self._make(paths)
         with self._lock:
             for path in paths:
-                kept = self._pending.pop(str(path), None)
+                kept = self._pending.pop(path, None)
                 if kept is not None:
                     self.spill.forget(kept)
                     _write(Path(path), self.spill.read(kept))
@@ -697,20 +861,34 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def _write_scratch(disk: _Disk, folder: Path, p, model: ModelResult, inputs: tuple[list, list], istio_files: dict,
-                   rule_files: dict) -> None:
-    """The inputs of istioctl and promtool for one chart, kept apart from the rendered files."""
-    istio, rules = inputs
-    # What tells a finding's owner is kept here; the texts go to the disk, within its budget (an
-    # LLM chart's Istio documents, Lua filters and all, are 40-85 KB: ~370 MB at 10,000 models).
+def _scratch_paths(model_dir: Path, istio: bool, rules: int) -> list[str]:
+    """Where lint puts what it makes of a chart's helm template output: the manifests, then its
+    Istio documents (when it has any), then each PrometheusRule's rules."""
+    folder = model_dir / _SCRATCH
+    return ([str(model_dir / "manifests.yaml")] + ([str(folder / "istio.yaml")] if istio else [])
+            + [str(folder / f"prometheusrule-{index}.yaml") for index in range(rules)])
+
+
+def _scratch(model_dir: Path, output: str) -> tuple[dict[str, bytes], list, list]:
+    """What lint makes of a chart's helm template output for kubeconform, istioctl and promtool:
+    the files (path → bytes, _scratch_paths), and what tells a finding's owner: each Istio
+    document's [kind, namespace, name, source] and each rules file's [source, name]."""
+    docs = split_manifests(output)
+    istio = [d for d in docs if d.group.endswith(".istio.io")]
+    rules = [d for d in docs if d.kind == "PrometheusRule" and d.group == "monitoring.coreos.com"]
+    paths = iter(_scratch_paths(model_dir, bool(istio), len(rules)))
+    made = {next(paths): (output + "\n").encode()}
     if istio:
-        target = folder / "istio.yaml"
-        disk.put(target, "---\n".join(d.text for d in istio).encode())
-        istio_files[str(target)] = (p, model, [d._replace(text="") for d in istio])
-    for index, rule in enumerate(rules):
-        target = folder / f"prometheusrule-{index}.yaml"
-        disk.put(target, rule.text.encode())
-        rule_files[str(target)] = (p, model, rule._replace(text=""))
+        made[next(paths)] = "---\n".join(d.text for d in istio).encode()
+    for d in rules:  # what the Prometheus operator hands Prometheus: the rule's spec.groups
+        spec = d.body.get("spec") if isinstance(d.body.get("spec"), dict) else {}
+        made[next(paths)] = yamlout.dump({"groups": spec.get("groups") or []}).encode()
+    return made, [[d.kind, d.namespace, d.name, d.source] for d in istio], [[d.source, d.name] for d in rules]
+
+
+def _istio_docs(disk: _Disk, listed: bytes | int) -> list[IstioDoc]:
+    """The Istio documents (kind, namespace, name, source) of a chart's istio.yaml."""
+    return [IstioDoc(*fields) for fields in json.loads(disk.spill.read(listed))]
 
 
 # istioctl's findings: "* Kind/namespace/name: message", after "Error: N errors occurred:" or
@@ -721,20 +899,40 @@ _ISTIO_FILE = re.compile(r'(?:^"(.+?)" has warnings:|failed to decode file (\S+?
 
 def _reuse(cache: "verdicts.Verdicts", disk: _Disk, tool: str, args: list[str], paths,
            *inputs: bytes) -> tuple[dict, dict]:
-    """(findings reused per input file, cache key of each file the tool must read again, which is
-    then written): a file's findings are kept while its bytes, its path, the tool build, its
-    arguments and `inputs` (what else it reads, e.g. schemas) are the same."""
+    """(findings reused per input file, the cache keys of each file the tool must read again,
+    which is then written; store() its findings under each): a file's findings are kept while
+    its bytes, its path, the tool build, its arguments and `inputs` (what else it reads, e.g.
+    schemas) are the same.
+
+    A file lint derives from a chart's helm template output is looked up first by where it comes
+    from (that run's key and lint's code: _Disk.identity), so an unchanged chart's files are
+    never made; then by its bytes, so a changed chart's file that came out the same (its rules
+    when only replicas changed) is not judged again. Findings are stored under both."""
     tool_id = verdicts.tool_identity(args[0], tools.version(tool))
+    arguments = "\0".join(args[1:])
     reused, pending = {}, {}
     for path in sorted(paths):
-        key = cache.key(tool_id, "\0".join(args[1:]), *inputs, path, disk.read(path))
-        hit = cache.get(key)
-        if hit is not None and hit[0]:
-            reused[path] = json.loads(hit[1])
+        keys = []
+        identity = disk.identity(path)
+        for name in ((identity, None) if identity is not None else (None,)):
+            key = cache.key(tool_id, arguments, *inputs, path, name if name is not None else disk.read(path))
+            hit = cache.get(key)
+            if hit is not None and hit[0]:
+                reused[path] = json.loads(hit[1])
+                if keys:  # found by its bytes: under its identity too, for the next run
+                    cache.put(keys[0], True, hit[1])
+                break
+            keys.append(key)
         else:
-            pending[path] = key
+            pending[path] = tuple(keys)
     disk.write(pending)
     return reused, pending
+
+
+def _store(cache: "verdicts.Verdicts", keys: tuple[str, ...], findings: list) -> None:
+    data = json.dumps(findings)
+    for key in keys:
+        cache.put(key, True, data)
 
 
 def _istioctl(root: Path, istio_files: dict[str, tuple], rendered: list[ModelResult], wiring: ModelResult,
@@ -754,7 +952,8 @@ def _istioctl(root: Path, istio_files: dict[str, tuple], rendered: list[ModelRes
         args += ["-f", path]
     out = tools.run(args, timeout=600) if pending else tools.Result(True, "")
     by_resource = {(d.kind, d.namespace, d.name): (path, p, model, d)
-                   for path, (p, model, docs) in istio_files.items() if path in pending for d in docs}
+                   for path, (p, model, listed) in istio_files.items() if path in pending
+                   for d in _istio_docs(disk, listed)}
     found: dict[str, list[str]] = {}  # input file → its findings
     unowned: list[str] = []
     for finding in _istio_findings(out.output):
@@ -778,8 +977,8 @@ def _istioctl(root: Path, istio_files: dict[str, tuple], rendered: list[ModelRes
     if not out.ok and not found and not unowned:
         unowned.append(f"istioctl validate failed:\n{out.output}")
     if not unowned:  # a run that said what it found about every file it read
-        for path, key in pending.items():
-            cache.put(key, True, json.dumps(found.get(path, [])))
+        for path, keys in pending.items():
+            _store(cache, keys, found.get(path, []))
     _fail_owners("istioctl validate", {**reused, **found}, istio_files)
     if unowned:
         wiring.checks["istioctl validate"] = Check("fail", "\n".join(unowned))
@@ -844,8 +1043,8 @@ def _promtool(root: Path, rule_files: dict[str, tuple], rendered: list[ModelResu
     if not out.ok and not found:
         wiring.checks["promtool"] = Check("fail", f"promtool check rules failed:\n{out.output}")
     else:
-        for path, key in pending.items():
-            cache.put(key, True, json.dumps(found.get(path, [])))
+        for path, keys in pending.items():
+            _store(cache, keys, found.get(path, []))
     _fail_owners("promtool", {**reused, **found}, rule_files)
 
 
@@ -876,7 +1075,7 @@ def _kustomize(root: Path, files: dict[str, bytes], pairs: list, wiring: ModelRe
         seen: dict[tuple, str] = {}
         for entry in entries:
             prefix = f"{entry}/"
-            names = sorted(r for r in files if r.startswith(prefix) and "/chart/" not in r[len(prefix) - 1:])
+            names = sorted(r for r in _below(files, prefix) if "/chart/" not in r[len(prefix) - 1:])
             key = cache.key(tool_id, b"build", entry, verdicts.files_digest(files, prefix, names))
             hit = cache.get(key)
             if hit is not None:
@@ -939,7 +1138,7 @@ def _kustomize_build(kustomize: str, root: Path, folder: str, disk: _Disk) -> tu
     return [], [[d.group, d.kind, d.namespace, d.name] for d in split_manifests(out.output)]
 
 
-def _kubeconform(root: Path, files: dict[str, bytes], result, pairs: list, manifests: dict[str, Path],
+def _kubeconform(root: Path, files: dict[str, bytes], result, pairs: list, manifests: dict[str, str],
                  wiring: ModelResult, schema_locations: list[str], cache: "verdicts.Verdicts", disk: _Disk) -> None:
     kubeconform = tools.find("kubeconform")
     if not kubeconform:
@@ -950,7 +1149,7 @@ def _kubeconform(root: Path, files: dict[str, bytes], result, pairs: list, manif
                         if rel.endswith(".yaml") and _chart_of(rel) is None
                         and rel.rpartition("/")[2] not in ("kustomization.yaml", "manifests.yaml",
                                                            "values-from-helmrelease.yaml"))
-    targets = [str(manifests[k]) for k in sorted(manifests)] + flux_files
+    targets = [manifests[k] for k in sorted(manifests)] + flux_files
     try:
         core = tools.core_schema_location(result.platform.kubernetesVersion)
     except FileNotFoundError as exc:
@@ -965,7 +1164,7 @@ def _kubeconform(root: Path, files: dict[str, bytes], result, pairs: list, manif
     # Each file's findings are reused while the file, the tool build and the schemas are the
     # same; kubeconform runs over the others only. A --schema-location of the user's (a URL or a
     # folder that may change) turns the reuse off.
-    keys: dict[str, str] = {}
+    keys: dict[str, tuple[str, ...]] = {}
     reused: list[dict] = []
     if not schema_locations:
         schemas = verdicts.folder_stamp(Path(tools.crd_schema_location().split("{{")[0]), Path(core.split("{{")[0]))
@@ -981,8 +1180,8 @@ def _kubeconform(root: Path, files: dict[str, bytes], result, pairs: list, manif
         report = {}
     found = [r for r in report.get("resources", []) if r.get("status") in ("statusInvalid", "statusError")]
     if report and (out.ok or found):  # a run that said what it found: store each file's findings
-        for target, key in keys.items():
-            cache.put(key, True, json.dumps([r for r in found if r.get("filename") == target]))
+        for target, target_keys in keys.items():
+            _store(cache, target_keys, [r for r in found if r.get("filename") == target])
     for resource in found + reused:  # both hold only invalid and error results
         rel = Path(resource["filename"]).relative_to(root).as_posix()
         problems.setdefault(rel, []).append(

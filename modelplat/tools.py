@@ -92,7 +92,7 @@ def parse_version(output: str, pattern: re.Pattern | None = None) -> str:
     return line or "unknown"
 
 
-@dataclass
+@dataclass(slots=True)  # lint keeps one a chart and tool
 class Result:
     ok: bool
     output: str

@@ -285,7 +285,7 @@ def test_past_its_memory_budget_lint_reads_files_back_from_a_temporary_file_and_
 
     def counting(self, data: bytes):
         kept = keep(self, data)
-        if kept.__class__ is tuple:
+        if kept.__class__ is int:  # where it went in the file
             spilled.append(len(data))
         return kept
 
@@ -328,6 +328,47 @@ def test_held_files_past_the_budget_are_read_back_byte_for_byte(tmp_path):
     disk.close()
 
 
+def test_held_keeps_the_files_models_share_once_and_finds_a_charts_files_without_a_scan():
+    """10,000 models hold 340,000 files, most of them a chart's templates (the same bytes in every
+    chart): a folder's shared files are one dict for every folder that shares them, and a chart's
+    files are listed from its folder alone (no scan of every path for each chart)."""
+    import pytest
+
+    from modelplat import lint
+    from modelplat.output import share
+
+    common = b"every chart's template\n" * 10
+    share(common)
+    held = lint.Held(1 << 20)
+    for name in ("a", "b"):
+        held.add({f"p/{name}/chart/templates/t.yaml": common, f"p/{name}/chart/values.yaml": name.encode(),
+                  f"p/{name}/helmrelease.yaml": b"kind: HelmRelease\n", "p/kustomization.yaml": name.encode(),
+                  "kustomization.yaml": b"resources: [p]\n"})
+    assert held._folders["p/a/"][1] is held._folders["p/b/"][1]
+    assert len(held) == len(list(held)) == 8 and held["p/kustomization.yaml"] == b"b"  # the last wins
+    assert held["p/b/chart/templates/t.yaml"] is common and held["p/a/chart/values.yaml"] == b"a"
+    assert "p/a/chart/values.yaml" in held and "p/a/chart" not in held and "p/c/x.yaml" not in held
+    assert sorted(held.below("p/")) == sorted(rel for rel in held if rel.startswith("p/"))
+    assert len(held.below("p/")) == 7
+
+    class NoScan(dict):
+        def items(self):
+            pytest.fail("every folder was scanned")
+
+        def __iter__(self):
+            pytest.fail("every folder was scanned")
+
+    held._folders = NoScan(held._folders)
+    assert sorted(held.below("p/a/chart/")) == ["p/a/chart/templates/t.yaml", "p/a/chart/values.yaml"]
+    assert held.below("p/c/chart/") == []
+    held._folders = dict(held._folders)
+    # A shared file replaced by a folder's own bytes, and an own file by a shared one.
+    held.add({"p/a/chart/templates/t.yaml": b"own", "p/b/chart/values.yaml": common})
+    assert held["p/a/chart/templates/t.yaml"] == b"own" and held["p/b/chart/templates/t.yaml"] is common
+    assert held["p/b/chart/values.yaml"] is common and len(held) == 8
+    assert dict(held) == {rel: held[rel] for rel in held.below("p/") + ["kustomization.yaml"]}
+
+
 def test_verdicts_are_stored_as_they_pile_up_not_only_at_the_end(tmp_path, monkeypatch):
     """A first lint of thousands of charts would keep every helm template output until the end."""
     from modelplat import verdicts
@@ -343,22 +384,122 @@ def test_verdicts_are_stored_as_they_pile_up_not_only_at_the_end(tmp_path, monke
     other.close()
 
 
+_OUTPUT = """---
+# Source: demo/templates/envoyfilter.yaml
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata:
+  name: lua
+  namespace: ns
+spec:
+  configPatches: []
+---
+# Source: demo/templates/prometheusrule.yaml
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: alerts
+  namespace: ns
+spec:
+  groups:
+  - name: g
+    rules: []
+"""
+
+
 def test_what_lint_makes_for_istioctl_and_promtool_is_kept_by_the_disk_not_twice(tmp_path):
     """An LLM chart's Istio documents (EnvoyFilters with their Lua) are 40-85 KB: the texts go to
     the disk (which keeps them within its budget); what tells a finding's owner keeps no copy."""
     from modelplat import lint
 
+    made, istio, rules = lint._scratch(tmp_path / "demo/iris", _OUTPUT)
+    assert list(made) == lint._scratch_paths(tmp_path / "demo/iris", True, 1) == [
+        str(tmp_path / "demo/iris/manifests.yaml"), str(tmp_path / "demo/iris/.lint/istio.yaml"),
+        str(tmp_path / "demo/iris/.lint/prometheusrule-0.yaml")]
+    assert made[str(tmp_path / "demo/iris/manifests.yaml")] == (_OUTPUT + "\n").encode()
+    assert made[str(tmp_path / "demo/iris/.lint/istio.yaml")].startswith(b"# Source: demo/templates/envoyfilter.yaml")
+    assert b"PrometheusRule" not in made[str(tmp_path / "demo/iris/.lint/istio.yaml")]
+    assert made[str(tmp_path / "demo/iris/.lint/prometheusrule-0.yaml")] == b"groups:\n  - name: g\n    rules: []\n"
+    assert istio == [["EnvoyFilter", "ns", "lua", "templates/envoyfilter.yaml"]]
+    assert rules == [["templates/prometheusrule.yaml", "alerts"]]
     disk = lint._Disk(budget=0)
-    istio_files: dict = {}
-    rule_files: dict = {}
-    istio = [lint.IstioDoc("EnvoyFilter", "ns", "lua", "templates/envoyfilter.yaml", "kind: EnvoyFilter\n" * 500)]
-    rules = [lint.RulesFile("templates/rules.yaml", "alerts", "groups: []\n")]
-    lint._write_scratch(disk, tmp_path / "demo/iris/.lint", "plan", "model", (istio, rules), istio_files, rule_files)
-    (path,) = istio_files
-    assert disk.read(path) == ("kind: EnvoyFilter\n" * 500).encode()
-    assert istio_files[path] == ("plan", "model", [istio[0]._replace(text="")])
-    (path,) = rule_files
-    assert disk.read(path) == b"groups: []\n" and rule_files[path][2].text == ""
+    listed = disk.spill.keep(b'[["EnvoyFilter","ns","lua","templates/envoyfilter.yaml"]]')
+    assert listed.__class__ is int  # past the budget, in the temporary file too
+    assert lint._istio_docs(disk, listed) == [lint.IstioDoc("EnvoyFilter", "ns", "lua", "templates/envoyfilter.yaml")]
+    disk.close()
+
+
+def test_an_unchanged_charts_manifests_are_not_read_back_until_a_tool_must_read_them(tree, counted, monkeypatch,
+                                                                                     request):
+    """What lint made of a chart's helm template output is named by that run (its key and lint's
+    code): an unchanged chart's manifests are not read back from the cache at all (at 10,000
+    models they were 1.5 GB, most of an edit's lint). A tool rebuilt must judge them again: they
+    are made from the helm template verdicts (helm does not run); with those verdicts gone, helm
+    template runs again. Every report is the --no-cache run's."""
+    import sqlite3
+
+    from modelplat import lint, tools
+
+    env, calls, shims = counted
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for cached in (tools.find, tools.version):
+        cached.cache_clear()
+        request.addfinalizer(cached.cache_clear)
+    root = tree({"demo/iris.yaml": CPU_FILE, "demo/wine.yaml": WINE, "other/alpha.yaml": WINE})
+    made: list[str] = []
+    scratch = lint._scratch
+
+    def counting(model_dir, output):
+        made.append(Path(model_dir).name)
+        return scratch(model_dir, output)
+
+    monkeypatch.setattr(lint, "_scratch", counting)
+    first = lint.lint([root], require_tools=True).as_dict()
+    assert sorted(made) == ["alpha", "iris", "wine"]
+    calls()
+    made.clear()
+    assert lint.lint([root], require_tools=True).as_dict() == first and made == [] and calls() == []
+
+    def rebuild(tool: str) -> None:  # a new build of the tool: a new identity, no verdict of it reused
+        shim = shims / tool
+        shim.write_text(shim.read_text() + "# rebuilt\n")
+        tools.version.cache_clear()
+
+    rebuild("kubeconform")
+    assert lint.lint([root], require_tools=True).as_dict() == first
+    ran = calls()
+    (kubeconform,) = [line for line in ran if line.startswith("kubeconform ")]
+    assert all(f"{chart}/manifests.yaml" in kubeconform for chart in ("demo/iris", "demo/wine", "other/alpha"))
+    assert not [line for line in ran if line.startswith("helm")] and sorted(made) == ["alpha", "iris", "wine"]
+    made.clear()
+    with sqlite3.connect(Path(env["MODELPLAT_CACHE_DIR"]) / "lint.sqlite3") as db:  # helm template's verdicts gone
+        db.execute("DELETE FROM verdicts WHERE CAST(data AS TEXT) LIKE '[true, \"---%'")
+    rebuild("istioctl")
+    assert lint.lint([root], require_tools=True).as_dict() == first
+    ran = calls()
+    assert sorted(line.split()[2] for line in ran if line.startswith("helm template ")) == ["alpha", "iris", "wine"]
+    assert [line for line in ran if line.startswith("istioctl ")] and sorted(made) == ["alpha", "iris", "wine"]
+    assert lint.lint([root], require_tools=True, use_cache=False).as_dict() == first
+
+
+def test_a_promised_file_is_made_once_when_a_tool_reads_it_and_named_without_its_bytes(tmp_path):
+    from modelplat import lint
+
+    disk = lint._Disk(budget=0)
+    target = str(tmp_path / "demo/iris/manifests.yaml")
+    loads: list[int] = []
+
+    def load() -> None:
+        loads.append(1)
+        disk.put(target, b"kind: A\n", identity=b"run 1")
+    disk.promise(target, b"run 1", load)
+    assert disk.identity(target) == b"run 1" and not loads
+    assert disk.read(target) == b"kind: A\n" and disk.read(target) == b"kind: A\n" and len(loads) == 1
+    disk.promise(target, b"run 1", load)
+    disk.write([target])
+    assert Path(target).read_bytes() == b"kind: A\n" and len(loads) == 2
+    assert disk.identity(str(tmp_path / "other")) is None
     disk.close()
 
 
