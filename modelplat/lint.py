@@ -144,7 +144,7 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
         else:  # the rate limit parse needs no tool, and only the wiring files
             files = render.render_wiring(subjects, result.platform)
         by_config = {rate_limit_config_file(p.namespace, p.name): model for p, model in pairs}
-        _record("ratelimit config", outputchecks.ratelimit_findings(files), pairs, wiring,
+        _record("ratelimit config", _ratelimit_findings(files, use_cache), pairs, wiring,
                 lambda path: by_config.get(path.partition("#")[2]))
         if use_tools:
             with tempfile.TemporaryDirectory(prefix="modelplat-lint-") as tmp:
@@ -200,6 +200,28 @@ def lint(inputs: list[Path], platform_file: Path | None = None, *, use_tools: bo
         model.checks = {check: model.checks[check] for check in checks}  # the table's order, in JSON too
     return LintReport(sorted(by_file.values(), key=lambda m: m.file), sorted(result.diagnostics), versions, missing,
                       require_tools, checks)
+
+
+def _ratelimit_findings(files: Mapping[str, bytes], use_cache: bool) -> list[outputchecks.Finding]:
+    """outputchecks.ratelimit_findings, kept under the ConfigMap's bytes and this code: parsing
+    the rate limit service's config of 10,000 models is ~4 s, the same every run but an edit."""
+    from .cache import cache_dir
+
+    raw = files.get(outputchecks.RATELIMIT_CONFIGMAP)
+    if raw is None or not use_cache:
+        return outputchecks.ratelimit_findings(files)
+    cache = verdicts.Verdicts(None, cache_dir())
+    try:
+        key = cache.key(b"ratelimit config", code_fingerprint(), raw)
+        hit = cache.get(key)
+        if hit is not None and hit[0]:
+            return [outputchecks.Finding(*finding) for finding in json.loads(hit[1])]
+        findings = outputchecks.ratelimit_findings(files)
+        cache.put(key, True, json.dumps([[f.path, f.message] for f in findings]))
+        cache.flush()
+        return findings
+    finally:
+        cache.close()
 
 
 def _from_render_cache(inputs: list[Path], platform_file: Path | None, jobs: int | None, held: "Held"):
@@ -391,23 +413,27 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
             register(p, model, key, istio, rules)
             cache.put(derived_key(key), True, json.dumps([istio, rules]))
 
-    def promised(p, key: str, args: list[str]):
+    def template_args(p) -> list[str]:
+        values = root / p.model_dir / "values-from-helmrelease.yaml"
+        return [helm, "template", p.name, str(root / p.chart_dir), "-f", str(values), "--namespace", p.namespace]
+
+    loaded: set[str] = set()  # the helm template runs whose derived files were made here
+    load_lock = threading.Lock()
+
+    def promised(p, key: str):
         """Makes a chart's derived files from its helm template verdict, once: when a tool reads
         one (an unchanged chart's manifests are otherwise never read back from the cache). Should
         the verdict be gone, helm template runs again."""
-        done: list[bool] = []
-        lock = threading.Lock()
-
         def load() -> None:
-            with lock:
-                if done:
+            with load_lock:
+                if key in loaded:
                     return
-                done.append(True)
+                loaded.add(key)
                 hit = cache.get(key)
                 out = tools.Result(*hit) if hit is not None else None
                 if out is None:
                     write_chart(p)
-                    out = tools.run(args, env=tools.per_chart_env())
+                    out = tools.run(template_args(p), env=tools.per_chart_env())
                     cache.put(key, out.ok, out.output)
                 make(p, key, out.output)
         return load
@@ -474,7 +500,7 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
             else:
                 write()
                 batch(args, chart, key, linted)  # with -f VALUES, its own arguments: a batch of one
-            args = [helm, "template", p.name, str(chart), "-f", str(values), "--namespace", p.namespace]
+            args = template_args(p)
             key = cache.key(helm_id, "\0".join(args[1:]), chart_digest, values_text.encode())
             # What lint made of this output before says which files it holds: the output itself
             # is read back only when a tool must read one of them (a verdict on them missing).
@@ -482,7 +508,7 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
             if derived is not None and derived[0]:
                 istio, rules = json.loads(derived[1])
                 model.checks["helm template"] = Check("pass")
-                register(p, model, key, istio, rules, promised(p, key, args))
+                register(p, model, key, istio, rules, promised(p, key))
             else:
                 hit = cache.get(key)
                 if hit is not None:
@@ -869,11 +895,15 @@ def _scratch_paths(model_dir: Path, istio: bool, rules: int) -> list[str]:
             + [str(folder / f"prometheusrule-{index}.yaml") for index in range(rules)])
 
 
+def _SCRATCH_GROUPS(group: str) -> bool:
+    return group.endswith(".istio.io") or group == "monitoring.coreos.com"
+
+
 def _scratch(model_dir: Path, output: str) -> tuple[dict[str, bytes], list, list]:
     """What lint makes of a chart's helm template output for kubeconform, istioctl and promtool:
     the files (path → bytes, _scratch_paths), and what tells a finding's owner: each Istio
     document's [kind, namespace, name, source] and each rules file's [source, name]."""
-    docs = split_manifests(output)
+    docs = split_manifests(output, _SCRATCH_GROUPS)
     istio = [d for d in docs if d.group.endswith(".istio.io")]
     rules = [d for d in docs if d.kind == "PrometheusRule" and d.group == "monitoring.coreos.com"]
     paths = iter(_scratch_paths(model_dir, bool(istio), len(rules)))

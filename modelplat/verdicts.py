@@ -55,14 +55,17 @@ def folder_stamp(*folders: Path) -> bytes:
 def files_digest(files: dict[str, bytes], prefix: str, names=None) -> bytes:
     """A digest over the files below `prefix` (names relative to it, and bytes). `names`: those
     files' paths when the caller already knows them (a scan of every file per chart is
-    quadratic in a large repository)."""
+    quadratic in a large repository). Each file goes in by its name and its SHA-256, which for a
+    file every chart carries (output.share: the templates, ~110 KB a chart) is taken once a
+    process, not once a chart."""
+    from .output import digest as file_digest
+
     digest = hashlib.sha256()
     for rel in sorted(names if names is not None else (r for r in files if r.startswith(prefix))):
         if not rel.startswith(prefix):
             raise ValueError(f"{rel} is not below {prefix}")
-        data = files[rel]
         name = rel[len(prefix):].encode()
-        digest.update(len(name).to_bytes(8, "little") + name + len(data).to_bytes(8, "little") + data)
+        digest.update(len(name).to_bytes(8, "little") + name + bytes.fromhex(file_digest(files[rel])))
     return digest.digest()
 
 
@@ -75,8 +78,9 @@ PENDING_MAX = 8 << 20
 class Verdicts:
     """Raw tool results by key; thread-safe (lint runs the tools of several charts at once)."""
 
-    def __init__(self, root: Path, folder: Path | None, enabled: bool = True):
-        self.root = str(root)  # the temporary folder lint renders into
+    def __init__(self, root: Path | None, folder: Path | None, enabled: bool = True):
+        # The temporary folder lint renders into, a placeholder in what is stored (None: no folder).
+        self.root = str(root) if root is not None else None
         self.enabled = enabled and folder is not None
         self.path = folder / "lint.sqlite3" if folder is not None else None
         self._lock = threading.Lock()
@@ -88,7 +92,8 @@ class Verdicts:
         digest = hashlib.sha256(FORMAT)
         for part in parts:
             data = part.encode() if isinstance(part, str) else part
-            data = data.replace(self.root.encode(), _PLACEHOLDER.encode())
+            if self.root is not None:
+                data = data.replace(self.root.encode(), _PLACEHOLDER.encode())
             digest.update(len(data).to_bytes(8, "little") + data)
         return digest.hexdigest()
 
@@ -121,12 +126,12 @@ class Verdicts:
             ok, output = json.loads(row[0])
         except (ValueError, TypeError):
             return None
-        return bool(ok), str(output).replace(_PLACEHOLDER, self.root)
+        return bool(ok), str(output) if self.root is None else str(output).replace(_PLACEHOLDER, self.root)
 
     def put(self, key: str, ok: bool, output: str) -> None:
         if self.path is None:
             return
-        data = json.dumps([ok, output.replace(self.root, _PLACEHOLDER)]).encode()
+        data = json.dumps([ok, output if self.root is None else output.replace(self.root, _PLACEHOLDER)]).encode()
         with self._lock:
             self._pending.append((key, data))
             self._pending_bytes += len(data)

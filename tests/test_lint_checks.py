@@ -296,3 +296,34 @@ def test_a_missing_new_tool_is_skipped_or_an_error(tree, tmp_path, lint_tools):
     assert strict.returncode == 2
     assert "not found: istioctl, kustomize, promtool" in strict.stdout
     assert "tools: helm v3" in strict.stdout and "istioctl missing" in strict.stdout
+
+
+def test_split_manifests_parses_only_the_groups_asked_for_and_finds_the_same_documents():
+    """lint's derived files need the Istio and Prometheus documents of a chart's helm template
+    output; a document whose apiVersion line names another group is not parsed, and what is
+    found is what filtering every parsed document would find."""
+    from modelplat.manifests import split_manifests
+
+    output = "\n".join([
+        "---", "# Source: demo/templates/isvc.yaml", "apiVersion: serving.kserve.io/v1beta1",
+        "kind: InferenceService", "metadata:", "  name: iris", "spec: {predictor: {}}",
+        "---", "# Source: demo/templates/vs.yaml", 'apiVersion: "networking.istio.io/v1"  # quoted',
+        "kind: VirtualService", "metadata:", "  name: iris", "  namespace: demo",
+        "---", "# Source: demo/templates/rules.yaml", "kind: PrometheusRule", "metadata: {name: alerts}",
+        "apiVersion: monitoring.coreos.com/v1",
+        "---", "# Source: demo/templates/odd.yaml", "{apiVersion: security.istio.io/v1, kind: PeerAuthentication,",
+        "  metadata: {name: flow}}",
+        "---", "# Source: demo/templates/bad.yaml", "apiVersion: v1", "kind: [unclosed",
+    ])
+
+    def wanted(group: str) -> bool:
+        return group.endswith(".istio.io") or group == "monitoring.coreos.com"
+
+    everything = split_manifests(output)
+    assert [d.kind for d in everything] == ["InferenceService", "VirtualService", "PrometheusRule",
+                                            "PeerAuthentication"]
+    found = split_manifests(output, wanted)
+    assert found == [d for d in everything if wanted(d.group)]
+    assert [(d.kind, d.namespace, d.source) for d in found] == [
+        ("VirtualService", "demo", "templates/vs.yaml"), ("PrometheusRule", "", "templates/rules.yaml"),
+        ("PeerAuthentication", "", "templates/odd.yaml")]

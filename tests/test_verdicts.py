@@ -483,6 +483,29 @@ def test_an_unchanged_charts_manifests_are_not_read_back_until_a_tool_must_read_
     assert lint.lint([root], require_tools=True, use_cache=False).as_dict() == first
 
 
+def test_the_rate_limit_config_is_parsed_again_only_when_it_changed(tree, tmp_path, monkeypatch):
+    """Its findings are kept under the ConfigMap's bytes and lint's code (10,000 models: ~4 s a
+    run); an edit that changes a limit parses it again, --no-cache always does."""
+    from modelplat import lint, outputchecks
+
+    monkeypatch.setenv("MODELPLAT_CACHE_DIR", str(tmp_path / "cache"))
+    parsed: list[int] = []
+    real = outputchecks.ratelimit_findings
+
+    def counting(files):
+        parsed.append(1)
+        return real(files)
+
+    monkeypatch.setattr(outputchecks, "ratelimit_findings", counting)
+    root = tree({"demo/iris.yaml": CPU_FILE + "ratelimitIPPerMinute: 30\n", "demo/wine.yaml": WINE})
+    first = lint.lint([root], use_tools=False).as_dict()
+    assert len(parsed) == 1 and first["ok"]
+    assert lint.lint([root], use_tools=False).as_dict() == first and len(parsed) == 1
+    assert lint.lint([root], use_tools=False, use_cache=False).as_dict() == first and len(parsed) == 2
+    (root / "demo/iris.yaml").write_text(CPU_FILE + "ratelimitIPPerMinute: 31\n")
+    assert lint.lint([root], use_tools=False).as_dict() == first and len(parsed) == 3
+
+
 def test_a_promised_file_is_made_once_when_a_tool_reads_it_and_named_without_its_bytes(tmp_path):
     from modelplat import lint
 
