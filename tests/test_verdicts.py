@@ -37,6 +37,20 @@ def counted(tmp_path: Path, lint_tools):
     return env, calls, shims
 
 
+@pytest.fixture
+def counted_here(counted, monkeypatch, request):
+    """`counted`, for lint run in this process: its environment set here, and the tools looked
+    up afresh (the shims first on PATH)."""
+    from modelplat import tools
+
+    for name, value in counted[0].items():
+        monkeypatch.setenv(name, value)
+    for cached in (tools.find, tools.version):
+        cached.cache_clear()
+        request.addfinalizer(cached.cache_clear)
+    return counted
+
+
 def _lint(root: Path, env: dict, *extra: str) -> dict:
     proc = modelplat("lint", str(root), "--require-tools", "--format", "json", *extra, env=env)
     assert proc.returncode in (0, 1), proc.stderr
@@ -92,18 +106,13 @@ def test_an_unchanged_chart_reuses_its_verdicts_and_a_changed_one_runs_again(tre
     assert uncached == changed
 
 
-def test_only_what_a_tool_reads_again_is_written(tree, counted, monkeypatch, request):
+def test_only_what_a_tool_reads_again_is_written(tree, counted_here, monkeypatch):
     """With one model edited, lint writes its chart and the files the tools read of it; an
     unchanged model's files (its Flux objects, its manifests, istioctl's and promtool's inputs)
     stay in memory, and the report is a --no-cache run's."""
-    from modelplat import lint, tools
+    from modelplat import lint
 
-    env, calls, _ = counted
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    for cached in (tools.find, tools.version):  # the shims on PATH, in this process too
-        cached.cache_clear()
-        request.addfinalizer(cached.cache_clear)
+    env, calls, _ = counted_here
     root = tree({"demo/iris.yaml": CPU_FILE, "demo/wine.yaml": WINE, "other/alpha.yaml": WINE})
     written: list[str] = []
     real = lint._write
@@ -265,18 +274,13 @@ def test_charts_share_a_process_and_each_keeps_its_own_verdict(tree, counted, li
 
 
 def test_past_its_memory_budget_lint_reads_files_back_from_a_temporary_file_and_says_the_same(
-        tree, counted, monkeypatch, request):
+        tree, counted_here, monkeypatch):
     """lint's memory follows one model, not the repository: past HELD_MAX, the rendered files and
     the tools' inputs go to a temporary file. With nothing kept in memory, an edit still runs the
     tools on the edited chart alone, and the report is an in-memory --no-cache run's."""
-    from modelplat import lint, tools
+    from modelplat import lint
 
-    env, calls, _ = counted
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    for cached in (tools.find, tools.version):
-        cached.cache_clear()
-        request.addfinalizer(cached.cache_clear)
+    env, calls, _ = counted_here
     root = tree({"demo/iris.yaml": CPU_FILE, "demo/wine.yaml": WINE, "other/alpha.yaml": WINE})
     lint.lint([root], require_tools=True)
     calls()
@@ -429,8 +433,7 @@ def test_what_lint_makes_for_istioctl_and_promtool_is_kept_by_the_disk_not_twice
     disk.close()
 
 
-def test_an_unchanged_charts_manifests_are_not_read_back_until_a_tool_must_read_them(tree, counted, monkeypatch,
-                                                                                     request):
+def test_an_unchanged_charts_manifests_are_not_read_back_until_a_tool_must_read_them(tree, counted_here, monkeypatch):
     """What lint made of a chart's helm template output is named by that run (its key and lint's
     code): an unchanged chart's manifests are not read back from the cache at all (at 10,000
     models they were 1.5 GB, most of an edit's lint). A tool rebuilt must judge them again: they
@@ -440,12 +443,7 @@ def test_an_unchanged_charts_manifests_are_not_read_back_until_a_tool_must_read_
 
     from modelplat import lint, tools
 
-    env, calls, shims = counted
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    for cached in (tools.find, tools.version):
-        cached.cache_clear()
-        request.addfinalizer(cached.cache_clear)
+    env, calls, shims = counted_here
     root = tree({"demo/iris.yaml": CPU_FILE, "demo/wine.yaml": WINE, "other/alpha.yaml": WINE})
     made: list[str] = []
     scratch = lint._scratch
