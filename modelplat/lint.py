@@ -234,13 +234,24 @@ def _from_render_cache(inputs: list[Path], platform_file: Path | None, jobs: int
     from .records import RenderedModel
 
     rendered = pipeline.render_into(held, inputs, platform_file, jobs=jobs)
+    diagnostics, models = rendered.diagnostics, rendered.models
     if rendered.errors:
+        # The models in error are told, and the others linted without them: rendered again into
+        # `held` (those the first pass rendered come from the render cache), not all planned in
+        # memory (pipeline.run keeps every plan: 953 MB at 10,000 models). Should that still
+        # fail (an error of no model's own: the platform file, two models claiming one name),
+        # the caller checks every model.
         held.discard()
-        return None, None
+        failed = frozenset(d.file for d in rendered.errors)
+        rendered = pipeline.render_into(held, inputs, platform_file, jobs=jobs, skip=failed)
+        if rendered.errors or not rendered.shares:
+            held.discard()
+            return None, None
+        diagnostics = sorted([d for d in diagnostics if d.file in failed] + rendered.diagnostics)
     platform_path = pipeline.find_platform(inputs, platform_file)
     run = pipeline.Run(platform=pipeline.load_platform(platform_path), platform_file=platform_path,
                        plans=[RenderedModel(file, identity) for file, identity in rendered.shares],
-                       diagnostics=rendered.diagnostics, files=rendered.models, planned=len(rendered.shares),
+                       diagnostics=diagnostics, files=models, planned=len(rendered.shares),
                        shares=rendered.shares)
     return run, held
 

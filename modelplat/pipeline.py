@@ -572,10 +572,12 @@ def render_all(inputs: list[Path], platform_file: Path | None = None, use_cache:
 
 
 def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use_cache: bool = True,
-                progress: Progress | None = None, jobs: int | None = None) -> Rendered:
+                progress: Progress | None = None, jobs: int | None = None,
+                skip: frozenset[str] = frozenset()) -> Rendered:
     """Every output file for the inputs, handed to sink.add() a model at a time; on an error,
     sink.discard() is called and the Rendered carries the diagnostics. Models to render are
     rendered by `jobs` worker processes (default: MODELPLAT_JOBS or the CPU count) when many.
+    `skip`: model files (as diagnostics name them) left out, as if they were not there.
 
     A model is re-rendered only when its values file, its place in the tree, the platform file
     or modelplat itself changed; the result is byte-identical to an uncached render.
@@ -584,7 +586,7 @@ def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use
     # rendered: a run served wholly from the cache never pays for them.
     jobs = jobs or jobs_default()
     if not use_cache:
-        return _render_uncached(sink, inputs, platform_file, progress, jobs)
+        return _render_uncached(sink, inputs, platform_file, progress, jobs, skip)
 
     from .cache import RenderCache
 
@@ -595,8 +597,9 @@ def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use
         raise InvalidInput(f"cannot read {display(platform_path)}: {exc.strerror}") from None
     cache = RenderCache(platform_bytes)
     model_files, problems = discover(inputs)
+    model_files = [m for m in model_files if m.shown not in skip]
     if problems or not model_files:
-        return _render_uncached(sink, inputs, platform_file, progress, jobs)
+        return _render_uncached(sink, inputs, platform_file, progress, jobs, skip)
     shares: list[tuple[str, WiringIdentity]] = []  # (file, identity): see plan.wiring_identity
     warnings: list[Diagnostic] = []  # the cached models' own, replayed under today's file names
     misses: list[tuple[ModelFile, str]] = []
@@ -662,7 +665,7 @@ def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use
     identities = [identity for _, identity in shares]
     if _claimed_twice(identities) or shared_problems(shares):
         sink.discard()
-        return _render_uncached(sink, inputs, platform_file)  # positioned duplicate errors
+        return _render_uncached(sink, inputs, platform_file, skip=skip)  # positioned duplicate errors
     wiring_key = cache.key("wiring", json.dumps(sorted(identities)))
     wiring = cache.get(wiring_key)
     if wiring is None:
@@ -678,7 +681,7 @@ def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use
 
 
 def _render_uncached(sink, inputs: list[Path], platform_file: Path | None, progress: Progress | None = None,
-                     jobs: int = 1) -> Rendered:
+                     jobs: int = 1, skip: frozenset[str] = frozenset()) -> Rendered:
     from functools import partial
 
     from .render import render_model, render_wiring
@@ -686,6 +689,7 @@ def _render_uncached(sink, inputs: list[Path], platform_file: Path | None, progr
     platform_path = find_platform(inputs, platform_file)
     platform = load_platform(platform_path)
     files, problems = discover(inputs)
+    files = [m for m in files if m.shown not in skip]
     result = run_files(files, problems, inputs, platform, platform_path, progress,
                        partial(render_model, platform=platform), lambda out: sink.add(out.files), jobs)
     if result.errors:

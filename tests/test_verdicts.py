@@ -481,6 +481,36 @@ def test_an_unchanged_charts_manifests_are_not_read_back_until_a_tool_must_read_
     assert lint.lint([root], require_tools=True, use_cache=False).as_dict() == first
 
 
+def test_a_model_in_error_is_told_and_the_others_are_linted_without_planning_all_in_memory(tree, counted_here,
+                                                                                        monkeypatch):
+    """With one model in error, lint used to check every model again and keep every plan and
+    every file in memory for the tools (953 MB at 10,000 models). The others are now rendered
+    into lint's bounded store without it; the report is the --no-cache run's, which checks
+    every model in memory."""
+    from modelplat import lint, pipeline, render
+
+    env, calls, _ = counted_here
+    root = tree({"demo/iris.yaml": CPU_FILE, "demo/wine.yaml": WINE, "other/alpha.yaml": WINE,
+                 "other/broken.yaml": "model:\n  format: sklearn\n  storageUri: 7\n"})
+    uncached = lint.lint([root], require_tools=True, use_cache=False).as_dict()
+    calls()
+    assert not uncached["ok"]
+    rows = {Path(m["file"]).name: m for m in uncached["models"]}
+    assert rows["broken.yaml"]["checks"]["schema+rules"]["status"] == "fail"
+    assert all(rows[name]["ok"] for name in ("iris.yaml", "wine.yaml", "alpha.yaml"))
+
+    def refuse(*args, **kwargs):
+        pytest.fail("every model planned in memory")
+
+    monkeypatch.setattr(pipeline, "run", refuse)
+    monkeypatch.setattr(render, "render_tree", refuse)
+    assert lint.lint([root], require_tools=True).as_dict() == uncached
+    assert _charts(calls()) == set()  # the verdicts of the --no-cache run
+    (root / "demo/wine.yaml").write_text(WINE + "replicaCount: 2\n")
+    edited = lint.lint([root], require_tools=True).as_dict()
+    assert _charts(calls()) == {"wine"} and [m for m in edited["models"] if not m["ok"]] == [rows["broken.yaml"]]
+
+
 def test_the_rate_limit_config_is_parsed_again_only_when_it_changed(tree, tmp_path, monkeypatch):
     """Its findings are kept under the ConfigMap's bytes and lint's code (10,000 models: ~4 s a
     run); an edit that changes a limit parses it again, --no-cache always does."""
