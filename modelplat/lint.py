@@ -848,7 +848,8 @@ class _Disk:
                 self._output.add(path)
 
     def promise(self, path: str, identity: bytes, load) -> None:
-        """A derived file whose bytes load() puts, when a tool must read it (never when eager)."""
+        """A derived file whose bytes load() puts, when a tool must read it (never when eager).
+        load() must be idempotent and safe to call from several threads at once."""
         with self._lock:
             self._identity[path] = identity
             self._promised[path] = load
@@ -859,10 +860,16 @@ class _Disk:
             return self._identity.get(path)
 
     def _make(self, paths) -> None:
+        # A promise is kept until its load() returned: another thread reading the same file meanwhile
+        # calls load() too, which waits for the first and does nothing (each load is once).
         with self._lock:
-            loads = [load for load in (self._promised.pop(path, None) for path in paths) if load is not None]
-        for load in loads:
+            loads = {id(load): load for load in (self._promised.get(path) for path in paths) if load is not None}
+        for load in loads.values():
             load()
+        if loads:
+            with self._lock:
+                for path in paths:
+                    self._promised.pop(path, None)
 
     def close(self) -> None:
         self.spill.close()

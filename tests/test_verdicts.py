@@ -433,6 +433,39 @@ def test_what_lint_makes_for_istioctl_and_promtool_is_kept_by_the_disk_not_twice
     disk.close()
 
 
+def test_a_promised_file_read_by_two_threads_at_once_is_made_once_and_read_by_both(tmp_path):
+    import threading
+    import time
+
+    from modelplat import lint
+
+    disk = lint._Disk(budget=1 << 20)
+    target = str(tmp_path / "demo/iris/manifests.yaml")
+    started, release, lock, made = threading.Event(), threading.Event(), threading.Lock(), []
+
+    def load() -> None:  # as lint's: once, whoever calls it
+        with lock:
+            if made:
+                return
+            started.set()
+            release.wait(10)
+            disk.put(target, b"kind: A\n", identity=b"run 1")
+            made.append(1)
+    disk.promise(target, b"run 1", load)
+    read: list[bytes] = []
+    first = threading.Thread(target=lambda: read.append(disk.read(target)))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=lambda: read.append(disk.read(target)))
+    second.start()
+    time.sleep(0.05)  # the second reader is waiting on the file the first is making
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert read == [b"kind: A\n", b"kind: A\n"] and made == [1]
+    disk.close()
+
+
 def test_an_unchanged_charts_manifests_are_not_read_back_until_a_tool_must_read_them(tree, counted_here, monkeypatch):
     """What lint made of a chart's helm template output is named by that run (its key and lint's
     code): an unchanged chart's manifests are not read back from the cache at all (at 10,000
