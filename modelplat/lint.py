@@ -395,10 +395,13 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         key and this code. The key of which documents they hold, and their identity (_Disk)."""
         return cache.key(b"derived", code_fingerprint(), template_key)
 
+    def identity_of(template_key: str) -> bytes:
+        """What names each derived file of that helm template run in _Disk (and in _reuse's keys)."""
+        return b"derived\0" + derived_key(template_key).encode()
+
     def register(p, model: ModelResult, template_key: str, istio: list, rules: list, load=None) -> None:
         """A chart's derived files (_scratch) for the whole-output tools, named by the helm template
         run they come from; with `load`, promised (made only when a tool must read one)."""
-        identity = b"derived\0" + derived_key(template_key).encode()
         paths = _scratch_paths(root / p.model_dir, bool(istio), len(rules))
         manifests[p.model_dir] = paths[0]
         if istio:
@@ -406,13 +409,14 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
         for path, (source, name) in zip(paths[len(paths) - len(rules):], rules):
             rule_files[path] = (p, model, RulesFile(source, name))
         if load is not None:
+            identity = identity_of(template_key)
             for path in paths:
                 disk.promise(path, identity, load)
 
     def make(p, template_key: str, output: str) -> tuple[list, list]:
         """Puts what lint makes of a chart's helm template output; (Istio documents, rules files)."""
         made, istio, rules = _scratch(root / p.model_dir, output)
-        identity = b"derived\0" + derived_key(template_key).encode()
+        identity = identity_of(template_key)
         for path, data in made.items():
             disk.put(path, data, identity=identity)
         return istio, rules
@@ -960,19 +964,22 @@ def _reuse(cache: "verdicts.Verdicts", disk: _Disk, tool: str, args: list[str], 
     arguments = "\0".join(args[1:])
     reused, pending = {}, {}
     for path in sorted(paths):
-        keys = []
+        keys: tuple[str, ...] = ()
         identity = disk.identity(path)
-        for name in ((identity, None) if identity is not None else (None,)):
-            key = cache.key(tool_id, arguments, *inputs, path, name if name is not None else disk.read(path))
-            hit = cache.get(key)
+        if identity is not None:
+            keys = (cache.key(tool_id, arguments, *inputs, path, identity),)
+            hit = cache.get(keys[0])
             if hit is not None and hit[0]:
                 reused[path] = json.loads(hit[1])
-                if keys:  # found by its bytes: under its identity too, for the next run
-                    cache.put(keys[0], True, hit[1])
-                break
-            keys.append(key)
+                continue
+        key = cache.key(tool_id, arguments, *inputs, path, disk.read(path))
+        hit = cache.get(key)
+        if hit is not None and hit[0]:
+            reused[path] = json.loads(hit[1])
+            for other in keys:  # found by its bytes: under its identity too, for the next run
+                cache.put(other, True, hit[1])
         else:
-            pending[path] = tuple(keys)
+            pending[path] = (*keys, key)
     disk.write(pending)
     return reused, pending
 
