@@ -15,6 +15,8 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+from . import trim
+
 FORMAT = b"modelplat-render-cache-v7"  # v7: the networks a model owns in its identity; v2: request limits; v3: token quotas; v4: binary entries; v5: shared files by reference; v6: shared files by digest
 
 
@@ -77,6 +79,7 @@ class RenderCache:
         self.base = hashlib.sha256(code_fingerprint().encode() + self.platform_digest)
         self._db = None
         self._blobs: dict[str, bytes] = {}  # digest → the one bytes object this process hands out
+        self._now = trim.now()  # when this run used what it reads (trim.py)
 
     def key(self, *parts: str | bytes) -> str:
         digest = self.base.copy()
@@ -100,6 +103,11 @@ class RenderCache:
                 for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                     stale.unlink(missing_ok=True)
                 self._db = _open(path)
+            if trim.due(path, self._now):
+                try:
+                    trim.trim(self._db, path, {"entries": "key", "blobs": "digest"}, self._now)
+                except sqlite3.OperationalError:
+                    pass  # busy: a later run trims
         return self._db
 
     # An entry: 8 bytes (little-endian length of the header), a JSON header {"identity", "files":
@@ -121,10 +129,16 @@ class RenderCache:
             for at in range(0, len(keys), 500):  # SQLite's limit of bound parameters is 999 or more
                 chunk = keys[at:at + 500]
                 marks = ",".join("?" * len(chunk))
-                for key, data in db.execute(f"SELECT key, data FROM entries WHERE key IN ({marks})", chunk):
+                unmarked = []
+                for key, data, used in db.execute(trim.with_use("entries", "key", "t.key, t.data")
+                                                  + f" WHERE t.key IN ({marks})", chunk):
                     entry = _decode(data, self._blob)
                     if entry is not None:
                         found[key] = entry
+                        if trim.stale(used, self._now):
+                            unmarked.append(key)
+                if unmarked:
+                    trim.touch(db, "entries", unmarked, self._now)
         except (sqlite3.Error, OSError):
             return {}
         return found
@@ -132,9 +146,12 @@ class RenderCache:
     def _blob(self, digest: str) -> bytes | None:
         blob = self._blobs.get(digest)
         if blob is None:
-            row = self._connect().execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
+            db = self._connect()
+            row = db.execute(trim.with_use("blobs", "digest", "t.data") + " WHERE t.digest = ?", (digest,)).fetchone()
             if row is None or hashlib.sha256(row[0]).hexdigest() != digest:
                 return None
+            if trim.stale(row[1], self._now):
+                trim.touch(db, "blobs", [digest], self._now)
             blob = self._blobs[digest] = bytes(row[0])
             from .output import share
 
@@ -160,6 +177,8 @@ class RenderCache:
                                ((digests[id(blob)], blob) for blob in shared))
                 db.executemany("INSERT OR REPLACE INTO entries (key, data) VALUES (?, ?)",
                                ((entry[0], _encode(entry[1], entry[2], digests, *entry[3:])) for entry in entries))
+                trim.touch(db, "blobs", (digests[id(blob)] for blob in shared), self._now)
+                trim.touch(db, "entries", (entry[0] for entry in entries), self._now)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -204,7 +223,9 @@ class RenderCache:
         import sqlite3
 
         try:
-            self._connect().executemany("DELETE FROM entries WHERE key = ?", ((key,) for key in keys))
+            db = self._connect()
+            db.executemany("DELETE FROM entries WHERE key = ?", ((key,) for key in keys))
+            db.executemany("DELETE FROM entries_used WHERE key = ?", ((key,) for key in keys))
         except (sqlite3.Error, OSError):
             pass  # an entry left behind is only ever what a fresh render would produce
 
@@ -253,6 +274,7 @@ def _open(path: Path):
 
     db = sqlite3.connect(path, timeout=10, isolation_level=None)
     try:
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new file's; an older one's changes on a VACUUM (trim.py)
         db.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
         db.execute("PRAGMA synchronous=NORMAL")  # WAL: a power cut loses recent entries, never the file
         # A checkpoint (the one step that syncs to disk) once the log holds 64 MB, not 4 MB: a
@@ -260,6 +282,8 @@ def _open(path: Path):
         db.execute("PRAGMA wal_autocheckpoint=16384")
         db.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, data BLOB NOT NULL)")
         db.execute("CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL)")
+        trim.prepare(db, "entries", "key")
+        trim.prepare(db, "blobs", "digest")
     except BaseException:
         db.close()
         raise

@@ -24,6 +24,8 @@ import os
 import threading
 from pathlib import Path
 
+from . import trim
+
 FORMAT = b"modelplat-lint-verdicts-v1"
 _PLACEHOLDER = "\x00root\x00"
 
@@ -87,6 +89,8 @@ class Verdicts:
         self._db = None
         self._pending: list[tuple[str, bytes]] = []
         self._pending_bytes = 0
+        self._used: list[str] = []  # keys read whose mark of use is old (trim.py)
+        self._now = trim.now()
 
     def key(self, *parts: bytes | str) -> str:
         digest = hashlib.sha256(FORMAT)
@@ -103,8 +107,15 @@ class Verdicts:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new file's (trim.py)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, data BLOB NOT NULL)")
+            trim.prepare(db, "verdicts", "key")
+            if trim.due(self.path, self._now):
+                try:
+                    trim.trim(db, self.path, {"verdicts": "key"}, self._now)
+                except sqlite3.OperationalError:
+                    pass  # busy: a later run trims
             self._db = db
         return self._db
 
@@ -116,10 +127,13 @@ class Verdicts:
             return None
         with self._lock:
             try:
-                row = self._connect().execute("SELECT data FROM verdicts WHERE key = ?", (key,)).fetchone()
+                row = self._connect().execute(trim.with_use("verdicts", "key", "t.data") + " WHERE t.key = ?",
+                                              (key,)).fetchone()
             except (sqlite3.Error, OSError):
                 self.enabled = False
                 return None
+            if row is not None and trim.stale(row[1], self._now):
+                self._used.append(key)  # marked when this run's verdicts are stored
         if row is None:
             return None
         try:
@@ -143,19 +157,26 @@ class Verdicts:
         """Store what this run found (one transaction)."""
         import sqlite3
 
-        if self.path is None or not self._pending:
+        if self.path is None or not (self._pending or self._used):
             return
         with self._lock:
             pending, self._pending, self._pending_bytes = self._pending, [], 0
+            used, self._used = self._used, []
             try:
                 db = self._connect()
                 db.execute("BEGIN IMMEDIATE")
-                db.executemany("INSERT OR REPLACE INTO verdicts (key, data) VALUES (?, ?)", pending)
-                db.execute("COMMIT")
+                try:
+                    db.executemany("INSERT OR REPLACE INTO verdicts (key, data) VALUES (?, ?)", pending)
+                    trim.touch(db, "verdicts", [key for key, _ in pending] + used, self._now)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
             except (sqlite3.Error, OSError):
                 pass
 
     def close(self) -> None:
+        self.flush()  # what is left, and the marks of use of what was read
         with self._lock:
             if self._db is not None:
                 self._db.close()
