@@ -137,8 +137,14 @@ class RenderCache:
                         found[key] = entry
                         if trim.stale(used, self._now):
                             unmarked.append(key)
-                if unmarked:
-                    trim.touch(db, "entries", unmarked, self._now)
+                if unmarked:  # one transaction, not one a row
+                    db.execute("BEGIN IMMEDIATE")
+                    try:
+                        trim.touch(db, "entries", unmarked, self._now)
+                        db.execute("COMMIT")
+                    except BaseException:
+                        db.execute("ROLLBACK")
+                        raise
         except (sqlite3.Error, OSError):
             return {}
         return found
