@@ -125,6 +125,12 @@ def run(args: list[str], cwd: Path, cache: Path, env_extra: dict | None = None) 
     return elapsed, max(peak, before) // 1024, stdout
 
 
+def _db_mb(path: Path) -> float:
+    """A cache database's size on disk with its write-ahead log, in MB (the caches are trimmed
+    of what goes unused for days, modelplat/trim.py; this is what one run leaves)."""
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists()) / 1e6
+
+
 def create_cost(folder: Path, count: int = 2000) -> float:
     """Milliseconds to create one small file here, now. On this project's CI VMs (ext4 without a
     journal) it swings from ~0.08 ms to over 1 ms for minutes after many files were deleted (the
@@ -284,6 +290,8 @@ def main() -> None:
             elapsed, _, _ = run([exe, "lint", str(many), "--no-tools", "--format", "json"], work, cache)
             put("lint --no-tools N", n, elapsed, f"{elapsed:.2f} s")
             put("peak RSS, lint --no-tools", n, LAST_TREE_MB[0], f"{LAST_TREE_MB[0]} MB")
+            size = _db_mb(cache / "render.sqlite3")
+            put("render cache on disk (one modelplat version)", n, size, f"{size:.0f} MB")
             if helm:
                 limit = args.helm_max if n > args.helm_max else None
                 seconds, count = helm_template(helm, out, limit)
@@ -309,6 +317,8 @@ def main() -> None:
             elapsed, _, _ = run([exe, "lint", str(some), "--require-tools", "--format", "json"], work, verdicts)
             put("lint, real tools, 1 model edited", m, elapsed, f"{elapsed:.1f} s")
             put("peak RSS of modelplat itself, real tools, 1 model edited", m, LAST_OWN_MB[0], f"{LAST_OWN_MB[0]} MB")
+            size = _db_mb(verdicts / "lint.sqlite3")
+            put("verdict cache on disk", m, size, f"{size:.0f} MB")
             if m == tool_sizes[0]:
                 shares = tool_shares(exe, some, work, tools_bin)
                 total = sum(cpu for *_, cpu in shares) or 1
