@@ -105,7 +105,7 @@ class RenderCache:
                 self._db = _open(path)
             if trim.due(path, self._now):
                 try:
-                    trim.trim(self._db, path, {"entries": "key", "blobs": "digest"}, self._now)
+                    trim.trim(self._db, path, trim.DATABASES[path.name], self._now)
                 except sqlite3.OperationalError:
                     pass  # busy: a later run trims
         return self._db

@@ -491,6 +491,46 @@ def tools_path() -> None:
     print(tools_bin())
 
 
+cache_app = typer.Typer(no_args_is_help=True, help="modelplat's caches: what they hold, and trimming them.")
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("info")
+def cache_info(fmt: Format = typer.Option(Format.text, "--format", help="Output format.")) -> None:
+    """The cache folder, and each database in it: size, rows and when it was last trimmed."""
+    import time
+
+    from .cache import cache_dir
+    from .trim import days, describe
+
+    folder = cache_dir()
+    rows = describe(folder)
+    if fmt is Format.json:
+        print(json.dumps({"folder": str(folder), "trim_days": days(), "databases": rows}, indent=2))
+        return
+    print(f"{folder} (rows unused for {days():g} days are trimmed once a day; MODELPLAT_CACHE_TRIM_DAYS)")
+    for row in rows:
+        trimmed = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["trimmed"])) if row["trimmed"] else "never"
+        rows_ = "unreadable" if row["rows"] is None else f"{row['rows']} rows"
+        print(f"  {Path(row['file']).name}: {row['bytes'] / 1e6:.1f} MB, {rows_}, last trimmed {trimmed}")
+    if not rows:
+        print("  (empty)")
+
+
+@cache_app.command("prune")
+def cache_prune(
+    days_: Optional[float] = typer.Option(None, "--days", min=0, help="Delete what went unused for this many days (default: MODELPLAT_CACHE_TRIM_DAYS, else 5); 0 empties the caches."),
+) -> None:
+    """Trim the caches now, not at the next daily trim, and shrink their files."""
+    from .cache import cache_dir
+    from .trim import DEFAULT_DAYS, days, prune
+
+    unused = days_ if days_ is not None else (days() if days() > 0 else DEFAULT_DAYS)
+    for row in prune(cache_dir(), unused):
+        print(f"{Path(row['file']).name}: {row['deleted']} rows unused for {unused:g} days deleted, "
+              f"{row['bytes_before'] / 1e6:.1f} MB -> {row['bytes_after'] / 1e6:.1f} MB")
+
+
 @app.command()
 def version() -> None:
     """Print modelplat's version."""

@@ -23,6 +23,9 @@ import os
 import time
 from pathlib import Path
 
+# The caches' databases (in cache.cache_dir()) and their tables: {table: its key column}.
+DATABASES = {"render.sqlite3": {"entries": "key", "blobs": "digest"}, "lint.sqlite3": {"verdicts": "key"}}
+
 TOUCH_AFTER = 3600  # a row marked within the hour is not marked again
 TRIM_EVERY = 86400
 DEFAULT_DAYS = 5
@@ -85,15 +88,19 @@ def due(path: Path, at: int) -> bool:
     return not (at - TRIM_EVERY < last <= at)
 
 
-def trim(db, path: Path, tables: dict[str, str], at: int) -> int:
-    """Deletes the rows of `tables` ({table: its key column}) unused for days(), or never marked;
-    returns how many. Marks the database trimmed at `at` first, so that of two processes at
-    once, one trims, and one that cannot write its mark does not trim."""
+def trim(db, path: Path, tables: dict[str, str], at: int, unused_days: float | None = None) -> int:
+    """Deletes the rows of `tables` ({table: its key column}) unused for `unused_days` (default:
+    days()), or never marked; returns how many. Marks the database trimmed at `at` first, so
+    that of two processes at once, one trims, and one that cannot write its mark does not trim."""
     try:
         _stamp(path).write_text(f"{at}\n")
     except OSError:
         return 0
-    cutoff = at - int(days() * 86400)
+    if unused_days is None:
+        unused_days = days()
+        if unused_days <= 0:
+            return 0  # kept for ever
+    cutoff = at - int(unused_days * 86400)
     deleted = 0
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -127,3 +134,58 @@ def _shrink(db) -> None:
 
 def _stamp(path: Path) -> Path:
     return path.with_name(path.name + ".trimmed")
+
+
+def size(path: Path) -> int:
+    """A database's bytes on disk, its write-ahead log included."""
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+
+
+def describe(folder: Path) -> list[dict]:
+    """Each cache database in `folder`: its file, size, rows and when it was last trimmed."""
+    import sqlite3
+
+    found = []
+    for name, tables in DATABASES.items():
+        path = folder / name
+        if not path.exists():
+            continue
+        row: dict = {"file": str(path), "bytes": size(path), "rows": None, "trimmed": None}
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+            try:
+                row["rows"] = sum(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables)
+            finally:
+                db.close()
+        except sqlite3.Error:
+            pass  # not a database: the next run starts it again
+        try:
+            row["trimmed"] = int(_stamp(path).read_text().strip())
+        except (OSError, ValueError):
+            pass
+        found.append(row)
+    return found
+
+
+def prune(folder: Path, unused_days: float) -> list[dict]:
+    """Trims every cache database in `folder` now, of the rows unused for `unused_days`:
+    [{file, rows deleted, bytes before, bytes after}]."""
+    import sqlite3
+
+    done = []
+    for name, tables in DATABASES.items():
+        path = folder / name
+        if not path.exists():
+            continue
+        before = size(path)
+        db = sqlite3.connect(path, timeout=10, isolation_level=None)
+        try:
+            for table, key in tables.items():
+                db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({key} TEXT PRIMARY KEY, data BLOB NOT NULL)")
+                prepare(db, table, key)
+            deleted = trim(db, path, tables, now(), unused_days)
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+        done.append({"file": str(path), "deleted": deleted, "bytes_before": before, "bytes_after": size(path)})
+    return done

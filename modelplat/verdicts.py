@@ -113,7 +113,7 @@ class Verdicts:
             trim.prepare(db, "verdicts", "key")
             if trim.due(self.path, self._now):
                 try:
-                    trim.trim(db, self.path, {"verdicts": "key"}, self._now)
+                    trim.trim(db, self.path, trim.DATABASES[self.path.name], self._now)
                 except sqlite3.OperationalError:
                     pass  # busy: a later run trims
             self._db = db

@@ -3,6 +3,7 @@ is in use, and do not write for what a warm run reads (modelplat/trim.py)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -148,3 +149,25 @@ def test_a_trim_that_frees_most_of_the_file_hands_it_back(tmp_path, clock):
     assert trim.trim(db, path, {"entries": "key"}, T0 + 20 * DAY) == 21
     assert path.stat().st_size < grown / 10
     db.close()
+
+
+def test_cache_info_and_prune_from_the_command_line(tree, tmp_path):
+    from conftest import modelplat
+
+    env = {"MODELPLAT_CACHE_DIR": str(tmp_path / "cli-cache")}
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    assert modelplat("render", str(root), "--out", str(tmp_path / "out"), env=env).returncode == 0
+    info = json.loads(modelplat("cache", "info", "--format", "json", env=env).stdout)
+    [render] = info["databases"]
+    assert render["file"].endswith("render.sqlite3") and render["rows"] >= 2 and render["bytes"] > 0
+    # Everything was used a moment ago: a prune of what went unused for 5 days keeps it all.
+    kept = modelplat("cache", "prune", env=env)
+    assert kept.returncode == 0 and "render.sqlite3: 0 rows" in kept.stdout, kept.stdout
+    emptied = modelplat("cache", "prune", "--days", "0", env=env)
+    assert emptied.returncode == 0 and f"render.sqlite3: {render['rows']} rows" in emptied.stdout, emptied.stdout
+    info = json.loads(modelplat("cache", "info", "--format", "json", env=env).stdout)
+    assert info["databases"][0]["rows"] == 0 and info["databases"][0]["bytes"] < render["bytes"]
+    # And the next render fills it again, as it would a fresh cache.
+    assert modelplat("render", str(root), "--out", str(tmp_path / "out"), env=env).returncode == 0
+    info = json.loads(modelplat("cache", "info", "--format", "json", env=env).stdout)
+    assert info["databases"][0]["rows"] == render["rows"]
