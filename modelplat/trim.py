@@ -100,11 +100,17 @@ def trim(db, path: Path, tables: dict[str, str], at: int, unused_days: float | N
         unused_days = days()
         if unused_days <= 0:
             return 0  # kept for ever
-    cutoff = at - int(unused_days * 86400)
+    # Kept: what was used since the cutoff. 0 days keeps nothing, not even what this very second
+    # used (a mark is in whole seconds).
+    cutoff = at - int(unused_days * 86400) if unused_days > 0 else None
     deleted = 0
     db.execute("BEGIN IMMEDIATE")
     try:
         for table, key in tables.items():
+            if cutoff is None:
+                deleted += db.execute(f"DELETE FROM {table}").rowcount
+                db.execute(f"DELETE FROM {table}_used")
+                continue
             deleted += db.execute(
                 f"DELETE FROM {table} WHERE {key} NOT IN (SELECT key FROM {table}_used WHERE at >= ?)",
                 (cutoff,)).rowcount

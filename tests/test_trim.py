@@ -171,3 +171,11 @@ def test_cache_info_and_prune_from_the_command_line(tree, tmp_path):
     assert modelplat("render", str(root), "--out", str(tmp_path / "out"), env=env).returncode == 0
     info = json.loads(modelplat("cache", "info", "--format", "json", env=env).stdout)
     assert info["databases"][0]["rows"] == render["rows"]
+
+
+def test_prune_of_zero_days_empties_even_what_this_second_used(tree, cache_dir, clock):
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    pipeline.render_all([root])  # marked at T0, and the prune below runs at T0 too
+    [row] = trim.prune(cache_dir, 0)
+    assert row["deleted"] >= 2
+    assert pipeline.render_all([root]).cached == 0
