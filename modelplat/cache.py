@@ -17,6 +17,10 @@ from pathlib import Path
 
 from . import trim
 
+# An entry (and a shared file) with its last use (trim.py).
+_ENTRIES = trim.with_use("entries", "key", "t.key, t.data")
+_BLOB = trim.with_use("blobs", "digest", "t.data") + " WHERE t.digest = ?"
+
 FORMAT = b"modelplat-render-cache-v7"  # v7: the networks a model owns in its identity; v2: request limits; v3: token quotas; v4: binary entries; v5: shared files by reference; v6: shared files by digest
 
 
@@ -103,11 +107,7 @@ class RenderCache:
                 for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                     stale.unlink(missing_ok=True)
                 self._db = _open(path)
-            if trim.due(path, self._now):
-                try:
-                    trim.trim(self._db, path, trim.DATABASES[path.name], self._now)
-                except sqlite3.OperationalError:
-                    pass  # busy: a later run trims
+            trim.trim_if_due(self._db, path, self._now)
         return self._db
 
     # An entry: 8 bytes (little-endian length of the header), a JSON header {"identity", "files":
@@ -130,21 +130,15 @@ class RenderCache:
                 chunk = keys[at:at + 500]
                 marks = ",".join("?" * len(chunk))
                 unmarked = []
-                for key, data, used in db.execute(trim.with_use("entries", "key", "t.key, t.data")
-                                                  + f" WHERE t.key IN ({marks})", chunk):
+                for key, data, used in db.execute(f"{_ENTRIES} WHERE t.key IN ({marks})", chunk):
                     entry = _decode(data, self._blob)
                     if entry is not None:
                         found[key] = entry
                         if trim.stale(used, self._now):
                             unmarked.append(key)
                 if unmarked:  # one transaction, not one a row
-                    db.execute("BEGIN IMMEDIATE")
-                    try:
+                    with trim.transaction(db):
                         trim.touch(db, "entries", unmarked, self._now)
-                        db.execute("COMMIT")
-                    except BaseException:
-                        db.execute("ROLLBACK")
-                        raise
         except (sqlite3.Error, OSError):
             return {}
         return found
@@ -153,7 +147,7 @@ class RenderCache:
         blob = self._blobs.get(digest)
         if blob is None:
             db = self._connect()
-            row = db.execute(trim.with_use("blobs", "digest", "t.data") + " WHERE t.digest = ?", (digest,)).fetchone()
+            row = db.execute(_BLOB, (digest,)).fetchone()
             if row is None or hashlib.sha256(row[0]).hexdigest() != digest:
                 return None
             if trim.stale(row[1], self._now):
@@ -177,18 +171,13 @@ class RenderCache:
         digests = {id(blob): digest(blob) for blob in shared}
         try:
             db = self._connect()
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with trim.transaction(db):
                 db.executemany("INSERT OR IGNORE INTO blobs (digest, data) VALUES (?, ?)",
                                ((digests[id(blob)], blob) for blob in shared))
                 db.executemany("INSERT OR REPLACE INTO entries (key, data) VALUES (?, ?)",
                                ((entry[0], _encode(entry[1], entry[2], digests, *entry[3:])) for entry in entries))
                 trim.touch(db, "blobs", (digests[id(blob)] for blob in shared), self._now)
                 trim.touch(db, "entries", (entry[0] for entry in entries), self._now)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
         except (sqlite3.Error, OSError):
             pass  # a read-only, locked or full cache only costs speed
 
@@ -288,8 +277,7 @@ def _open(path: Path):
         db.execute("PRAGMA wal_autocheckpoint=16384")
         db.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, data BLOB NOT NULL)")
         db.execute("CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL)")
-        trim.prepare(db, "entries", "key")
-        trim.prepare(db, "blobs", "digest")
+        trim.prepare_all(db, path)
     except BaseException:
         db.close()
         raise

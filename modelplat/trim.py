@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 # The caches' databases (in cache.cache_dir()) and their tables: {table: its key column}.
@@ -46,19 +47,45 @@ def days() -> float:
         return DEFAULT_DAYS
 
 
+@contextmanager
+def transaction(db):
+    """One write transaction on a connection in autocommit mode (isolation_level=None): committed
+    when the block ends, rolled back when it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 def prepare(db, table: str, key: str) -> None:
     """Makes `table`'s uses table; for a database that had none, every row is marked used now.
     Run where the caller makes its tables (before any row is read)."""
     if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (f"{table}_used",)).fetchone():
         return
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db):
         db.execute(f"CREATE TABLE IF NOT EXISTS {table}_used (key TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID")
         db.execute(f"INSERT OR IGNORE INTO {table}_used (key, at) SELECT {key}, ? FROM {table}", (now(),))
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+
+
+def prepare_all(db, path: Path) -> None:
+    """prepare() for every table of the cache database at `path` (DATABASES)."""
+    for table, key in DATABASES[path.name].items():
+        prepare(db, table, key)
+
+
+def trim_if_due(db, path: Path, at: int) -> None:
+    """What a render or lint does on opening a cache database: trim it when a day has passed
+    since its last trim. A database another process holds is trimmed by a later run."""
+    import sqlite3
+
+    if due(path, at):
+        try:
+            trim(db, path, DATABASES[path.name], at)
+        except sqlite3.OperationalError:
+            pass
 
 
 def with_use(table: str, key: str, columns: str) -> str:
@@ -104,8 +131,7 @@ def trim(db, path: Path, tables: dict[str, str], at: int, unused_days: float | N
     # used (a mark is in whole seconds).
     cutoff = at - int(unused_days * 86400) if unused_days > 0 else None
     deleted = 0
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db):
         for table, key in tables.items():
             if cutoff is None:
                 deleted += db.execute(f"DELETE FROM {table}").rowcount
@@ -115,10 +141,6 @@ def trim(db, path: Path, tables: dict[str, str], at: int, unused_days: float | N
                 f"DELETE FROM {table} WHERE {key} NOT IN (SELECT key FROM {table}_used WHERE at >= ?)",
                 (cutoff,)).rowcount
             db.execute(f"DELETE FROM {table}_used WHERE at < ?", (cutoff,))
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     if deleted:
         _shrink(db)
     return deleted
@@ -188,7 +210,7 @@ def prune(folder: Path, unused_days: float) -> list[dict]:
         try:
             for table, key in tables.items():
                 db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({key} TEXT PRIMARY KEY, data BLOB NOT NULL)")
-                prepare(db, table, key)
+            prepare_all(db, path)
             deleted = trim(db, path, tables, now(), unused_days)
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:

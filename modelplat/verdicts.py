@@ -28,6 +28,7 @@ from . import trim
 
 FORMAT = b"modelplat-lint-verdicts-v1"
 _PLACEHOLDER = "\x00root\x00"
+_GET = trim.with_use("verdicts", "key", "t.data") + " WHERE t.key = ?"  # a verdict and its last use
 
 
 def tool_identity(path: str, version: str) -> bytes:
@@ -110,12 +111,8 @@ class Verdicts:
             db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new file's (trim.py)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, data BLOB NOT NULL)")
-            trim.prepare(db, "verdicts", "key")
-            if trim.due(self.path, self._now):
-                try:
-                    trim.trim(db, self.path, trim.DATABASES[self.path.name], self._now)
-                except sqlite3.OperationalError:
-                    pass  # busy: a later run trims
+            trim.prepare_all(db, self.path)
+            trim.trim_if_due(db, self.path, self._now)
             self._db = db
         return self._db
 
@@ -127,8 +124,7 @@ class Verdicts:
             return None
         with self._lock:
             try:
-                row = self._connect().execute(trim.with_use("verdicts", "key", "t.data") + " WHERE t.key = ?",
-                                              (key,)).fetchone()
+                row = self._connect().execute(_GET, (key,)).fetchone()
             except (sqlite3.Error, OSError):
                 self.enabled = False
                 return None
@@ -164,14 +160,9 @@ class Verdicts:
             used, self._used = self._used, []
             try:
                 db = self._connect()
-                db.execute("BEGIN IMMEDIATE")
-                try:
+                with trim.transaction(db):
                     db.executemany("INSERT OR REPLACE INTO verdicts (key, data) VALUES (?, ?)", pending)
                     trim.touch(db, "verdicts", [key for key, _ in pending] + used, self._now)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
             except (sqlite3.Error, OSError):
                 pass
 
