@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -392,3 +393,34 @@ def test_ctrl_c_says_what_it_left_behind(tree, tmp_path, monkeypatch, capsys, wh
     else:
         assert exited.value.code == 0 and "written in full" in stderr
         assert after != before and b"replicaCount: 3" in b"".join(after.values())
+
+
+def test_a_render_builds_validators_without_scanning_for_pydantic_plugins(tree, tmp_path):
+    """modelplat disables pydantic's plugins; with them off, the module pydantic finds plugins in
+    is stood in for, so a render never imports importlib.metadata for it (~5% of a cold render).
+    The render is the one a process with the real module makes, and anything else pydantic may
+    ask of the module comes from the real one."""
+    root = tree({"demo/iris.yaml": CPU_FILE})
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print('metadata imported:', 'importlib.metadata' in sys.modules))\n"
+              "from modelplat.cli import main\n"
+              "sys.argv = ['modelplat', 'render', sys.argv[1], '--out', sys.argv[2], '--no-cache']\n"
+              "main()\n")
+    runs = {}
+    for label, env in (("stand-in", {}), ("plugins on", {"PYDANTIC_DISABLE_PLUGINS": "none-of-these"})):
+        out = tmp_path / label
+        proc = subprocess.run([sys.executable, "-c", script, str(root), str(out)], capture_output=True, text=True,
+                              env={**os.environ, **env})
+        assert proc.returncode == 0, proc.stderr
+        runs[label] = (proc.stdout, {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()})
+    assert "metadata imported: False" in runs["stand-in"][0]
+    assert "metadata imported: True" in runs["plugins on"][0]  # the real discovery ran there
+    assert runs["stand-in"][1] == runs["plugins on"][1] and runs["stand-in"][1]
+
+    code = ("import sys, os; os.environ['PYDANTIC_DISABLE_PLUGINS'] = '__all__'\n"
+            "from modelplat import cli; cli._skip_plugin_loader()\n"
+            "from pydantic.plugin import _loader\n"
+            "assert tuple(_loader.get_plugins()) == ()\n"
+            "print(_loader.PYDANTIC_ENTRY_POINT_GROUP)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "pydantic", proc.stderr
