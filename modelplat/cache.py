@@ -72,6 +72,13 @@ def _dependency_versions() -> list[str]:
     return sorted(names)
 
 
+def _key(digest, parts: tuple[str | bytes, ...]) -> str:
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()
+
+
 class RenderCache:
     """Entries in one SQLite file (stdlib sqlite3): a thousand fresh models are one transaction,
     not a thousand files to create (~1 ms each on the virtual disks seen here). Concurrent runs
@@ -86,11 +93,12 @@ class RenderCache:
         self._now = trim.now()  # when this run used what it reads (trim.py)
 
     def key(self, *parts: str | bytes) -> str:
-        digest = self.base.copy()
-        for part in parts:
-            data = part.encode() if isinstance(part, str) else part
-            digest.update(len(data).to_bytes(8, "little") + data)
-        return digest.hexdigest()
+        return _key(self.base.copy(), parts)
+
+    def code_key(self, *parts: str | bytes) -> str:
+        """A key of modelplat's code (and the libraries of code_fingerprint) and the parts, whatever
+        the platform file."""
+        return _key(hashlib.sha256(code_fingerprint().encode()), parts)
 
     def _connect(self):
         if self._db is None:

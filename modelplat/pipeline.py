@@ -15,6 +15,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from . import prebuilt
 from .errors import Diagnostic, InvalidInput
 from .loader import LoadError, Source, load
 from .records import WiringIdentity
@@ -189,12 +190,18 @@ def run(inputs: list[Path], platform_file: Path | None = None, progress: "Progre
             cache = RenderCache(platform_path.read_bytes())
         except OSError:
             pass  # load_platform reports it
+        else:
+            prebuilt.use(cache)  # the validators' core schemas an earlier run built
     platform = load_platform(platform_path, cache)
     files, problems = discover(inputs)
     if keep_plans:
-        return run_files(files, problems, inputs, platform, platform_path, progress)
-    return run_files(files, problems, inputs, platform, platform_path, progress, _nothing, lambda out: None,
-                     jobs or jobs_default())
+        result = run_files(files, problems, inputs, platform, platform_path, progress)
+    else:
+        result = run_files(files, problems, inputs, platform, platform_path, progress, _nothing, lambda out: None,
+                           jobs or jobs_default())
+    if cache is not None:
+        prebuilt.keep()
+    return result
 
 
 def _nothing(plan) -> dict:
@@ -638,6 +645,7 @@ def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use
         templates = cache.get(templates_key)
         if templates is not None:
             render.preset(templates["files"])
+        prebuilt.use(cache)  # the validators' core schemas an earlier run built
         platform = load_platform(platform_path, cache)
         keys = {m.relative: key for m, key in misses}
         store = cache.transaction(shared_files())
@@ -653,6 +661,7 @@ def render_into(sink, inputs: list[Path], platform_file: Path | None = None, use
         with store:
             result = run_files([m for m, _ in misses], [], inputs, platform, platform_path, progress,
                                partial(render_model, platform=platform), consume, jobs)
+            prebuilt.keep()
             if result.errors:
                 sink.discard()
                 return Rendered({}, result.diagnostics, len(model_files))

@@ -10,8 +10,10 @@ import math
 import re
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, StrictInt, StringConstraints, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, WithJsonSchema
+from pydantic_core import PydanticCustomError, core_schema
+
+from . import prebuilt
 
 # --- shared scalar types --------------------------------------------------------------------
 
@@ -36,32 +38,58 @@ def _quantity(value: object) -> object:
     return value
 
 
+class _Plain:
+    """A field checked by one function, its value kept as given (pydantic's PlainValidator, minus
+    the serializer it wraps around an untyped value: a lambda, which would keep the model's core
+    schema from being pickled into the render cache, see prebuilt.py)."""
+
+    __slots__ = ("check",)
+
+    def __init__(self, check):
+        self.check = check
+
+    def __get_pydantic_core_schema__(self, source, handler):
+        return core_schema.no_info_plain_validator_function(self.check)
+
+
 Quantity = Annotated[
     object,
-    PlainValidator(_quantity),
+    _Plain(_quantity),
     WithJsonSchema(
         {"anyOf": [{"type": "string", "pattern": QUANTITY}, {"type": "number", "minimum": 0}], "examples": ["500m", 2, "32Gi"]}
     ),
 ]
 
 
+class _NumberCheck:
+    """An int or a float (kept as written, so 10 stays 10 in the output) within bounds; a class,
+    not a closure, so the validator can be pickled (prebuilt.py)."""
+
+    __slots__ = ("gt", "ge", "le", "lt")
+
+    def __init__(self, gt: float | None, ge: float | None, le: float | None, lt: float | None):
+        self.gt, self.ge, self.le, self.lt = gt, ge, le, lt
+
+    def __reduce__(self):
+        return _NumberCheck, (self.gt, self.ge, self.le, self.lt)
+
+    def __call__(self, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise PydanticCustomError("number", "expected a finite number")
+        if self.gt is not None and not value > self.gt:
+            raise PydanticCustomError("number_range", "must be greater than {gt}", {"gt": self.gt})
+        if self.ge is not None and not value >= self.ge:
+            raise PydanticCustomError("number_range", "must be at least {ge}", {"ge": self.ge})
+        if self.le is not None and not value <= self.le:
+            raise PydanticCustomError("number_range", "must be at most {le}", {"le": self.le})
+        if self.lt is not None and not value < self.lt:
+            raise PydanticCustomError("number_range", "must be less than {lt}", {"lt": self.lt})
+        return value
+
+
 def Number(*, gt: float | None = None, ge: float | None = None, le: float | None = None,
            lt: float | None = None) -> object:
     """An int or a float (kept as written, so 10 stays 10 in the output) within bounds."""
-
-    def check(value: object) -> object:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise PydanticCustomError("number", "expected a finite number")
-        if gt is not None and not value > gt:
-            raise PydanticCustomError("number_range", "must be greater than {gt}", {"gt": gt})
-        if ge is not None and not value >= ge:
-            raise PydanticCustomError("number_range", "must be at least {ge}", {"ge": ge})
-        if le is not None and not value <= le:
-            raise PydanticCustomError("number_range", "must be at most {le}", {"le": le})
-        if lt is not None and not value < lt:
-            raise PydanticCustomError("number_range", "must be less than {lt}", {"lt": lt})
-        return value
-
     schema: dict = {"type": "number"}
     if gt is not None:
         schema["exclusiveMinimum"] = gt
@@ -71,7 +99,7 @@ def Number(*, gt: float | None = None, ge: float | None = None, le: float | None
         schema["maximum"] = le
     if lt is not None:
         schema["exclusiveMaximum"] = lt
-    return Annotated[object, PlainValidator(check), WithJsonSchema(schema)]
+    return Annotated[object, _Plain(_NumberCheck(gt, ge, le, lt)), WithJsonSchema(schema)]
 
 # Storage schemes KServe's storage initializer understands.
 STORAGE_URI = r"^(hf|s3|gs|pvc|oci|https?|hdfs|webhdfs)://[^\s]+$"
@@ -119,6 +147,20 @@ class Section(BaseModel):
     """Base of every values section: unknown keys are errors, no silent type coercion."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+
+    @classmethod
+    def model_rebuild(cls, *, force: bool = False, raise_errors: bool = True, _parent_namespace_depth: int = 2,
+                      _types_namespace=None) -> bool | None:
+        # pydantic completes a deferred class here on its first use: from the core schema an
+        # earlier run built, when the render cache has it (prebuilt.py).
+        if not force and not cls.__pydantic_complete__ and prebuilt.install(cls):
+            return True
+        done = super().model_rebuild(force=force, raise_errors=raise_errors,
+                                     _parent_namespace_depth=_parent_namespace_depth + 1,
+                                     _types_namespace=_types_namespace)
+        if done:
+            prebuilt.built(cls)
+        return done
 
 
 # --- serving ----------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -326,3 +328,89 @@ def test_lint_of_a_tree_with_an_error_checks_every_model(tree, fresh_cache, monk
     assert by_name["iris.yaml"].checks["schema+rules"].status == "pass"
     assert by_name["iris.yaml"].checks["ratelimit config"].status == "pass"
     assert any(d.file.endswith("qwen.yaml") and d.line for d in found.diagnostics)
+
+
+_PREBUILT_RUN = """
+import json, sys
+from pydantic._internal import _model_construction
+built = []
+original = _model_construction.complete_model_class
+def complete(cls, *args, **kwargs):
+    built.append(cls.__name__)
+    return original(cls, *args, **kwargs)
+_model_construction.complete_model_class = complete
+from modelplat import pipeline
+from modelplat.cli import _skip_plugin_loader
+_skip_plugin_loader()  # as the command does, with PYDANTIC_DISABLE_PLUGINS=__all__
+result = pipeline.run([__import__('pathlib').Path(sys.argv[1])], use_cache=True)
+rendered = pipeline.render_all([__import__('pathlib').Path(sys.argv[2])])
+print(json.dumps({"built": built,
+                  "diagnostics": [[d.file, d.line, d.column, d.code, d.message] for d in result.diagnostics],
+                  "files": {rel: data.decode() for rel, data in rendered.files.items()}}))
+"""
+
+
+@pytest.mark.parametrize("plugins", ["__all__", "some-plugin"])
+def test_validators_are_made_from_the_core_schemas_an_earlier_run_built(tmp_path, fresh_cache, plugins):
+    """pydantic builds a model class's validator on first use, mostly in Python (~8% of a cold
+    render of an edited model). The first run keeps the core schemas it built in the render
+    cache; a later process makes its validators from them without pydantic building any class
+    again, and finds the same errors, at the same places, and renders the same bytes. With
+    pydantic plugins on (they expect to see each validator made) nothing is stored or taken.
+    A damaged stored schema is built again as usual."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    def mirrored(percent: int) -> str:
+        return CPU_FILE + f"mirror:\n  enabled: true\n  storageUri: s3://m/iris-v2\n  percentage: {percent}\n"
+
+    def tree(name: str, files: dict[str, str]) -> Path:
+        for rel, text in {"platform.yaml": PLATFORM, **files}.items():
+            (tmp_path / name / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / rel).write_text(text)
+        return tmp_path / name
+
+    bad = tree("bad", {"demo/bad.yaml": mirrored(101) + "replicaCount: two\nresources:\n  requestMemory: 12XB\n"})
+    good = tree("good", {"demo/iris.yaml": mirrored(50), "llm/qwen.yaml": GPU})
+
+    def run() -> dict:
+        proc = subprocess.run([sys.executable, "-c", _PREBUILT_RUN, str(bad), str(good)], capture_output=True,
+                              text=True, env={**os.environ, "PYDANTIC_DISABLE_PLUGINS": plugins})
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    first = run()
+    assert "ModelValues" in first["built"]
+    said = " ".join(d[4] for d in first["diagnostics"])
+    for key in ("replicaCount", "mirror.percentage: must be at most 100", "requestMemory: expected a Kubernetes quantity"):
+        assert key in said, first["diagnostics"]
+    (good / "demo/iris.yaml").write_text(mirrored(60))  # a miss
+    (bad / "demo/bad.yaml").write_text((bad / "demo/bad.yaml").read_text() + "# edited\n")
+    second = run()
+    if plugins != "__all__":
+        assert "ModelValues" in second["built"]  # nothing was taken from the cache
+        return
+    assert second["built"] == [], second["built"]
+    assert second["diagnostics"] == first["diagnostics"]
+    assert second["files"] != first["files"]  # the edit shows ...
+    (good / "demo/iris.yaml").write_text(mirrored(50))
+    (bad / "demo/bad.yaml").write_text((bad / "demo/bad.yaml").read_text() + "# again\n")
+    third = run()  # ... and undone, the render is the first one's, byte for byte
+    assert third["built"] == [] and third["files"] == first["files"]
+
+    db = sqlite3.connect(fresh_cache / "render.sqlite3")
+    rows = db.execute("SELECT key, data FROM entries").fetchall()
+    stored = [key for key, data in rows if b"modelplat.values.ModelValues" in data]
+    assert len(stored) == 1
+    for key, data in rows:  # damage every stored schema: pydantic builds them again
+        if key == stored[0]:
+            db.execute("UPDATE entries SET data = ? WHERE key = ?",
+                       (data.replace(b"modelplat.values", b"modelplat.valuez"), key))
+    db.commit()
+    db.close()
+    (bad / "demo/bad.yaml").write_text((bad / "demo/bad.yaml").read_text() + "# damaged\n")
+    (good / "demo/iris.yaml").write_text(mirrored(60))
+    fourth = run()
+    assert "ModelValues" in fourth["built"]
+    assert fourth["diagnostics"] == first["diagnostics"] and fourth["files"] == second["files"]
