@@ -18,7 +18,7 @@ from typing import Callable, NamedTuple
 from . import prebuilt
 from .errors import Diagnostic, InvalidInput
 from .loader import LoadError, Source, load
-from .records import WiringIdentity
+from .records import MODEL_ARMOR_CHAINS, WiringIdentity
 
 PLATFORM_NAMES = ("platform.yaml", "platform.yml")
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -495,8 +495,6 @@ def _armor_chains(screened) -> list[tuple[str, str]]:
 def _armor_overflow(screened) -> list[int]:
     """Indexes of the models screened by Model Armor whose chain would be past GKE's limit of
     chains in the platform's one traffic extension."""
-    from .wiring import MODEL_ARMOR_CHAINS
-
     allowed = set(_armor_chains(screened)[:MODEL_ARMOR_CHAINS])
     return [index for index, armor in enumerate(screened) if armor and armor[:2] not in allowed]
 
@@ -504,8 +502,6 @@ def _armor_overflow(screened) -> list[int]:
 def _model_armor_problems(files: list[str], identities: list[WiringIdentity]) -> list[Diagnostic]:
     """GKE attaches one traffic extension to a Gateway, with at most five chains: one for each Model
     Armor provider and what it screens (prompts, responses, both)."""
-    from .wiring import MODEL_ARMOR_CHAINS
-
     screened = [i.armor for i in identities]
     chains = _armor_chains(screened)
     return [Diagnostic(

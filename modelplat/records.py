@@ -7,6 +7,12 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
 
+# GKE's limit on the extension chains of one traffic extension: each model's `armor` (below) needs
+# the chain of its provider and screen. Here, not in wiring.py, because the run checks it on every
+# render, one served from the cache too, which must not import the platform's pydantic models.
+MODEL_ARMOR_CHAINS = 5
+
+
 class WiringIdentity(NamedTuple):
     """What the Flux wiring and the platform services need of one model (plan.wiring_identity),
     stored with the model's cache entry: its identity, its request limits, its token quota and its

@@ -173,8 +173,6 @@ def rate_limit_service(platform: PlatformSettings, configs: dict[str, str]) -> d
     }
 
 
-# GKE's limit on the extension chains of one traffic extension.
-MODEL_ARMOR_CHAINS = 5
 # Model Armor's events (GKE's supportedEvents) for each of ours.
 GKE_EVENTS = {"requestHeaders": "RequestHeaders", "requestBody": "RequestBody",
               "responseHeaders": "ResponseHeaders", "responseBody": "ResponseBody"}

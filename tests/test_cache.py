@@ -414,3 +414,32 @@ def test_validators_are_made_from_the_core_schemas_an_earlier_run_built(tmp_path
     fourth = run()
     assert "ModelValues" in fourth["built"]
     assert fourth["diagnostics"] == first["diagnostics"] and fourth["files"] == second["files"]
+
+
+def test_a_render_served_from_the_cache_imports_neither_pydantic_nor_jinja(tree, fresh_cache):
+    """The cheap path stays cheap: when every model comes from the cache, the run checks what
+    models share (networks, quotas, Model Armor chains) on their cached records, and imports none
+    of the pydantic models behind validation (~440 M instructions, 0.2 s here), nor jinja."""
+    import subprocess
+    import sys
+
+    root = tree({"demo/iris.yaml": CPU_FILE, "llm/qwen.yaml": GPU})
+    script = ("import sys, json; from pathlib import Path\n"
+              "from modelplat.cli import main\n"
+              "sys.argv = ['modelplat', 'render', sys.argv[1], '--out', sys.argv[2]]\n"
+              "import atexit\n"
+              "atexit.register(lambda: print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+              "('pydantic', 'pydantic_core', 'jinja2') and m != 'pydantic.plugin._loader'))))\n"
+              "main()\n")
+
+    def render() -> tuple[str, list]:
+        proc = subprocess.run([sys.executable, "-c", script, str(root), str(root.parent / "out")],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout + proc.stderr, json.loads(proc.stdout.strip().splitlines()[-1])
+
+    summary, imported = render()  # the first run renders: pydantic and jinja at work
+    assert "pydantic" in imported and "jinja2" in imported
+    summary, imported = render()
+    assert "0 added, 0 changed, 0 removed" in summary, summary
+    assert imported == []
