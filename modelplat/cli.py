@@ -546,7 +546,9 @@ def _skip_plugin_loader() -> None:
     validator is built: ~54 M instructions, ~5% of a cold render of one model. Stand in for that
     module with one whose get_plugins() returns nothing too; anything else asked of it (a later
     pydantic) is taken from the real module, imported then."""
-    if os.environ.get("PYDANTIC_DISABLE_PLUGINS") != "__all__" or _PLUGIN_LOADER in sys.modules:
+    from .prebuilt import plugins_off
+
+    if not plugins_off() or _PLUGIN_LOADER in sys.modules:
         return
     import types
 

@@ -30,8 +30,13 @@ def _name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def plugins_off() -> bool:
+    """pydantic's own test of PYDANTIC_DISABLE_PLUGINS for turning every plugin off."""
+    return os.environ.get("PYDANTIC_DISABLE_PLUGINS") in ("__all__", "1", "true")
+
+
 def _enabled() -> bool:
-    return _cache is not None and os.environ.get("PYDANTIC_DISABLE_PLUGINS") == "__all__"
+    return _cache is not None and plugins_off()
 
 
 def use(cache) -> None:
