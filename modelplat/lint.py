@@ -15,7 +15,6 @@ import sys
 import tempfile
 import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -358,6 +357,8 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
     """Runs the tools; problems that belong to no model go on the Flux wiring row. A chart's
     helm lint, helm template and helm-unittest results, and kubeconform's findings in each file,
     come from `cache` when nothing they read changed (verdicts.py)."""
+    from concurrent.futures import ThreadPoolExecutor  # here: `lint --no-tools` never needs it
+
     from .render import HEADER
 
     helm = tools.find("helm")
