@@ -71,7 +71,9 @@ def install(cls: type) -> bool:
     cls.__pydantic_serializer__ = serializer
     cls.__pydantic_computed_fields__ = {}
     cls.__pydantic_complete__ = True
-    cls.__pydantic_on_complete__()
+    hook = getattr(cls, "__pydantic_on_complete__", None)  # pydantic 2.12 and later
+    if hook is not None:
+        hook()
     return True
 
 
