@@ -537,47 +537,14 @@ def version() -> None:
     print(__version__)
 
 
-_PLUGIN_LOADER = "pydantic.plugin._loader"
-
-
-def _skip_plugin_loader() -> None:
-    """With plugins disabled, pydantic's get_plugins() returns nothing, but the module it lives in
-    imports importlib.metadata (and with it email, zipfile, csv, tempfile...) when the first
-    validator is built: ~54 M instructions, ~5% of a cold render of one model. Stand in for that
-    module with one whose get_plugins() returns nothing too; anything else asked of it (a later
-    pydantic) is taken from the real module, imported then."""
-    from .prebuilt import plugins_off
-
-    if not plugins_off() or _PLUGIN_LOADER in sys.modules:
-        return
-    import types
-
-    stand_in = types.ModuleType(_PLUGIN_LOADER)
-
-    def get_plugins() -> tuple:
-        return ()
-
-    def real(attr: str):
-        import importlib
-
-        if attr.startswith("__"):  # what the import system probes (__path__...) a plain module lacks
-            raise AttributeError(attr)
-        if sys.modules.get(_PLUGIN_LOADER) is stand_in:
-            del sys.modules[_PLUGIN_LOADER]
-        return getattr(importlib.import_module(_PLUGIN_LOADER), attr)
-
-    stand_in.get_plugins = get_plugins
-    stand_in.__getattr__ = real
-    sys.modules[_PLUGIN_LOADER] = stand_in
-
-
 def main() -> None:
     from . import output
     from .errors import Interrupted, handle_interrupts
+    from .prebuilt import skip_plugin_loader
 
     # modelplat uses no pydantic plugins; skipping their discovery saves ~15 ms per command.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    _skip_plugin_loader()
+    skip_plugin_loader()
     handle_interrupts()
     try:
         app()

@@ -1,12 +1,13 @@
-"""Validators of modelplat's pydantic models, built once per modelplat and pydantic.
+"""Validators of modelplat's pydantic models, built once per modelplat and pydantic; and the
+stand-in for pydantic's plugin loader while plugins are off.
 
 Every model class is declared with defer_build: pydantic builds its validator the first time one
 is needed. Building is mostly pydantic walking the annotations in Python to make the class's core
-schema (the values model's: ~133 M of the ~1,100 M instructions of a cold render of one edited
-model); making the validator and serializer from that schema in pydantic-core is ~30 M. So the
-core schemas a run built are kept in the render cache (pickled; the classes and check functions
-in them are taken by name), under a key of modelplat's code and the pydantic and Python versions
-(cache.code_fingerprint), and a later process makes its validators from them directly.
+schema; making the validator and serializer from that schema in pydantic-core takes a few ms (for
+the classes a cold render of one edited model completes, 80 M of its ~1,090 M instructions are
+saved). So the core schemas a run built are kept in the render cache (pickled; the classes and
+check functions in them are taken by name), under a key of modelplat's code and the pydantic and
+Python versions (cache.code_fingerprint), and a later process makes its validators from them.
 
 Used only while pydantic's plugins are off (modelplat's default): a plugin would expect to see
 each validator made. Anything unusual (a class with computed fields, a schema that does not
@@ -33,6 +34,38 @@ def _name(cls: type) -> str:
 def plugins_off() -> bool:
     """pydantic's own test of PYDANTIC_DISABLE_PLUGINS for turning every plugin off."""
     return os.environ.get("PYDANTIC_DISABLE_PLUGINS") in ("__all__", "1", "true")
+
+
+_PLUGIN_LOADER = "pydantic.plugin._loader"
+
+
+def skip_plugin_loader() -> None:
+    """With plugins disabled, pydantic's get_plugins() returns nothing, but the module it lives in
+    imports importlib.metadata (and with it email, zipfile, csv, tempfile...) when the first
+    validator is built: ~54 M instructions, ~5% of a cold render of one model. Stand in for that
+    module with one whose get_plugins() returns nothing too; anything else asked of it (a later
+    pydantic) is taken from the real module, imported then."""
+    if not plugins_off() or _PLUGIN_LOADER in sys.modules:
+        return
+    import types
+
+    stand_in = types.ModuleType(_PLUGIN_LOADER)
+
+    def get_plugins() -> tuple:
+        return ()
+
+    def real(attr: str):
+        import importlib
+
+        if attr.startswith("__"):  # what the import system probes (__path__...) a plain module lacks
+            raise AttributeError(attr)
+        if sys.modules.get(_PLUGIN_LOADER) is stand_in:
+            del sys.modules[_PLUGIN_LOADER]
+        return getattr(importlib.import_module(_PLUGIN_LOADER), attr)
+
+    stand_in.get_plugins = get_plugins
+    stand_in.__getattr__ = real
+    sys.modules[_PLUGIN_LOADER] = stand_in
 
 
 def _enabled() -> bool:

@@ -340,8 +340,8 @@ def complete(cls, *args, **kwargs):
     return original(cls, *args, **kwargs)
 _model_construction.complete_model_class = complete
 from modelplat import pipeline
-from modelplat.cli import _skip_plugin_loader
-_skip_plugin_loader()  # as the command does, with PYDANTIC_DISABLE_PLUGINS=__all__
+from modelplat.prebuilt import skip_plugin_loader
+skip_plugin_loader()  # as the command does, with PYDANTIC_DISABLE_PLUGINS=__all__
 result = pipeline.run([__import__('pathlib').Path(sys.argv[1])], use_cache=True)
 rendered = pipeline.render_all([__import__('pathlib').Path(sys.argv[2])])
 print(json.dumps({"built": built,

@@ -418,7 +418,7 @@ def test_a_render_builds_validators_without_scanning_for_pydantic_plugins(tree, 
     assert runs["stand-in"][1] == runs["plugins on"][1] and runs["stand-in"][1]
 
     code = ("import sys, os; os.environ['PYDANTIC_DISABLE_PLUGINS'] = '__all__'\n"
-            "from modelplat import cli; cli._skip_plugin_loader()\n"
+            "from modelplat import prebuilt; prebuilt.skip_plugin_loader()\n"
             "from pydantic.plugin import _loader\n"
             "assert tuple(_loader.get_plugins()) == ()\n"
             "print(_loader.PYDANTIC_ENTRY_POINT_GROUP)\n")
