@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from modelplat import tools
+from modelplat import lint, tools
 
 from conftest import CPU_FILE, EXAMPLES, REPO, lint_refusing, modelplat, need_tool
 
@@ -119,6 +119,28 @@ def test_helm_refuses_values_the_schema_forbids(helm):
     result = subprocess.run([helm, "template", "iris", str(model / "chart"), "-f", "-", "--namespace", "ml-demo"],
                             input=json.dumps(values), capture_output=True, text=True)
     assert result.returncode != 0 and "surprise" in result.stderr
+
+
+def test_helm_lint_as_lint_runs_it_still_refuses_values_the_schema_forbids(helm, tmp_path):
+    # lint passes --skip-schema-validation to helm lint: that skips only the templates rule's
+    # second check of the values against the schema; the values rule still makes it, once.
+    chart = tmp_path / "iris"
+    shutil.copytree(REPO / "charts-out/ml-demo/iris/chart", chart)
+    args = lint.helm_lint_args(helm, "ml-demo")
+    good = subprocess.run(args + [str(chart)], capture_output=True, text=True)
+    assert good.returncode == 0, good.stdout + good.stderr
+    values = _yaml.load((chart / "values.yaml").read_text())
+    values["resources"]["requestGPU"] = "one"
+    (chart / "values.yaml").write_text(json.dumps(values))
+    bad = subprocess.run(args + [str(chart)], capture_output=True, text=True)
+    assert bad.returncode != 0 and "[ERROR] values.yaml" in bad.stdout
+    assert bad.stdout.count("requestGPU") == 1, bad.stdout  # told once, not again by the templates rule
+    # With a values file over the chart's (lint's way for values holding a null), the same.
+    (chart / "values.yaml").write_text(json.dumps(helmrelease_values(REPO / "charts-out/ml-demo/iris")))
+    override = tmp_path / "override.yaml"
+    override.write_text(json.dumps({"surprise": True}))
+    bad = subprocess.run(lint.helm_lint_args(helm, "ml-demo", override) + [str(chart)], capture_output=True, text=True)
+    assert bad.returncode != 0 and "surprise" in bad.stdout, bad.stdout
 
 
 def test_kubeconform_catches_a_misspelt_field(kubeconform, helm, tmp_path):
