@@ -143,6 +143,14 @@ def test_helm_lint_as_lint_runs_it_still_refuses_values_the_schema_forbids(helm,
     assert bad.returncode != 0 and "surprise" in bad.stdout, bad.stdout
 
 
+def test_helm_lint_skips_its_second_schema_check_only_where_the_first_stays():
+    flag = "--skip-schema-validation"
+    assert flag in lint.helm_lint_args("helm", "ns", version="v3.21.4")
+    assert flag in lint.helm_lint_args("helm", "ns", version="v3.16.0+g1234")
+    for version in ("v3.15.4", "v4.0.1", "unknown", "missing"):
+        assert flag not in lint.helm_lint_args("helm", "ns", version=version), version
+
+
 def test_kubeconform_catches_a_misspelt_field(kubeconform, helm, tmp_path):
     model = REPO / "charts-out/llm/qwen-chat"
     isvc = isvc_of(template(helm, model / "chart", "qwen-chat", "llm", helmrelease_values(model)))
