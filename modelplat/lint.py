@@ -585,14 +585,14 @@ def _run_tools(root: Path, files: dict[str, bytes], result, pairs: list, wiring:
 
 
 def helm_lint_args(helm: str, namespace: str, values: Path | None = None, version: str | None = None) -> list[str]:
-    """helm lint as lint runs it, the chart folders to follow. Helm 3.16 to 3.x checks the values
+    """helm lint as lint runs it, the chart folders to follow. Helm 3's lint checks the values
     against the chart's values.schema.json twice: its values rule (the chart's values.yaml with -f's
     values over it, always) and its templates rule again (the same values, merged the same way,
     plus subcharts' schemas: these charts have none). --skip-schema-validation drops only the
     second, ~25% of helm lint's time (compiling the ~90 KB schema); a value the schema refuses
     still fails helm lint, and helm template checks the HelmRelease's values against it once more.
-    Older helm lacks the flag; in Helm 4 it turns off the values rule's check as well (helm#31275):
-    neither gets it."""
+    Helm before 3.16 lacks the flag; in Helm 4 it turns off the values rule's check as well
+    (helm#31275): neither gets it."""
     version = tools.version("helm") if version is None else version
     skip = ["--skip-schema-validation"] if _checks_schema_twice(version) else []
     return [helm, "lint", "--strict", *skip, "--namespace", namespace] + ([] if values is None else ["-f", str(values)])
